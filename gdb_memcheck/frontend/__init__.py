@@ -1,0 +1,25 @@
+"""The thin gdb frontend: the live Target, the `memcheck` commands and settings.
+
+This is the only package that imports gdb; everything it shows is computed by
+the gdb-free core.
+"""
+
+from __future__ import annotations
+
+from ..target import TargetError
+from . import commands, parameters
+from .session import SESSION
+
+_REGISTERED: list = []
+
+
+def load() -> None:
+    """Register commands and settings once, hook gdb's events, and say what was found."""
+    if not _REGISTERED:
+        _REGISTERED.extend(commands.register() + parameters.register())
+        SESSION.connect_events()
+    try:
+        line = SESSION.detect()
+    except TargetError as e:
+        line = f"loaded; {e}"
+    SESSION.announce(line)

@@ -1,0 +1,116 @@
+"""The live Target: guest memory, registers, symbols and type layouts through gdb."""
+from __future__ import annotations
+
+from typing import Callable
+
+import gdb
+
+from ..target import Field, MemoryReadError, StructLayout, SymbolError, TargetError
+
+PhysicalRead = Callable[[int, int], bytes]
+MAX_NESTING = 3
+
+
+class GdbTarget:
+    """Implements gdb_memcheck.target.Target over gdb's remote connection to QEMU."""
+
+    def __init__(self) -> None:
+        self._symbols: dict[str, int] = {}
+        self._layouts: dict[str, StructLayout] = {}
+        self.physical_reader: PhysicalRead | None = None
+
+    def forget_debug_info(self) -> None:
+        """Drop cached symbols and layouts (a new objfile was loaded or symbols moved)."""
+        self._symbols.clear()
+        self._layouts.clear()
+
+    def read_virtual(self, addr: int, size: int) -> bytes:
+        try:
+            return bytes(_inferior().read_memory(addr, size))
+        except (gdb.MemoryError, gdb.error) as e:
+            raise MemoryReadError("virtual", addr, size, str(e)) from None
+        except (OverflowError, ValueError) as e:
+            raise MemoryReadError("virtual", addr, size, str(e)) from None
+
+    def read_physical(self, addr: int, size: int) -> bytes:
+        if self.physical_reader is None:
+            raise TargetError("no physical memory path: not connected to a guest")
+        return self.physical_reader(addr, size)
+
+    def register(self, name: str, cpu: int | None = None) -> int:
+        try:
+            if cpu is None:
+                return _frame_register(name)
+            return _on_thread(self._thread(cpu), lambda: _frame_register(name))
+        except gdb.error as e:
+            raise TargetError(f"cannot read ${name}: {e}") from None
+
+    def symbol_address(self, name: str) -> int:
+        if name not in self._symbols:
+            try:
+                self._symbols[name] = int(gdb.parse_and_eval(f"(unsigned long)&{name}"))
+            except gdb.error:
+                raise SymbolError(f"no symbol {name!r} in the loaded kernel debug info") from None
+        return self._symbols[name]
+
+    def layout(self, type_name: str) -> StructLayout:
+        if type_name not in self._layouts:
+            try:
+                t = gdb.lookup_type(type_name).strip_typedefs()
+            except gdb.error:
+                raise SymbolError(f"no type {type_name!r} in the loaded kernel debug info") from None
+            fields: dict[str, Field] = {}
+            _flatten(t, "", 0, fields, 0)
+            self._layouts[type_name] = StructLayout(type_name, t.sizeof, fields)
+        return self._layouts[type_name]
+
+    def cpu_count(self) -> int:
+        return len(_threads())
+
+    def _thread(self, cpu: int) -> "gdb.InferiorThread":
+        threads = _threads()
+        if not 0 <= cpu < len(threads):
+            raise TargetError(f"no vCPU {cpu}: the guest has {len(threads)}")
+        return threads[cpu]
+
+
+def _inferior() -> "gdb.Inferior":
+    return gdb.selected_inferior()
+
+
+def _threads() -> list:
+    return sorted(_inferior().threads(), key=lambda t: t.num)
+
+
+def _frame_register(name: str) -> int:
+    return int(gdb.selected_frame().read_register(name)) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _on_thread(thread: "gdb.InferiorThread", fn: Callable[[], int]) -> int:
+    previous = gdb.selected_thread()
+    if previous is not None and previous.num == thread.num:
+        return fn()
+    thread.switch()
+    try:
+        return fn()
+    finally:
+        if previous is not None:
+            previous.switch()
+
+
+def _flatten(t: "gdb.Type", prefix: str, base: int, out: dict[str, Field], depth: int) -> None:
+    """Members of struct/union `t` at `base`, nested ones dotted; anonymous ones inlined like C."""
+    for f in t.fields():
+        if not hasattr(f, "bitpos") or f.bitpos is None:
+            continue
+        offset = base + f.bitpos // 8
+        ftype = f.type.strip_typedefs()
+        nested = ftype.code in (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION)
+        if not f.name:
+            if nested:
+                _flatten(ftype, prefix, offset, out, depth)
+            continue
+        name = prefix + f.name
+        out.setdefault(name, Field(offset, ftype.sizeof))
+        if nested and depth < MAX_NESTING:
+            _flatten(ftype, name + ".", offset, out, depth + 1)

@@ -1,0 +1,58 @@
+"""Settings under `set memcheck ...` / `show memcheck ...`."""
+from __future__ import annotations
+
+import gdb
+
+from . import physical
+from .session import SESSION
+
+
+class SetMemcheckPrefix(gdb.Command):
+    """Settings of gdb_memcheck."""
+
+    def __init__(self) -> None:
+        super().__init__("set memcheck", gdb.COMMAND_DATA, prefix=True)
+
+
+class ShowMemcheckPrefix(gdb.Command):
+    """Settings of gdb_memcheck."""
+
+    def __init__(self) -> None:
+        super().__init__("show memcheck", gdb.COMMAND_DATA, prefix=True)
+
+
+class SysrootParameter(gdb.Parameter):
+    """Directory holding the guest's files (binaries and libraries with their symbols)."""
+
+    set_doc = "Set the directory that holds the guest's files."
+    show_doc = "Show the directory that holds the guest's files."
+
+    def __init__(self) -> None:
+        super().__init__("memcheck sysroot", gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
+        self.value = ""
+
+    def get_show_string(self, svalue: str) -> str:
+        return f"Guest files are looked up under {svalue or '(not set)'}."
+
+
+class PhysicalReadParameter(gdb.Parameter):
+    """How to read guest-physical memory: auto (fastest available), qemu-mem, phymemmode or directmap."""
+
+    set_doc = "Set how guest-physical memory is read."
+    show_doc = "Show how guest-physical memory is read."
+
+    def __init__(self) -> None:
+        super().__init__("memcheck physical-read", gdb.COMMAND_DATA, gdb.PARAM_ENUM, ("auto",) + physical.PATHS)
+        self.value = "auto"
+
+    def get_set_string(self) -> str:
+        SESSION.choose_physical(self.value)
+        return ""
+
+    def get_show_string(self, svalue: str) -> str:
+        used = f" (in use: {SESSION.physical.name})" if SESSION.physical else ""
+        return f"Guest-physical memory is read via {svalue}{used}."
+
+
+def register() -> list[gdb.Command | gdb.Parameter]:
+    return [SetMemcheckPrefix(), ShowMemcheckPrefix(), SysrootParameter(), PhysicalReadParameter()]

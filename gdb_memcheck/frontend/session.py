@@ -1,0 +1,116 @@
+"""One debugging session: the live target, what was detected about the guest, and
+the gdb event hooks that keep caches honest (per stop, per objfile, per connection)."""
+from __future__ import annotations
+
+import gdb
+
+from .. import __version__, kaslr
+from ..kernel import KernelInfo, cpu_paging_mode, read_kernel_info
+from ..target import MemoryReadError, SymbolError, TargetError
+from . import physical
+from .live import GdbTarget
+
+
+class Session:
+    """State the commands share; invalidated by gdb's events."""
+
+    def __init__(self) -> None:
+        self.target = GdbTarget()
+        self.physical: physical.PhysicalPath | None = None
+        self.physical_choice = "auto"
+        self.kernel: KernelInfo | None = None
+        self.slide_applied = 0
+        self.last_line = ""
+
+    # -- physical memory ------------------------------------------------------
+    def physical_path(self) -> physical.PhysicalPath:
+        if self.physical is None:
+            if self.physical_choice == "auto":
+                self.physical, _ = physical.first_available(self.target)
+            else:
+                self.physical = physical.open_path(self.physical_choice, self.target)
+            self.target.physical_reader = self.physical.read
+        return self.physical
+
+    def choose_physical(self, choice: str) -> None:
+        self.physical_choice = choice
+        self.drop_physical()
+
+    def drop_physical(self) -> None:
+        self.physical = None
+        self.target.physical_reader = None
+
+    # -- detection ------------------------------------------------------------
+    def detect(self) -> str:
+        """Find out what the guest is; relocate symbols for KASLR; return the summary line."""
+        if gdb.selected_inferior().connection is None:
+            raise TargetError("not connected to a guest (target remote HOST:PORT)")
+        mode = cpu_paging_mode(self.target)
+        if mode.levels == 0:
+            self.kernel = None
+            return f"{mode.value}: the CPU is at reset or in early boot; physical addresses are linear ones"
+        slide = self._measure_slide()
+        if slide:
+            self._relocate(self.slide_applied + slide)
+        self.kernel = read_kernel_info(self.target, None if slide is None else self.slide_applied)
+        path = self.physical_path()
+        cpus = self.target.cpu_count()
+        return f"{self.kernel.summary()}; {cpus} vCPU{'s' if cpus > 1 else ''}; physical reads via {path.name} ({path.detail})"
+
+    def _measure_slide(self) -> int | None:
+        """Slide of the running kernel relative to the symbols gdb has now; None if not measurable."""
+        try:
+            gate = self.target.read_virtual(kaslr.CEA_RO_IDT, kaslr.IDT_GATE_SIZE)
+            return kaslr.slide_from_gate(gate, self.target.symbol_address(kaslr.DIVIDE_ERROR_HANDLER))
+        except (MemoryReadError, SymbolError, ValueError):
+            return None
+
+    def _relocate(self, slide: int) -> None:
+        """Reload the kernel's symbols at `slide`, keeping per-CPU symbols zero-based."""
+        path = gdb.current_progspace().filename or (gdb.objfiles()[0].filename if gdb.objfiles() else None)
+        if not path:
+            raise SymbolError("KASLR is on but no kernel symbol file is loaded to relocate")
+        confirm = gdb.parameter("confirm")
+        gdb.execute("set confirm off")
+        try:
+            gdb.execute("symbol-file", to_string=True)
+            gdb.execute(f"add-symbol-file {path} -o {slide:#x} -s .data..percpu 0", to_string=True)
+        finally:
+            gdb.execute(f"set confirm {'on' if confirm else 'off'}")
+        self.slide_applied = slide
+        self.target.forget_debug_info()
+        self.drop_physical()
+
+    # -- events ---------------------------------------------------------------
+    def on_stop(self, _event) -> None:
+        """Detect once the kernel becomes readable (e.g. after a reset stop) and say so."""
+        if self.kernel is not None:
+            return
+        try:
+            line = self.detect()
+        except TargetError:
+            return
+        if line != self.last_line:
+            self.announce(line)
+
+    def on_objfiles_changed(self, _event) -> None:
+        self.target.forget_debug_info()
+
+    def on_disconnect(self, _event) -> None:
+        self.drop_physical()
+        self.kernel = None
+
+    def announce(self, line: str) -> None:
+        self.last_line = line
+        gdb.write(f"gdb_memcheck {__version__}: {line}\n")
+
+    def connect_events(self) -> None:
+        gdb.events.stop.connect(self.on_stop)
+        gdb.events.new_objfile.connect(self.on_objfiles_changed)
+        gdb.events.clear_objfiles.connect(self.on_objfiles_changed)
+        gdb.events.exited.connect(self.on_disconnect)
+        if hasattr(gdb.events, "connection_removed"):
+            gdb.events.connection_removed.connect(self.on_disconnect)
+
+
+SESSION = Session()

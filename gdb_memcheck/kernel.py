@@ -1,0 +1,57 @@
+"""Facts about the running kernel: release, machine, paging mode, per-CPU data."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .paging import PagingMode, paging_mode
+from .target import Target, TargetError, cstring, read_u64
+
+UTS_FIELD_LEN = 65
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """What the load line and `memcheck info` report."""
+
+    release: str
+    machine: str
+    paging: PagingMode
+    slide: int | None          # None when it could not be measured
+
+    def summary(self) -> str:
+        slide = "unknown" if self.slide is None else ("off" if self.slide == 0 else f"slide {self.slide:#x}")
+        return f"Linux {self.release} {self.machine}, {self.paging.value}, KASLR {slide}"
+
+
+def cpu_paging_mode(target: Target, cpu: int | None = None) -> PagingMode:
+    return paging_mode(target.register("cr0", cpu), target.register("cr4", cpu), target.register("efer", cpu))
+
+
+def uts_field(target: Target, member: str) -> str:
+    """A field of init_uts_ns.name ("release", "machine", ...), as `uname` shows it."""
+    offset = target.layout("struct uts_namespace").offset(f"name.{member}")
+    return cstring(target.read_virtual(target.symbol_address("init_uts_ns") + offset, UTS_FIELD_LEN))
+
+
+def read_kernel_info(target: Target, slide: int | None) -> KernelInfo:
+    """Read release and machine from init_uts_ns; needs paging on and the kernel running."""
+    mode = cpu_paging_mode(target)
+    if mode.levels == 0:
+        raise TargetError(f"{mode.value}: the CPU is at reset or in early boot, kernel data is not readable yet")
+    return KernelInfo(uts_field(target, "release"), uts_field(target, "machine"), mode, slide)
+
+
+def per_cpu_address(target: Target, symbol: str, cpu: int) -> int:
+    """Address of a per-CPU variable's copy for `cpu`: __per_cpu_offset[cpu] + &symbol."""
+    offsets = target.symbol_address("__per_cpu_offset")
+    return read_u64(target, offsets + 8 * cpu) + target.symbol_address(symbol)
+
+
+def current_task(target: Target, cpu: int) -> int:
+    """Address of the task_struct running on `cpu`."""
+    return read_u64(target, per_cpu_address(target, "current_task", cpu))
+
+
+def page_offset_base(target: Target) -> int:
+    """Start of the kernel's direct map of all physical memory (randomized with KASLR)."""
+    return read_u64(target, target.symbol_address("page_offset_base"))

@@ -1,0 +1,138 @@
+"""x86-64 paging: the CPU's paging mode, and translation of one virtual address
+by walking 4- or 5-level page tables in guest-physical memory.
+
+Intel SDM vol. 3A ch. 4.5: each level indexes 9 bits of the address; bit 7 (PS)
+in a PDPT or PD entry maps a 1 GiB or 2 MiB page; NX is bit 63.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable
+
+from .target import MemoryReadError, TargetError
+
+PhysReader = Callable[[int, int], bytes]
+
+PRESENT, WRITABLE, USER, ACCESSED, DIRTY, HUGE, GLOBAL = (1 << b for b in (0, 1, 2, 5, 6, 7, 8))
+NX = 1 << 63
+ADDR_MASK = 0x000F_FFFF_FFFF_F000
+LEVEL_NAMES = {5: "PML5", 4: "PML4", 3: "PDPT", 2: "PD", 1: "PT"}
+LEVEL_SHIFT = {5: 48, 4: 39, 3: 30, 2: 21, 1: 12}
+
+CR0_PG = 1 << 31
+CR4_PAE = 1 << 5
+CR4_LA57 = 1 << 12
+EFER_LMA = 1 << 10
+
+
+class PagingMode(Enum):
+    """How the CPU translates linear addresses."""
+
+    OFF = "paging off"
+    LEGACY_32 = "32-bit paging"
+    PAE = "PAE paging"
+    FOUR_LEVEL = "4-level paging"
+    FIVE_LEVEL = "5-level paging"
+
+    @property
+    def levels(self) -> int:
+        return {PagingMode.FOUR_LEVEL: 4, PagingMode.FIVE_LEVEL: 5}.get(self, 0)
+
+
+def paging_mode(cr0: int, cr4: int, efer: int) -> PagingMode:
+    """Decode the paging mode from control registers (SDM 3A table 4-1)."""
+    if not cr0 & CR0_PG:
+        return PagingMode.OFF
+    if not cr4 & CR4_PAE:
+        return PagingMode.LEGACY_32
+    if not efer & EFER_LMA:
+        return PagingMode.PAE
+    return PagingMode.FIVE_LEVEL if cr4 & CR4_LA57 else PagingMode.FOUR_LEVEL
+
+
+class PageWalkError(TargetError):
+    """The walk stopped: not present, non-canonical, or a table that cannot be read."""
+
+    def __init__(self, message: str, steps: list["WalkStep"]) -> None:
+        super().__init__(message)
+        self.steps = steps
+
+
+@dataclass(frozen=True)
+class WalkStep:
+    """One level of a walk: the table read, the index used and the entry found."""
+
+    level: int
+    table: int
+    index: int
+    entry: int
+
+    @property
+    def name(self) -> str:
+        return LEVEL_NAMES[self.level]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """Where a virtual address lands and the entries that took it there."""
+
+    virtual: int
+    physical: int
+    page_size: int
+    steps: list[WalkStep] = field(default_factory=list)
+
+    @property
+    def writable(self) -> bool:
+        return all(s.entry & WRITABLE for s in self.steps)
+
+    @property
+    def user(self) -> bool:
+        return all(s.entry & USER for s in self.steps)
+
+    @property
+    def executable(self) -> bool:
+        return not any(s.entry & NX for s in self.steps)
+
+
+def is_canonical(va: int, levels: int) -> bool:
+    """True when the bits above the top translated bit all copy it."""
+    top = 57 if levels == 5 else 48
+    high = va >> (top - 1)
+    return high == 0 or high == (1 << (65 - top)) - 1
+
+
+def cr3_table(cr3: int) -> int:
+    """Physical address of the top-level table in CR3 (PCID and flag bits dropped)."""
+    return cr3 & ADDR_MASK
+
+
+def translate(read_phys: PhysReader, root: int, va: int, levels: int = 4) -> Translation:
+    """Walk the tables from `root` (physical) for `va`; raise PageWalkError where it stops."""
+    if levels not in (4, 5):
+        raise PageWalkError(f"cannot walk {levels}-level page tables", [])
+    if not is_canonical(va, levels):
+        raise PageWalkError(f"{va:#x} is not a canonical {levels}-level address", [])
+    steps: list[WalkStep] = []
+    table = root & ADDR_MASK
+    for level in range(levels, 0, -1):
+        shift = LEVEL_SHIFT[level]
+        index = (va >> shift) & 0x1FF
+        entry = _read_entry(read_phys, table, index, level, steps)
+        steps.append(WalkStep(level, table, index, entry))
+        if not entry & PRESENT:
+            raise PageWalkError(f"{va:#x}: {LEVEL_NAMES[level]} entry {index} not present", steps)
+        if level == 1 or (level in (2, 3) and entry & HUGE):
+            size = 1 << shift
+            base = entry & ADDR_MASK & ~(size - 1)
+            return Translation(va, base | (va & (size - 1)), size, steps)
+        table = entry & ADDR_MASK
+    raise AssertionError("unreachable: level 1 always returns")
+
+
+def _read_entry(read_phys: PhysReader, table: int, index: int, level: int, steps: list[WalkStep]) -> int:
+    try:
+        return struct.unpack("<Q", read_phys(table + 8 * index, 8))[0]
+    except MemoryReadError as e:
+        raise PageWalkError(f"{LEVEL_NAMES[level]} table at {table:#x} cannot be read ({e})", steps) from e

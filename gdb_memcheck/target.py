@@ -1,0 +1,96 @@
+"""The small interface every walker reads the guest through, and its errors.
+
+A `Target` is implemented live by the gdb frontend and, in unit tests, by
+synthetic or recorded memory; nothing here imports gdb.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+
+class TargetError(Exception):
+    """Something the guest could not give us; the message is shown to the user as is."""
+
+
+class MemoryReadError(TargetError):
+    """A read of guest memory failed (unmapped, outside RAM, target not running)."""
+
+    def __init__(self, space: str, addr: int, size: int, why: str = "") -> None:
+        self.space, self.addr, self.size = space, addr, size
+        tail = f": {why}" if why else ""
+        super().__init__(f"cannot read {size} bytes of {space} memory at {addr:#x}{tail}")
+
+
+class SymbolError(TargetError):
+    """A symbol or type the kernel's debug info does not have."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One member of a struct: byte offset from the struct's start and size in bytes."""
+
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class StructLayout:
+    """Offsets of a struct's members, nested members flattened with dots ("name.release")."""
+
+    name: str
+    size: int
+    fields: Mapping[str, Field] = field(default_factory=dict)
+
+    def has(self, member: str) -> bool:
+        return member in self.fields
+
+    def offset(self, member: str) -> int:
+        try:
+            return self.fields[member].offset
+        except KeyError:
+            raise SymbolError(f"{self.name} has no member {member!r} in this kernel") from None
+
+
+class Target(Protocol):
+    """What the core needs from a stopped guest."""
+
+    def read_virtual(self, addr: int, size: int) -> bytes:
+        """Bytes at a virtual address, translated by the CPU's current page tables."""
+
+    def read_physical(self, addr: int, size: int) -> bytes:
+        """Bytes at a guest-physical address."""
+
+    def register(self, name: str, cpu: int | None = None) -> int:
+        """A register of vCPU `cpu` (0-based; None: the selected one): rip, cr3, efer, ..."""
+
+    def symbol_address(self, name: str) -> int:
+        """Run-time address of a kernel symbol (already relocated for KASLR)."""
+
+    def layout(self, type_name: str) -> StructLayout:
+        """Member offsets of a type, e.g. "struct task_struct"."""
+
+    def cpu_count(self) -> int:
+        """Number of vCPUs."""
+
+
+def u64(data: bytes, offset: int = 0) -> int:
+    return struct.unpack_from("<Q", data, offset)[0]
+
+
+def u32(data: bytes, offset: int = 0) -> int:
+    return struct.unpack_from("<I", data, offset)[0]
+
+
+def i32(data: bytes, offset: int = 0) -> int:
+    return struct.unpack_from("<i", data, offset)[0]
+
+
+def read_u64(target: Target, addr: int) -> int:
+    return u64(target.read_virtual(addr, 8))
+
+
+def cstring(data: bytes) -> str:
+    """A NUL-terminated C string from a fixed-size buffer."""
+    return data.split(b"\0", 1)[0].decode("utf-8", errors="replace")

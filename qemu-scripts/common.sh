@@ -1,0 +1,5 @@
+# Shared settings of the lab scripts: cache location and the kernel ABI name.
+say() { printf '[lab] %s\n' "$*" >&2; }
+LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${GDB_MEMCHECK_CACHE:-$HOME/.cache/gdb-memcheck}
+mkdir -p "$CACHE"

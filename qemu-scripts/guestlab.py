@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Boot, drive and stop lab guests: QEMU (TCG) with a gdbstub, a serial console log,
+an HMP monitor socket and a command shell on a second serial port.
+
+Used by the tests, the benchmarks and the demo; also a command line:
+  guestlab.py boot [--kaslr] [--halt] [--smp N] [--mem MB] [--cpu MODEL] [--run-dir D]
+  guestlab.py sh RUN_DIR 'cat /proc/1/maps'
+  guestlab.py hmp RUN_DIR 'info mem'
+  guestlab.py stop RUN_DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO = SCRIPTS.parent
+READY_MARKER = "INIT ready"
+
+
+class LabError(RuntimeError):
+    """The lab could not do what was asked (build, boot, command)."""
+
+
+def say(msg: str) -> None:
+    print(f"[lab] {msg}", file=sys.stderr, flush=True)
+
+
+def _script_output(name: str) -> Path:
+    """Run a build script (it is idempotent and cached) and return the directory it prints."""
+    proc = subprocess.run(["bash", str(SCRIPTS / name)], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise LabError(f"{name} failed with exit code {proc.returncode}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def kernel_dir() -> Path:
+    return _script_output("kernel.sh")
+
+
+def initramfs_dir() -> Path:
+    return _script_output("initramfs.sh")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class BootOptions:
+    """What distinguishes one guest from another."""
+
+    kaslr: bool = False
+    halt: bool = False          # -S: stay stopped at reset until gdb continues
+    smp: int = 1
+    mem_mb: int = 512
+    cpu: str = "qemu64"
+    randmaps: bool = False
+    extra_append: str = ""
+
+
+@dataclass
+class Guest:
+    """One running QEMU instance and the files that belong to it."""
+
+    run_dir: Path
+    gdb_port: int
+    kernel: Path
+    initramfs: Path
+    options: BootOptions = field(default_factory=BootOptions)
+    pid: int = 0
+
+    @property
+    def vmlinux(self) -> Path:
+        return self.kernel / "vmlinux-indexed"
+
+    @property
+    def sysroot(self) -> Path:
+        return self.initramfs / "root"
+
+    @property
+    def console_log(self) -> Path:
+        return self.run_dir / "console.log"
+
+    def save(self) -> None:
+        data = asdict(self)
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+        (self.run_dir / "guest.json").write_text(json.dumps(data, indent=1))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "Guest":
+        data = json.loads((Path(run_dir) / "guest.json").read_text())
+        data["options"] = BootOptions(**data["options"])
+        for key in ("run_dir", "kernel", "initramfs"):
+            data[key] = Path(data[key])
+        return cls(**data)
+
+    # -- life cycle -------------------------------------------------------
+    def qemu_argv(self) -> list[str]:
+        o = self.options
+        append = ["console=ttyS0", "panic=-1", "nokaslr" if not o.kaslr else "kaslr"]
+        if not o.randmaps:
+            append.append("norandmaps")
+        if o.extra_append:
+            append.append(o.extra_append)
+        r = self.run_dir
+        argv = [
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", o.cpu, "-smp", str(o.smp),
+            "-m", str(o.mem_mb), "-no-reboot", "-vga", "none", "-nic", "none",
+            "-parallel", "none", "-display", "none",
+            "-kernel", str(self.kernel / "vmlinuz"), "-initrd", str(self.initramfs / "initramfs.cpio.gz"),
+            "-append", " ".join(append),
+            "-serial", f"file:{r}/console.log",
+            "-serial", f"unix:{r}/ttyS1.sock,server=on,wait=off",
+            "-monitor", f"unix:{r}/hmp.sock,server=on,wait=off",
+            "-gdb", f"tcp:127.0.0.1:{self.gdb_port}",
+            "-daemonize", "-pidfile", f"{r}/qemu.pid",
+        ]
+        if o.halt:
+            argv.append("-S")
+        return argv
+
+    def start(self) -> None:
+        say(f"booting guest in {self.run_dir} (gdb port {self.gdb_port})")
+        proc = subprocess.run(self.qemu_argv(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"qemu failed: {proc.stderr.strip()}")
+        self.pid = int((self.run_dir / "qemu.pid").read_text())
+        self.save()
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Wait for the console's ready marker; return the seconds it took."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if READY_MARKER in self.console_text():
+                return time.monotonic() - t0
+            if not self.alive():
+                raise LabError(f"QEMU exited during boot; console:\n{self.console_tail()}")
+            time.sleep(0.1)
+        raise LabError(f"no '{READY_MARKER}' after {timeout:.0f} s; console:\n{self.console_tail()}")
+
+    def console_text(self) -> str:
+        try:
+            return self.console_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def console_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.console_text().splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.pid and self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+            for _ in range(50):
+                if not self.alive():
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+        say(f"guest {self.run_dir} stopped")
+
+    # -- talking to it ----------------------------------------------------
+    def sh(self, command: str, timeout: float = 60.0) -> str:
+        """Run one shell line in the guest (over ttyS1) and return its output.
+
+        Raises LabError when the command exits non-zero or no answer comes in time.
+        """
+        tag = os.urandom(4).hex()
+        line = f"echo '<<B:{tag}>>'; {command}; echo \"<<E:{tag}:$?>>\"\n"
+        end = re.compile(rf"<<E:{tag}:(\d+)>>\n")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.run_dir / "ttyS1.sock"))
+            s.sendall(line.encode())
+            data = _read_until(s, end, timeout)
+        text = data.decode(errors="replace")
+        begin = text.find(f"<<B:{tag}>>\n")
+        m = end.search(text)
+        body = text[begin + len(f"<<B:{tag}>>\n"): m.start()]
+        if m.group(1) != "0":
+            raise LabError(f"guest command failed ({m.group(1)}): {command}\n{body}")
+        return body
+
+    def hmp(self, command: str, timeout: float = 60.0) -> str:
+        """Run one HMP monitor command and return its output."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.run_dir / "hmp.sock"))
+            _read_until(s, re.compile(rb"\(qemu\) "), timeout)
+            s.sendall(command.encode() + b"\n")
+            data = _read_until(s, re.compile(rb"\r?\n\(qemu\) $"), timeout)
+        text = data.decode(errors="replace").replace("\r", "")
+        lines = text.split("\n")
+        return "\n".join(lines[1:-1]) + "\n"
+
+    def gdb_argv(self, *extra: str, plugin: bool = True) -> list[str]:
+        """gdb with the indexed vmlinux, connected to this guest, plugin sourced."""
+        argv = ["gdb", "-nx", "-q", "-ex", "set pagination off", "-ex", "set confirm off",
+                "-ex", f"file {self.vmlinux}", "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
+        if plugin:
+            argv += ["-x", str(REPO / "gdbinit.py"), "-ex", f"set memcheck sysroot {self.sysroot}"]
+        return argv + list(extra)
+
+
+def _read_until(sock: socket.socket, pattern: re.Pattern, timeout: float) -> bytes:
+    sock.settimeout(timeout)
+    buf = b""
+    deadline = time.monotonic() + timeout
+    is_bytes = isinstance(pattern.pattern, bytes)
+    while time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        if pattern.search(buf if is_bytes else buf.decode(errors="replace")):
+            return buf
+    raise LabError(f"timed out waiting for {pattern.pattern!r}; got {buf[-500:]!r}")
+
+
+def boot(options: BootOptions | None = None, run_dir: str | Path | None = None,
+         wait: bool = True) -> Guest:
+    """Build (cached) what the guest needs, start it, and wait for the ready marker."""
+    options = options or BootOptions()
+    kernel, initramfs = kernel_dir(), initramfs_dir()
+    rd = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="memcheck-guest-"))
+    rd.mkdir(parents=True, exist_ok=True)
+    (rd / "console.log").unlink(missing_ok=True)
+    guest = Guest(run_dir=rd, gdb_port=free_port(), kernel=kernel, initramfs=initramfs, options=options)
+    guest.start()
+    if wait and not options.halt:
+        took = guest.wait_ready()
+        say(f"guest ready after {took:.1f} s")
+    return guest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("boot", help="start a guest and wait until it is ready")
+    b.add_argument("--run-dir")
+    b.add_argument("--kaslr", action="store_true")
+    b.add_argument("--halt", action="store_true", help="-S: stop at reset")
+    b.add_argument("--smp", type=int, default=1)
+    b.add_argument("--mem", type=int, default=512)
+    b.add_argument("--cpu", default="qemu64", help="e.g. qemu64,+la57 for 5-level paging")
+    for name in ("sh", "hmp"):
+        p = sub.add_parser(name)
+        p.add_argument("run_dir")
+        p.add_argument("command")
+    s = sub.add_parser("stop")
+    s.add_argument("run_dir")
+    g = sub.add_parser("gdb", help="exec gdb connected to the guest with the plugin")
+    g.add_argument("run_dir")
+    g.add_argument("gdb_args", nargs=argparse.REMAINDER)
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "boot":
+            opts = BootOptions(kaslr=a.kaslr, halt=a.halt, smp=a.smp, mem_mb=a.mem, cpu=a.cpu)
+            print(boot(opts, a.run_dir).run_dir)
+        elif a.cmd == "sh":
+            sys.stdout.write(Guest.load(a.run_dir).sh(a.command))
+        elif a.cmd == "hmp":
+            sys.stdout.write(Guest.load(a.run_dir).hmp(a.command))
+        elif a.cmd == "stop":
+            Guest.load(a.run_dir).stop()
+        elif a.cmd == "gdb":
+            argv = Guest.load(a.run_dir).gdb_argv(*a.gdb_args)
+            os.execvp(argv[0], argv)
+    except LabError as e:
+        say(str(e))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
