@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from .target import MemoryReadError, TargetError
 
@@ -136,3 +136,107 @@ def _read_entry(read_phys: PhysReader, table: int, index: int, level: int, steps
         return struct.unpack("<Q", read_phys(table + 8 * index, 8))[0]
     except MemoryReadError as e:
         raise PageWalkError(f"{LEVEL_NAMES[level]} table at {table:#x} cannot be read ({e})", steps) from e
+
+
+SPECIAL = 1 << 9            # _PAGE_SPECIAL: no struct page behind it (zero page, PFN maps)
+MAX_TABLES = 1 << 18
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A mapped page (4 KiB, 2 MiB or 1 GiB) with permissions combined over every level."""
+
+    virtual: int
+    physical: int
+    size: int
+    entry: int
+    writable: bool
+    user: bool
+    executable: bool
+
+
+def sign_extend(va: int, levels: int) -> int:
+    """The canonical form of a virtual address built from table indices."""
+    top = 57 if levels == 5 else 48
+    if va & (1 << (top - 1)):
+        va |= ((1 << 64) - 1) ^ ((1 << top) - 1)
+    return va
+
+
+def leaves(read_phys: PhysReader, root: int, levels: int, start: int = 0,
+           end: int = 1 << 64, max_tables: int = MAX_TABLES) -> Iterator[Leaf]:
+    """Every present leaf overlapping [start, end), in address order.
+
+    A whole table is read at once (512 entries); walks of corrupt tables stop with
+    PageWalkError after `max_tables` tables, having yielded what they found so far.
+    """
+    budget = [max_tables]
+    yield from _walk_table(read_phys, root & ADDR_MASK, levels, levels, 0, start, end,
+                           WRITABLE | USER, False, budget)
+
+
+def _walk_table(read_phys: PhysReader, table: int, level: int, levels: int, base: int, start: int, end: int,
+                perms: int, nx: bool, budget: list) -> Iterator[Leaf]:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise PageWalkError(f"page-table walk visited more than {MAX_TABLES} tables (corrupt tables?)", [])
+    try:
+        entries = struct.unpack("<512Q", read_phys(table, 4096))
+    except MemoryReadError as e:
+        raise PageWalkError(f"{LEVEL_NAMES[level]} table at {table:#x} cannot be read ({e})", []) from e
+    shift = LEVEL_SHIFT[level]
+    span = 1 << shift
+    for index, entry in enumerate(entries):
+        if not entry & PRESENT:
+            continue
+        va = sign_extend(base | (index << shift), levels)
+        if va + span <= start or va >= end:
+            continue
+        eff, enx = perms & entry, nx or bool(entry & NX)
+        if level == 1 or (level in (2, 3) and entry & HUGE):
+            phys = entry & ADDR_MASK & ~(span - 1)
+            yield Leaf(va, phys, span, entry, bool(eff & WRITABLE), bool(eff & USER), not enx)
+        else:
+            yield from _walk_table(read_phys, entry & ADDR_MASK, level - 1, levels, base | (index << shift),
+                                   start, end, eff, enx, budget)
+
+
+@dataclass(frozen=True)
+class Range:
+    """Leaves merged while contiguous and alike: what `memcheck pagetable` prints a line for."""
+
+    virtual: int
+    physical: int
+    size: int
+    page_size: int
+    writable: bool
+    user: bool
+    executable: bool
+
+    @property
+    def end(self) -> int:
+        return self.virtual + self.size
+
+    def perms(self) -> str:
+        return ("u" if self.user else "k") + "r" + ("w" if self.writable else "-") + ("x" if self.executable else "-")
+
+
+def coalesce(items: Iterable[Leaf], physical: bool = True) -> list[Range]:
+    """Merge neighbours with the same permissions and page size (and, if `physical`,
+    contiguous physical addresses).  With physical=False and page size ignored it
+    groups like QEMU's `info mem`."""
+    out: list[Range] = []
+    for leaf in items:
+        if out:
+            last = out[-1]
+            same = (last.end == leaf.virtual and last.writable == leaf.writable and last.user == leaf.user
+                    and last.executable == leaf.executable)
+            if same and physical:
+                same = last.page_size == leaf.size and last.physical + last.size == leaf.physical
+            if same:
+                out[-1] = Range(last.virtual, last.physical, last.size + leaf.size, last.page_size,
+                                last.writable, last.user, last.executable)
+                continue
+        out.append(Range(leaf.virtual, leaf.physical, leaf.size, leaf.size, leaf.writable, leaf.user,
+                         leaf.executable))
+    return out

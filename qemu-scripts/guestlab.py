@@ -145,11 +145,22 @@ class Guest:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if READY_MARKER in self.console_text():
+                self._wait_shell(deadline=t0 + timeout)
                 return time.monotonic() - t0
             if not self.alive():
                 raise LabError(f"QEMU exited during boot; console:\n{self.console_tail()}")
             time.sleep(0.1)
         raise LabError(f"no '{READY_MARKER}' after {timeout:.0f} s; console:\n{self.console_tail()}")
+
+    def _wait_shell(self, deadline: float) -> None:
+        """Ping the ttyS1 shell until it answers (input sent before it opened the port is lost)."""
+        while True:
+            try:
+                self.sh("true", timeout=2)
+                return
+            except LabError:
+                if time.monotonic() > deadline:
+                    raise
 
     def console_text(self) -> str:
         try:
@@ -225,7 +236,10 @@ def _read_until(sock: socket.socket, pattern: re.Pattern, timeout: float) -> byt
     deadline = time.monotonic() + timeout
     is_bytes = isinstance(pattern.pattern, bytes)
     while time.monotonic() < deadline:
-        chunk = sock.recv(65536)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
         if not chunk:
             break
         buf += chunk

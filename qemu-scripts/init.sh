@@ -12,9 +12,10 @@ hostname lab
 /bin/wl-maps /bin/wl-maps >/tmp/log/wl-maps.log 2>&1 &
 /bin/wl-maps-static /bin/wl-maps-static >/tmp/log/wl-maps-static.log 2>&1 &
 /bin/wl-leak --wait >/tmp/log/wl-leak.log 2>&1 &
-sleep 0.2
-echo "INIT ready $(uname -r)"
 stty -F /dev/ttyS1 raw -echo
 while true; do
   sh -c 'while IFS= read -r line; do eval "$line"; done' </dev/ttyS1 >/dev/ttyS1 2>&1
-done
+done &
+sleep 0.2
+echo "INIT ready $(uname -r)"
+while true; do sleep 3600; done

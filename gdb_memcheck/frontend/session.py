@@ -6,6 +6,7 @@ import gdb
 
 from .. import __version__, kaslr
 from ..kernel import KernelInfo, cpu_paging_mode, read_kernel_info
+from ..memory import KernelMemory
 from ..target import MemoryReadError, SymbolError, TargetError
 from . import physical
 from .live import GdbTarget
@@ -21,6 +22,17 @@ class Session:
         self.kernel: KernelInfo | None = None
         self.slide_applied = 0
         self.last_line = ""
+        self._kmem: KernelMemory | None = None
+
+    def kmem(self) -> KernelMemory:
+        """Fast kernel-memory reader; its page cache lives until the guest runs again."""
+        if self._kmem is None:
+            self.physical_path()
+            levels = cpu_paging_mode(self.target).levels
+            if levels == 0:
+                raise TargetError("paging is off: there is no kernel memory to read yet")
+            self._kmem = KernelMemory(self.target, levels)
+        return self._kmem
 
     # -- physical memory ------------------------------------------------------
     def physical_path(self) -> physical.PhysicalPath:
@@ -39,6 +51,7 @@ class Session:
     def drop_physical(self) -> None:
         self.physical = None
         self.target.physical_reader = None
+        self._kmem = None
 
     # -- detection ------------------------------------------------------------
     def detect(self) -> str:
@@ -93,8 +106,13 @@ class Session:
         if line != self.last_line:
             self.announce(line)
 
+    def on_cont(self, _event) -> None:
+        if self._kmem is not None:
+            self._kmem.clear()
+
     def on_objfiles_changed(self, _event) -> None:
         self.target.forget_debug_info()
+        self._kmem = None
 
     def on_disconnect(self, _event) -> None:
         self.drop_physical()
@@ -105,6 +123,7 @@ class Session:
         gdb.write(f"gdb_memcheck {__version__}: {line}\n")
 
     def connect_events(self) -> None:
+        gdb.events.cont.connect(self.on_cont)
         gdb.events.stop.connect(self.on_stop)
         gdb.events.new_objfile.connect(self.on_objfiles_changed)
         gdb.events.clear_objfiles.connect(self.on_objfiles_changed)

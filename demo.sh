@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The demo: install, build the lab (cached), boot a guest, attach gdb with the
+# plugin and show what it finds.  --keep leaves the guest running for your own gdb.
+set -euo pipefail
+cd "$(dirname "$0")"
+keep=${1:-}
+bash qemu-scripts/setup.sh
+run_dir=$(/usr/bin/python3 qemu-scripts/guestlab.py boot)
+trap '[ "$keep" = --keep ] || /usr/bin/python3 qemu-scripts/guestlab.py stop "$run_dir"' EXIT
+echo "== the guest's own view: uname -r; ps"
+/usr/bin/python3 qemu-scripts/guestlab.py sh "$run_dir" 'uname -r; ps -o pid,ppid,comm | awk "\$1 != 2 && \$2 != 2"'
+echo "== gdb with the plugin"
+/usr/bin/python3 qemu-scripts/guestlab.py gdb "$run_dir" -batch -ex 'help memcheck' -ex 'memcheck info --json'
+if [ "$keep" = --keep ]; then
+  echo "guest left running; attach with: /usr/bin/python3 qemu-scripts/guestlab.py gdb $run_dir"
+  echo "stop it with: /usr/bin/python3 qemu-scripts/guestlab.py stop $run_dir"
+fi

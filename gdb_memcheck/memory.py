@@ -1,0 +1,81 @@
+"""Fast kernel-memory reads: direct-map and kernel-image addresses become physical
+reads (one pread from QEMU instead of gdbstub packets); anything else is walked
+through the kernel's page tables.  Physical pages are cached until the guest runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import paging
+from .kernel import page_offset_base
+from .target import MemoryReadError, Target, read_u64, u64
+
+PAGE = 4096
+START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000
+
+
+@dataclass
+class PageCache:
+    """Guest-physical pages read during one stop; cleared whenever the guest runs."""
+
+    target: Target
+    pages: dict[int, bytes] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.pages.clear()
+
+    def read(self, addr: int, size: int) -> bytes:
+        first, last = addr // PAGE, (addr + size - 1) // PAGE
+        if first == last:
+            off = addr - first * PAGE
+            return self._page(first)[off:off + size]
+        data = b"".join(self._page(p) for p in range(first, last + 1))
+        off = addr - first * PAGE
+        return data[off:off + size]
+
+    def _page(self, pfn: int) -> bytes:
+        page = self.pages.get(pfn)
+        if page is None:
+            page = self.pages[pfn] = self.target.read_physical(pfn * PAGE, PAGE)
+        return page
+
+
+class KernelMemory:
+    """Reads kernel virtual memory through physical memory wherever the address allows."""
+
+    def __init__(self, target: Target, levels: int = 4) -> None:
+        self.target = target
+        self.phys = PageCache(target)
+        self.levels = levels
+        self.direct_map = page_offset_base(target)
+        self.direct_map_end = self.direct_map + read_u64(target, target.symbol_address("max_pfn")) * PAGE
+        self.image_end = target.symbol_address("_end")
+        self.phys_base = read_u64(target, target.symbol_address("phys_base"))
+        self.kernel_pgd = self.to_physical(read_u64(target, target.symbol_address("init_mm")
+                                                    + target.layout("struct mm_struct").offset("pgd")))
+
+    def clear(self) -> None:
+        self.phys.clear()
+
+    def to_physical(self, va: int) -> int:
+        """Physical address of a kernel virtual address (direct map, image, or page walk)."""
+        if self.direct_map <= va < self.direct_map_end:
+            return va - self.direct_map
+        if START_KERNEL_MAP <= va < self.image_end:
+            return va - START_KERNEL_MAP + self.phys_base
+        return paging.translate(self.phys.read, self.kernel_pgd, va, self.levels).physical
+
+    def read(self, va: int, size: int) -> bytes:
+        """Bytes at a kernel virtual address; each page is translated on its own."""
+        out = []
+        pos, end = va, va + size
+        while pos < end:
+            n = min(end, (pos // PAGE + 1) * PAGE) - pos
+            try:
+                out.append(self.phys.read(self.to_physical(pos), n))
+            except (MemoryReadError, paging.PageWalkError) as e:
+                raise MemoryReadError("kernel virtual", va, size, str(e)) from None
+            pos += n
+        return b"".join(out)
+
+    def u64(self, va: int) -> int:
+        return u64(self.read(va, 8))

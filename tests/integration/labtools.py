@@ -1,0 +1,67 @@
+"""Helpers the integration tests and benchmarks share: boot a lab guest, run gdb on it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "qemu-scripts"))
+
+import guestlab  # noqa: E402  (lives in qemu-scripts/)
+
+RESULT_TAG = "@@RESULT "
+
+
+@dataclass
+class GdbRun:
+    """What one batch gdb printed, with the JSON results its script emitted."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    results: list = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def result(self):
+        assert self.results, f"gdb printed no result.\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+        return self.results[-1]
+
+
+def run_gdb(guest: "guestlab.Guest", *commands: str, script: str | None = None,
+            plugin: bool = True, timeout: float = 180) -> GdbRun:
+    """Run gdb in batch mode against `guest`: each command with -ex, then `script` as a Python file.
+
+    The script reports results with `emit(obj)`, which prints one tagged JSON line.
+    """
+    extra: list[str] = []
+    for c in commands:
+        extra += ["-ex", c]
+    tmp = None
+    if script is not None:
+        prelude = (f"import json, sys\nsys.path.insert(0, {str(REPO)!r})\n"
+                   f"def emit(obj):\n    print({RESULT_TAG!r} + json.dumps(obj), flush=True)\n")
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
+        tmp.write(prelude + script)
+        tmp.close()
+        extra += ["-x", tmp.name]
+    argv = ["timeout", "-k", "5", str(int(timeout))] + guest.gdb_argv(*extra, plugin=plugin)
+    argv[argv.index("gdb") + 1:argv.index("gdb") + 1] = ["-batch"]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    took = time.monotonic() - t0
+    if tmp:
+        os.unlink(tmp.name)
+    results = [json.loads(line[len(RESULT_TAG):]) for line in proc.stdout.splitlines()
+               if line.startswith(RESULT_TAG)]
+    return GdbRun(argv, proc.returncode, proc.stdout, proc.stderr, took, results)
