@@ -59,6 +59,7 @@ class MmInfo:
     start_stack: int
     total_vm: int
     map_count: int
+    exe_file: int
 
 
 class VmaReader:
@@ -67,7 +68,8 @@ class VmaReader:
     def __init__(self, target: Target, read: Reader, resolver: PathResolver) -> None:
         self.read, self.paths = read, resolver
         mm, vma = target.layout("struct mm_struct"), target.layout("struct vm_area_struct")
-        self.mm_off = {k: mm.offset(k) for k in ("pgd", "start_brk", "brk", "start_stack", "total_vm", "map_count")}
+        self.mm_off = {k: mm.offset(k) for k in ("pgd", "start_brk", "brk", "start_stack", "total_vm", "map_count",
+                                                 "exe_file")}
         self.use_list = mm.has("mmap") and vma.has("vm_next")
         self.tree_off = None if self.use_list else mm.offset("mm_mt")
         self.maple = None if self.use_list else maple.MapleLayout.from_target(target)
@@ -89,7 +91,12 @@ class VmaReader:
         o = self.mm_off
         raw = self.read(addr, max(o.values()) + 8)
         return MmInfo(addr, u64(raw, o["pgd"]), u64(raw, o["start_brk"]), u64(raw, o["brk"]),
-                      u64(raw, o["start_stack"]), u64(raw, o["total_vm"]), u32(raw, o["map_count"]))
+                      u64(raw, o["start_stack"]), u64(raw, o["total_vm"]), u32(raw, o["map_count"]),
+                      u64(raw, o["exe_file"]))
+
+    def exe_path(self, mm: MmInfo) -> str:
+        """Path of mm->exe_file ("" when the mm has none)."""
+        return self._file(mm.exe_file)[2] if mm.exe_file else ""
 
     def vma_addresses(self, mm: MmInfo) -> Iterator[int]:
         """VMA struct addresses in address order, bounded by map_count (+ slack) and cycle-safe."""

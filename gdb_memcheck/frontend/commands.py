@@ -11,7 +11,12 @@ import shlex
 
 import gdb
 
+from .. import paging
+from ..colour import paint
+from ..kernel import cpu_paging_mode
 from ..target import TargetError
+from ..views import (PsRow, maps_json, maps_text, pagetable_json, pagetable_text, ps_text, to_json, walk_json,
+                     walk_text)
 from .session import SESSION
 
 
@@ -93,7 +98,202 @@ Usage: memcheck info [--json]"""
         gdb.write(json.dumps(doc) + "\n")
 
 
-SUBCOMMANDS = (InfoCommand,)
+def parse_address(text: str) -> int:
+    """An address typed by the user: a number, or any gdb expression (&init_task, $rsp)."""
+    try:
+        return int(text, 0) & 0xFFFF_FFFF_FFFF_FFFF
+    except ValueError:
+        pass
+    try:
+        return int(gdb.parse_and_eval(text)) & 0xFFFF_FFFF_FFFF_FFFF
+    except gdb.error:
+        raise UsageError(f"{text!r} is not an address") from None
+
+
+def emit(text: str) -> None:
+    """Write a view, coloured when gdb's styling is on."""
+    gdb.write(paint(text, bool(gdb.parameter("style enabled"))))
+
+
+class JsonSubcommand(Subcommand):
+    """A subcommand whose every view also comes as JSON (--json)."""
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("--json", action="store_true")
+        return p
+
+
+class PsCommand(JsonSubcommand):
+    """Processes of the guest (with -t, every thread): pid, tid, ppid, state, VSZ, RSS, mm, vCPU, exe.
+
+Usage: memcheck ps [-t] [--json]
+RSS is counted from each process's page tables; kernel threads show as [name];
+CPU is the vCPU the task is running on."""
+
+    name = "ps"
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("-t", "--threads", action="store_true")
+        return p
+
+    def run(self, args: argparse.Namespace) -> None:
+        system = SESSION.system()
+        running = system.running()
+        rows = []
+        for proc in system.processes:
+            exe, vsz, rss = "", 0, 0
+            if proc.mm:
+                mm = system.mm(proc)
+                exe, vsz = system.exe_path(proc), mm.total_vm * 4096
+                rss = sum(system.usage(mm, v).rss for v in system.vmas(proc))
+            for task in (system.threads(proc) if args.threads else [proc]):
+                rows.append(PsRow(task, exe, vsz, rss, running.get(task.addr)))
+        if args.json:
+            gdb.write(to_json([r.as_dict() for r in rows]) + "\n")
+        else:
+            emit(ps_text(rows, args.threads))
+
+
+class MapsCommand(JsonSubcommand):
+    """A process's memory map, exactly as /proc/PID/maps shows it.
+
+Usage: memcheck maps [PID|COMM] [--rss] [--json]
+Without PID|COMM: the process running on the selected vCPU.
+--rss adds Rss and Anonymous (kB) per mapping, counted from its page tables as smaps does."""
+
+    name = "maps"
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("process", nargs="?")
+        p.add_argument("--rss", action="store_true")
+        return p
+
+    def run(self, args: argparse.Namespace) -> None:
+        system = SESSION.system()
+        proc = pick_process(system, args.process)
+        mm = system.mm(proc)
+        vmas = system.vmas(proc)
+        usages = [system.usage(mm, v) for v in vmas] if args.rss else None
+        if args.json:
+            gdb.write(to_json({"pid": proc.tgid, "comm": proc.comm, "maps": maps_json(vmas, usages)}) + "\n")
+        else:
+            emit(maps_text(vmas, usages))
+
+
+def pick_process(system, spec: str | None):
+    """The named process, or the one running on the selected vCPU."""
+    if spec:
+        return system.find(spec)
+    cpu = SESSION.selected_cpu()
+    task = system.current(cpu)
+    if not task.mm:
+        raise TargetError(f"vCPU {cpu} runs {task.comm} (pid {task.pid}), a kernel thread with no memory map; "
+                          "give a PID or COMM")
+    return system.find(str(task.tgid))
+
+
+class PagetableCommand(JsonSubcommand):
+    """Page-table mappings: virtual range, physical start, size, page size, effective permissions.
+
+Usage: memcheck pagetable [PID|COMM | --kernel | --cr3 X] [--range START-END] [--perm uwxk] [--json]
+Without a choice: the tables in the selected vCPU's CR3. Permissions combine every level:
+u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges with all given letters."""
+
+    name = "pagetable"
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("process", nargs="?")
+        p.add_argument("--kernel", action="store_true")
+        p.add_argument("--cr3")
+        p.add_argument("--range", dest="vrange")
+        p.add_argument("--perm", default="")
+        return p
+
+    def run(self, args: argparse.Namespace) -> None:
+        mode = cpu_paging_mode(SESSION.target)
+        if mode.levels == 0:
+            gdb.write(f"{mode.value}: no page tables are in use; physical addresses equal linear ones\n")
+            return
+        system = SESSION.system()
+        root = table_root(system, args.process, args.kernel, args.cr3)
+        start, end = parse_range(args.vrange)
+        bad = set(args.perm) - set("uwxk")
+        if bad:
+            raise UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
+        leaves = paging.leaves(system.kmem.phys.read, root, system.kmem.levels, start, end)
+        ranges = [r for r in paging.coalesce(leaves) if _has_perms(r, args.perm)]
+        if args.json:
+            gdb.write(to_json({"root": root, "levels": system.kmem.levels, "ranges": pagetable_json(ranges)}) + "\n")
+        else:
+            emit(f"# {system.kmem.levels}-level tables at {root:#x}\n" + pagetable_text(ranges))
+
+
+def _has_perms(r: paging.Range, perms: str) -> bool:
+    have = {"u": r.user, "k": not r.user, "w": r.writable, "x": r.executable}
+    return all(have[c] for c in perms)
+
+
+def parse_range(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1 << 64
+    lo, sep, hi = text.partition("-")
+    if not sep:
+        raise UsageError(f"--range wants START-END, not {text!r}")
+    start, end = parse_address(lo), parse_address(hi)
+    if end <= start:
+        raise UsageError(f"--range {text}: END must be above START")
+    return start, end
+
+
+def table_root(system, spec: str | None, kernel: bool = False, cr3: str | None = None) -> int:
+    """Physical address of the top-level table to walk."""
+    if kernel:
+        return system.kmem.kernel_pgd
+    if cr3:
+        return paging.cr3_table(parse_address(cr3))
+    if spec:
+        return system.pgd(system.mm(system.find(spec)))
+    return paging.cr3_table(SESSION.target.register("cr3"))
+
+
+class VtopCommand(JsonSubcommand):
+    """Translate a virtual address: each level's table, index, entry and flags, then the physical address.
+
+Usage: memcheck vtop ADDR [PID|COMM] [--json]
+Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk stops."""
+
+    name = "vtop"
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("address")
+        p.add_argument("process", nargs="?")
+        return p
+
+    def run(self, args: argparse.Namespace) -> None:
+        va = parse_address(args.address)
+        mode = cpu_paging_mode(SESSION.target)
+        if mode.levels == 0:
+            gdb.write(f"{mode.value}: virtual {va:#x} is physical {va:#x}\n")
+            return
+        system = SESSION.system()
+        root = table_root(system, args.process)
+        try:
+            tr = system.translate(root, va)
+            steps, physical, stop = tr.steps, tr.physical, ""
+        except paging.PageWalkError as e:
+            steps, physical, stop = e.steps, None, str(e)
+        if args.json:
+            gdb.write(to_json(walk_json(va, steps, physical, stop)) + "\n")
+        else:
+            emit(walk_text(va, steps, physical, stop))
+
+
+SUBCOMMANDS = (InfoCommand, PsCommand, MapsCommand, PagetableCommand, VtopCommand)
 
 
 def register() -> list[gdb.Command]:

@@ -67,6 +67,13 @@ class GdbTarget:
     def cpu_count(self) -> int:
         return len(_threads())
 
+    def selected_cpu(self) -> int:
+        """0-based vCPU of gdb's selected thread (QEMU shows one thread per vCPU)."""
+        selected = gdb.selected_thread()
+        if selected is None:
+            raise TargetError("not connected to a guest (target remote HOST:PORT)")
+        return [t.num for t in _threads()].index(selected.num)
+
     def _thread(self, cpu: int) -> "gdb.InferiorThread":
         threads = _threads()
         if not 0 <= cpu < len(threads):

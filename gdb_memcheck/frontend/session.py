@@ -7,6 +7,7 @@ import gdb
 from .. import __version__, kaslr
 from ..kernel import KernelInfo, cpu_paging_mode, read_kernel_info
 from ..memory import KernelMemory
+from ..system import System
 from ..target import MemoryReadError, SymbolError, TargetError
 from . import physical
 from .live import GdbTarget
@@ -23,6 +24,16 @@ class Session:
         self.slide_applied = 0
         self.last_line = ""
         self._kmem: KernelMemory | None = None
+        self._system: System | None = None
+
+    def system(self) -> System:
+        """The snapshot of the stopped guest; rebuilt after the guest has run."""
+        if self._system is None:
+            self._system = System(self.target, self.kmem())
+        return self._system
+
+    def selected_cpu(self) -> int:
+        return self.target.selected_cpu()
 
     def kmem(self) -> KernelMemory:
         """Fast kernel-memory reader; its page cache lives until the guest runs again."""
@@ -52,6 +63,7 @@ class Session:
         self.physical = None
         self.target.physical_reader = None
         self._kmem = None
+        self._system = None
 
     # -- detection ------------------------------------------------------------
     def detect(self) -> str:
@@ -107,12 +119,14 @@ class Session:
             self.announce(line)
 
     def on_cont(self, _event) -> None:
+        self._system = None
         if self._kmem is not None:
             self._kmem.clear()
 
     def on_objfiles_changed(self, _event) -> None:
         self.target.forget_debug_info()
         self._kmem = None
+        self._system = None
 
     def on_disconnect(self, _event) -> None:
         self.drop_physical()

@@ -1,0 +1,89 @@
+"""A stopped guest as the views see it: processes, their threads, memory maps, RSS
+and page tables, read lazily through one KernelMemory and cached for this stop."""
+from __future__ import annotations
+
+from functools import cached_property
+
+from . import paging, rss
+from .kernel import current_task
+from .memory import KernelMemory
+from .target import Target, TargetError
+from .tasks import Task, TaskReader
+from .vmas import MmInfo, Vma, VmaReader, path_layout_root
+
+
+class System:
+    """Snapshot queries over a stopped guest; build a new one after the guest runs."""
+
+    def __init__(self, target: Target, kmem: KernelMemory) -> None:
+        self.target, self.kmem = target, kmem
+
+    @cached_property
+    def tasks(self) -> TaskReader:
+        return TaskReader(self.target, self.kmem.read)
+
+    @cached_property
+    def processes(self) -> list[Task]:
+        return list(self.tasks.processes())
+
+    @cached_property
+    def vma_reader(self) -> VmaReader:
+        init = next((p for p in self.processes if p.pid == 1), self.processes[0])
+        return VmaReader(self.target, self.kmem.read, path_layout_root(self.target, self.kmem.read, init.addr))
+
+    @cached_property
+    def pages(self) -> rss.PageInfo:
+        return rss.PageInfo(self.target, self.kmem.read)
+
+    def threads(self, process: Task) -> list[Task]:
+        return list(self.tasks.threads(process))
+
+    def current(self, cpu: int) -> Task:
+        return self.tasks.task(current_task(self.target, cpu))
+
+    def running(self) -> dict[int, int]:
+        """Task address -> vCPU for the task each vCPU is running."""
+        return {current_task(self.target, cpu): cpu for cpu in range(self.target.cpu_count())}
+
+    def find(self, spec: str) -> Task:
+        """A process by pid or by comm (a comm must name exactly one process)."""
+        if spec.isdigit():
+            pid = int(spec)
+            for p in self.processes:
+                if p.pid == pid:
+                    return p
+                if p.tgid == pid or pid in {t.pid for t in self.threads(p)}:
+                    return p
+            raise TargetError(f"no process with pid {pid}")
+        matches = [p for p in self.processes if p.comm == spec]
+        if not matches:
+            raise TargetError(f"no process named {spec!r}")
+        if len(matches) > 1:
+            raise TargetError(f"{len(matches)} processes are named {spec!r} (pids "
+                              f"{', '.join(str(p.pid) for p in matches)}): give a pid")
+        return matches[0]
+
+    def mm(self, process: Task) -> MmInfo:
+        if not process.mm:
+            kind = "a kernel thread" if process.is_kernel_thread else "exiting"
+            raise TargetError(f"pid {process.pid} ({process.comm}) is {kind}: it has no memory map")
+        return self.vma_reader.mm(process.mm)
+
+    def vmas(self, process: Task) -> list[Vma]:
+        return self.vma_reader.vmas(self.mm(process))
+
+    def pgd(self, mm: MmInfo) -> int:
+        """Physical address of a process's top-level page table."""
+        return self.kmem.to_physical(mm.pgd)
+
+    def usage(self, mm: MmInfo, vma: Vma) -> rss.Usage:
+        return rss.usage(self.kmem.phys.read, self.pgd(mm), self.kmem.levels, vma.start, vma.end, self.pages)
+
+    def exe_path(self, process: Task) -> str:
+        """The executable's path, as /proc/PID/exe links to it ("" without one)."""
+        if not process.mm:
+            return ""
+        return self.vma_reader.exe_path(self.mm(process))
+
+    def translate(self, root: int, va: int) -> paging.Translation:
+        return paging.translate(self.kmem.phys.read, root, va, self.kmem.levels)
