@@ -196,6 +196,8 @@ class Guest:
         Raises LabError when the command exits non-zero or no answer comes in time.
         """
         tag = os.urandom(4).hex()
+        if command.rstrip().endswith("&"):
+            command += " :"          # "cmd &; echo" is a syntax error, "cmd & :; echo" is not
         line = f"echo '<<B:{tag}>>'; {command}; echo \"<<E:{tag}:$?>>\"\n"
         end = re.compile(rf"<<E:{tag}:(\d+)>>\n")
         with socket.socket(socket.AF_UNIX) as s:

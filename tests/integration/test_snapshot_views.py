@@ -1,0 +1,206 @@
+"""Snapshot views against the guest's own /proc and QEMU's monitor (4-level paging).
+
+While the guest runs, the test lists its tasks, maps and smaps; then gdb stops it and
+runs the memcheck commands; then the guest is listed again.  Processes alive in
+both listings existed during the stop, so the stop must show exactly those.
+The shell that serves the test's commands is left out of the maps comparisons:
+its heap changes while it runs them.
+"""
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from labtools import REPO, guestlab, run_gdb
+
+BOOT = guestlab.BootOptions()
+PAGE = 4096
+MANY_MAPS = 1000       # enough VMAs for a multi-level maple tree
+SAMPLES_PER_PROCESS = 300
+
+LIST_TASKS = 'for t in /proc/[0-9]*/task/[0-9]*; do echo "${t#/proc/} $(cat $t/comm)"; done'
+
+
+def list_tasks(guest) -> set[tuple[int, int, str]]:
+    out = set()
+    for line in guest.sh(LIST_TASKS).splitlines():
+        path, comm = line.split(" ", 1)
+        pid, _, tid = path.split("/")
+        out.add((int(pid), int(tid), comm))
+    return out
+
+
+SNAPSHOT_SCRIPT = r"""
+import gdb, json, random
+sys.path.insert(0, QEMU_SCRIPTS)
+import guestlab
+monitor = guestlab.Guest.load(RUN_DIR).hmp      # QEMU's own answers, asked during this stop
+def run(cmd):
+    return json.loads(gdb.execute(cmd, to_string=True))
+ps = run("memcheck ps -t --json")
+pids = sorted({r["pid"] for r in ps if r["mm"] and not r["kernel_thread"]})
+maps = {pid: run(f"memcheck maps {pid} --rss --json")["maps"] for pid in pids}
+pt = run("memcheck pagetable --json")
+info_mem = monitor("info mem")
+rng = random.Random(1)
+leaves = [r for r in pt["ranges"]]
+samples = []
+for r in [rng.choice(leaves) for _ in range(500)]:
+    va = r["start"] + rng.randrange(0, r["size"] // 4096) * 4096 + rng.randrange(0, 4096)
+    ours = run(f"memcheck vtop {va:#x} --json")["physical"]
+    qemu = monitor(f"gva2gpa {va:#x}")
+    samples.append([va, ours, qemu.strip()])
+emit({"ps": ps, "maps": maps, "pagetable": pt, "info_mem": info_mem, "gva2gpa": samples})
+"""
+
+
+@pytest.fixture(scope="module")
+def snap(guest):
+    guest.sh(f"wl-manymaps {MANY_MAPS} > /tmp/log/manymaps.log 2>&1 &")
+    guest.sh("sleep 1; grep -q ready /tmp/log/manymaps.log")
+    self_pid = int(guest.sh("echo $$"))
+    before = list_tasks(guest)
+    user_pids = sorted({pid for pid, tid, _ in before if pid == tid and pid != self_pid
+                        and guest.sh(f"cat /proc/{pid}/maps 2>/dev/null | head -c1; true")})
+    proc_maps = {pid: guest.sh(f"cat /proc/{pid}/maps") for pid in user_pids}
+    smaps = {pid: parse_smaps(guest.sh(f"cat /proc/{pid}/smaps")) for pid in user_pids}
+    script = SNAPSHOT_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+    run = run_gdb(guest, script=script.replace("RUN_DIR", repr(str(guest.run_dir))), timeout=300)
+    res = run.result()
+    after_ids = {(pid, tid) for pid, tid, _ in list_tasks(guest)}
+    stable = {t for t in before if t[:2] in after_ids}   # a kworker's /proc comm changes with its work
+    return {"res": res, "stable": stable, "user_pids": [p for p in user_pids if any(p == s[0] for s in stable)],
+            "proc_maps": proc_maps, "smaps": smaps, "self_pid": self_pid}
+
+
+def parse_smaps(text: str) -> dict[int, tuple[int, int]]:
+    """VMA start -> (Rss kB, Anonymous kB)."""
+    out, start, rss = {}, None, None
+    for line in text.splitlines():
+        m = re.match(r"^([0-9a-f]+)-[0-9a-f]+ ", line)
+        if m:
+            start = int(m.group(1), 16)
+        elif line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Anonymous:"):
+            out[start] = (rss, int(line.split()[1]))
+    return out
+
+
+def test_maps_match_guest_proc_maps_for_every_user_process(snap):
+    assert len(snap["user_pids"]) >= 6, snap["user_pids"]
+    for pid in snap["user_pids"]:
+        ours = [m["line"] for m in snap["res"]["maps"][str(pid)]]
+        assert ours == snap["proc_maps"][pid].splitlines(), f"pid {pid}"
+
+
+def test_varied_address_space_workload_is_among_them(snap):
+    lines = "\n".join(m["line"] for pid in snap["user_pids"] for m in snap["res"]["maps"][str(pid)])
+    assert re.search(r" rw-p 00003000 .* /tmp/wl-maps.dat$", lines, re.M), "file mapping at an offset"
+    assert len(snap["res"]["maps"][str(max(snap["user_pids"]))]) >= MANY_MAPS
+
+
+def test_rss_and_anonymous_match_guest_smaps_for_every_mapping(snap):
+    for pid in snap["user_pids"]:
+        ours = {m["start"]: (m["rss_kib"], m["anonymous_kib"]) for m in snap["res"]["maps"][str(pid)]}
+        assert ours == snap["smaps"][pid], f"pid {pid}"
+
+
+def test_ps_lists_the_same_pids_tids_and_comms_as_guest_proc(snap):
+    ps = {(r["pid"], r["tid"]): r for r in snap["res"]["ps"] if r["tid"] != 0}
+    theirs = {(pid, tid): comm for pid, tid, comm in snap["stable"]}
+    assert set(ps) == set(theirs)
+    for key, comm in theirs.items():
+        ours = ps[key]
+        # /proc extends kernel threads' names: a kworker's current work queue ("kworker/0:1-events"),
+        # a kthread's full name beyond task->comm's 15 characters ("rcu_tasks_trace_kthread")
+        assert comm == ours["comm"] or (ours["kernel_thread"] and comm.startswith(ours["comm"])), key
+
+
+def test_ps_marks_kernel_threads_and_the_task_on_the_vcpu(snap):
+    ps = snap["res"]["ps"]
+    assert [r["cpu"] for r in ps if r["cpu"] is not None] == [0]
+    kthreadd = next(r for r in ps if r["tid"] == 2)
+    assert kthreadd["kernel_thread"] and not kthreadd["mm"]
+
+
+def info_mem_ranges(text: str) -> list[tuple[int, int, str]]:
+    out = []
+    for m in re.finditer(r"^([0-9a-f]{16})-([0-9a-f]{16}) [0-9a-f]{16} ([u-])r([w-])$", text, re.M):
+        out.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3) + m.group(4)))
+    return out
+
+
+def merged_like_info_mem(ranges: list[dict]) -> list[tuple[int, int, str]]:
+    """Our ranges regrouped by QEMU's key: virtually contiguous with the same user and write bits."""
+    out: list[tuple[int, int, str]] = []
+    for r in ranges:
+        perms = ("u" if r["user"] else "-") + ("w" if r["writable"] else "-")
+        if out and out[-1][1] == r["start"] and out[-1][2] == perms:
+            out[-1] = (out[-1][0], r["end"], perms)
+        else:
+            out.append((r["start"], r["end"], perms))
+    return out
+
+
+def test_pagetable_of_the_cr3_process_agrees_with_qemu_info_mem(snap):
+    qemu = info_mem_ranges(snap["res"]["info_mem"])
+    assert len(qemu) > 10
+    assert merged_like_info_mem(snap["res"]["pagetable"]["ranges"]) == qemu
+
+
+def test_vtop_agrees_with_qemu_gva2gpa_for_sampled_addresses(snap):
+    samples = snap["res"]["gva2gpa"]
+    assert len(samples) >= 400
+    for va, ours, qemu in samples:
+        assert qemu == f"gpa: {ours:#x}", hex(va)
+
+
+def test_vtop_agrees_with_guest_pagemap_across_processes(snap, guest):
+    rng = random.Random(2)
+    checked = 0
+    for pid in snap["user_pids"][:6]:
+        maps = [m for m in snap["res"]["maps"][str(pid)] if m["rss_kib"]]
+        pages = [(m["start"] + i * PAGE) for m in maps for i in range((m["end"] - m["start"]) // PAGE)]
+        picks = sorted(rng.sample(pages, min(len(pages), SAMPLES_PER_PROCESS)))
+        pagemap = read_pagemap(guest, pid, picks)
+        script = "import gdb, json\n" + "".join(
+            f"emit(json.loads(gdb.execute('memcheck vtop {va:#x} {pid} --json', to_string=True)))\n" for va in picks)
+        walks = run_gdb(guest, script=script).results
+        assert len(walks) == len(picks)
+        for va, walk in zip(picks, walks):
+            pfn = pagemap[va]
+            expected = None if pfn is None else pfn * PAGE
+            ours = None if walk["physical"] is None else walk["physical"] & ~(PAGE - 1)
+            assert ours == expected, f"pid {pid} va {va:#x}"
+            checked += 1
+    assert checked >= 1000
+
+
+def read_pagemap(guest, pid: int, vas: list[int]) -> dict[int, int | None]:
+    """PFN of each page from the guest's /proc/PID/pagemap (None when not present)."""
+    cmds = "; ".join(f"timeout 5 dd if=/proc/{pid}/pagemap bs=8 skip={va // PAGE} count=1 2>/dev/null" for va in vas)
+    out = guest.sh(f"({cmds}) | hexdump -v -e '2/4 \"%08x \" \"\\n\"'").split()
+    words = [int(w, 16) for w in out]
+    result = {}
+    for i, va in enumerate(vas):
+        low, high = words[2 * i], words[2 * i + 1]
+        result[va] = (low | (high & 0x7FFFFF) << 32) if high & 0x8000_0000 else None
+    return result
+
+
+@pytest.mark.parametrize("command, message", [
+    ("memcheck maps 99999", "memcheck maps: no process with pid 99999"),
+    ("memcheck maps no-such-comm", "memcheck maps: no process named 'no-such-comm'"),
+    ("memcheck maps 2", "memcheck maps: pid 2 (kthreadd) is a kernel thread: it has no memory map"),
+    ("memcheck vtop 0x8000000000000000 1", "0x8000000000000000 is not a canonical 4-level address"),
+    ("memcheck vtop nonsense_symbol_xyz", "memcheck vtop: 'nonsense_symbol_xyz' is not an address"),
+    ("memcheck pagetable --perm q", "memcheck pagetable: --perm takes letters from 'uwxk', not 'q'"),
+    ("memcheck vtop", "memcheck vtop: the following arguments are required: address"),
+])
+def test_bad_input_gives_one_clear_line(guest, command, message):
+    run = run_gdb(guest, command)
+    assert message in run.output
+    assert "Traceback" not in run.output
