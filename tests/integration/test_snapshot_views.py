@@ -43,7 +43,7 @@ ps = run("memcheck ps -t --json")
 pids = sorted({r["pid"] for r in ps if r["mm"] and not r["kernel_thread"]})
 maps = {pid: run(f"memcheck maps {pid} --rss --json")["maps"] for pid in pids}
 pt = run("memcheck pagetable --json")
-info_mem = monitor("info mem")
+info_mem = monitor("info mem") if INFO_MEM else ""
 rng = random.Random(1)
 leaves = [r for r in pt["ranges"]]
 samples = []
@@ -57,7 +57,7 @@ emit({"ps": ps, "maps": maps, "pagetable": pt, "info_mem": info_mem, "gva2gpa": 
 
 
 @pytest.fixture(scope="module")
-def snap(guest):
+def snap(request, guest):
     guest.sh(f"wl-manymaps {MANY_MAPS} > /tmp/log/manymaps.log 2>&1 &")
     guest.sh("sleep 1; grep -q ready /tmp/log/manymaps.log")
     self_pid = int(guest.sh("echo $$"))
@@ -67,6 +67,7 @@ def snap(guest):
     proc_maps = {pid: guest.sh(f"cat /proc/{pid}/maps") for pid in user_pids}
     smaps = {pid: parse_smaps(guest.sh(f"cat /proc/{pid}/smaps")) for pid in user_pids}
     script = SNAPSHOT_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+    script = script.replace("INFO_MEM", repr(getattr(request.module, "INFO_MEM_ORACLE", True)))
     run = run_gdb(guest, script=script.replace("RUN_DIR", repr(str(guest.run_dir))), timeout=300)
     res = run.result()
     after_ids = {(pid, tid) for pid, tid, _ in list_tasks(guest)}
