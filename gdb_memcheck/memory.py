@@ -49,12 +49,14 @@ class KernelMemory:
         self.direct_map = page_offset_base(target)
         self.direct_map_end = self.direct_map + read_u64(target, target.symbol_address("max_pfn")) * PAGE
         self.image_end = target.symbol_address("_end")
+        self._walked: dict[int, int] = {}
         self.phys_base = read_u64(target, target.symbol_address("phys_base"))
         self.kernel_pgd = self.to_physical(read_u64(target, target.symbol_address("init_mm")
                                                     + target.layout("struct mm_struct").offset("pgd")))
 
     def clear(self) -> None:
         self.phys.clear()
+        self._walked.clear()
 
     def to_physical(self, va: int) -> int:
         """Physical address of a kernel virtual address (direct map, image, or page walk)."""
@@ -62,10 +64,18 @@ class KernelMemory:
             return va - self.direct_map
         if START_KERNEL_MAP <= va < self.image_end:
             return va - START_KERNEL_MAP + self.phys_base
-        return paging.translate(self.phys.read, self.kernel_pgd, va, self.levels).physical
+        page = va & ~(PAGE - 1)
+        if page not in self._walked:
+            self._walked[page] = paging.translate(self.phys.read, self.kernel_pgd, page, self.levels).physical
+        return self._walked[page] | (va & (PAGE - 1))
 
     def read(self, va: int, size: int) -> bytes:
         """Bytes at a kernel virtual address; each page is translated on its own."""
+        if (va & (PAGE - 1)) + size <= PAGE:
+            try:
+                return self.phys.read(self.to_physical(va), size)
+            except (MemoryReadError, paging.PageWalkError) as e:
+                raise MemoryReadError("kernel virtual", va, size, str(e)) from None
         out = []
         pos, end = va, va + size
         while pos < end:

@@ -7,9 +7,12 @@ in a PDPT or PD entry maps a 1 GiB or 2 MiB page; NX is bit 63.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
+from itertools import compress
+from operator import sub
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from .target import MemoryReadError, TargetError
 
@@ -142,13 +145,14 @@ SPECIAL = 1 << 9            # _PAGE_SPECIAL: no struct page behind it (zero page
 MAX_TABLES = 1 << 18
 
 
-@dataclass(frozen=True)
-class Leaf:
-    """A mapped page (4 KiB, 2 MiB or 1 GiB) with permissions combined over every level."""
+class Leaf(NamedTuple):
+    """Mapped memory: one page (4 KiB, 2 MiB or 1 GiB), or with merge_runs a run of
+    4 KiB pages alike and physically contiguous; permissions combined over every level."""
 
     virtual: int
     physical: int
     size: int
+    page_size: int
     entry: int
     writable: bool
     user: bool
@@ -163,42 +167,118 @@ def sign_extend(va: int, levels: int) -> int:
     return va
 
 
-def leaves(read_phys: PhysReader, root: int, levels: int, start: int = 0,
-           end: int = 1 << 64, max_tables: int = MAX_TABLES) -> Iterator[Leaf]:
+def leaves(read_phys: PhysReader, root: int, levels: int, start: int = 0, end: int = 1 << 64,
+           max_tables: int = MAX_TABLES, merge_runs: bool = False) -> Iterator[Leaf]:
     """Every present leaf overlapping [start, end), in address order.
 
-    A whole table is read at once (512 entries); walks of corrupt tables stop with
-    PageWalkError after `max_tables` tables, having yielded what they found so far.
+    A whole table is read at once (512 entries) and only the indices that overlap the
+    range are looked at.  merge_runs joins neighbouring 4 KiB entries that differ only
+    in address (and accessed/dirty bits) into one leaf: the views want ranges, RSS
+    wants pages.  A walk of corrupt tables stops with PageWalkError after `max_tables`
+    tables, having yielded what it found before.
     """
-    budget = [max_tables]
-    yield from _walk_table(read_phys, root & ADDR_MASK, levels, levels, 0, start, end,
-                           WRITABLE | USER, False, budget)
-
-
-def _walk_table(read_phys: PhysReader, table: int, level: int, levels: int, base: int, start: int, end: int,
-                perms: int, nx: bool, budget: list) -> Iterator[Leaf]:
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise PageWalkError(f"page-table walk visited more than {MAX_TABLES} tables (corrupt tables?)", [])
+    walk = _Walk(read_phys, levels, _to_raw(start, levels), _to_raw(end, levels), max_tables, merge_runs)
+    found: list[Leaf] = []
     try:
-        entries = struct.unpack("<512Q", read_phys(table, 4096))
-    except MemoryReadError as e:
-        raise PageWalkError(f"{LEVEL_NAMES[level]} table at {table:#x} cannot be read ({e})", []) from e
-    shift = LEVEL_SHIFT[level]
-    span = 1 << shift
-    for index, entry in enumerate(entries):
-        if not entry & PRESENT:
-            continue
-        va = sign_extend(base | (index << shift), levels)
-        if va + span <= start or va >= end:
-            continue
-        eff, enx = perms & entry, nx or bool(entry & NX)
-        if level == 1 or (level in (2, 3) and entry & HUGE):
-            phys = entry & ADDR_MASK & ~(span - 1)
-            yield Leaf(va, phys, span, entry, bool(eff & WRITABLE), bool(eff & USER), not enx)
-        else:
-            yield from _walk_table(read_phys, entry & ADDR_MASK, level - 1, levels, base | (index << shift),
-                                   start, end, eff, enx, budget)
+        walk.table(root & ADDR_MASK, levels, 0, WRITABLE | USER, False, found)
+    except PageWalkError:
+        yield from found
+        raise
+    yield from found
+
+
+def _to_raw(va: int, levels: int) -> int:
+    """Position of `va` in the unextended 48/57-bit space (order-preserving; the hole
+    between the halves and anything past the top clamp to the nearest edge)."""
+    top = 57 if levels == 5 else 48
+    half, span = 1 << (top - 1), 1 << top
+    if va <= half:
+        return va
+    upper_start = (1 << 64) - half
+    if va < upper_start:
+        return half
+    return min(va - ((1 << 64) - span), span)
+
+
+@dataclass
+class _Walk:
+    """One bounded walk over [lo, hi) in raw (unextended) addresses."""
+
+    read_phys: PhysReader
+    levels: int
+    lo: int
+    hi: int
+    budget: int
+    merge_runs: bool
+
+    def table(self, table: int, level: int, base: int, perms: int, nx: bool, out: list[Leaf]) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise PageWalkError(f"page-table walk visited more than {MAX_TABLES} tables (corrupt tables?)", [])
+        try:
+            raw_table = self.read_phys(table, 4096)
+        except MemoryReadError as e:
+            raise PageWalkError(f"{LEVEL_NAMES[level]} table at {table:#x} cannot be read ({e})", []) from e
+        entries = struct.unpack("<512Q", raw_table)
+        shift = LEVEL_SHIFT[level]
+        first = max(0, (self.lo - base) >> shift) if self.lo > base else 0
+        last = min(511, (self.hi - 1 - base) >> shift)
+        # present bits picked out at C speed: bit 0 of each entry's first byte
+        present = compress(range(first, last + 1), raw_table[8 * first:8 * (last + 1):8].translate(_BIT0))
+        if level == 1:
+            self._page_table(entries, present, last, base, perms, nx, out)
+            return
+        span = 1 << shift
+        for index in present:
+            entry = entries[index]
+            raw = base | (index << shift)
+            eff, enx = perms & entry, nx or bool(entry & NX)
+            if level in (2, 3) and entry & HUGE:
+                out.append(Leaf(sign_extend(raw, self.levels), entry & ADDR_MASK & ~(span - 1), span, span, entry,
+                                bool(eff & WRITABLE), bool(eff & USER), not enx))
+            else:
+                self.table(entry & ADDR_MASK, level - 1, raw, eff, enx, out)
+
+    def _page_table(self, entries: tuple, present: Iterator[int], last: int, base: int, perms: int, nx: bool,
+                    out: list[Leaf]) -> None:
+        skip_to = 0
+        breaks = _step_breaks(entries) if self.merge_runs else []
+        for index in present:
+            if index < skip_to:
+                continue
+            entry = entries[index]
+            run = index + 1
+            if self.merge_runs:
+                run = _run_end(entries, breaks, index, last)
+            skip_to = run
+            eff = perms & entry
+            out.append(Leaf(sign_extend(base | (index << 12), self.levels), entry & ADDR_MASK, (run - index) << 12,
+                            4096, entry, bool(eff & WRITABLE), bool(eff & USER), not (nx or entry & NX)))
+
+
+_RUN_IGNORED = ACCESSED | DIRTY
+_RUN_MASK = ~_RUN_IGNORED & ((1 << 64) - 1)
+
+
+def _step_breaks(entries: tuple) -> list[int]:
+    """Indices j where entry j is not exactly one page past entry j-1, at C speed.
+    A true run break is among them; accessed/dirty bits can make a false one."""
+    return list(compress(range(1, 512), map((4096).__ne__, map(sub, entries[1:], entries[:-1]))))
+
+
+def _run_end(entries: tuple, breaks: list[int], index: int, last: int) -> int:
+    """One past the last entry continuing entries[index] page by page (same flags
+    except accessed/dirty, next physical page), bounded by `last`."""
+    k = bisect_right(breaks, index)
+    while k < len(breaks) and breaks[k] <= last:
+        j = breaks[k]
+        if (entries[j] & _RUN_MASK) - (entries[j - 1] & _RUN_MASK) != 4096:
+            return j
+        k += 1
+    return last + 1
+
+
+_BIT0 = bytes(i & 1 for i in range(256))
 
 
 @dataclass(frozen=True)
@@ -222,21 +302,18 @@ class Range:
 
 
 def coalesce(items: Iterable[Leaf], physical: bool = True) -> list[Range]:
-    """Merge neighbours with the same permissions and page size (and, if `physical`,
-    contiguous physical addresses).  With physical=False and page size ignored it
-    groups like QEMU's `info mem`."""
+    """Merge neighbours with the same permissions (and, if `physical`, the same page
+    size and contiguous physical addresses)."""
     out: list[Range] = []
+    cur: list = []
     for leaf in items:
-        if out:
-            last = out[-1]
-            same = (last.end == leaf.virtual and last.writable == leaf.writable and last.user == leaf.user
-                    and last.executable == leaf.executable)
-            if same and physical:
-                same = last.page_size == leaf.size and last.physical + last.size == leaf.physical
-            if same:
-                out[-1] = Range(last.virtual, last.physical, last.size + leaf.size, last.page_size,
-                                last.writable, last.user, last.executable)
-                continue
-        out.append(Range(leaf.virtual, leaf.physical, leaf.size, leaf.size, leaf.writable, leaf.user,
-                         leaf.executable))
+        if cur and cur[0] + cur[2] == leaf.virtual and cur[4:] == [leaf.writable, leaf.user, leaf.executable] \
+                and (not physical or (cur[3] == leaf.page_size and cur[1] + cur[2] == leaf.physical)):
+            cur[2] += leaf.size
+            continue
+        if cur:
+            out.append(Range(*cur))
+        cur = [leaf.virtual, leaf.physical, leaf.size, leaf.page_size, leaf.writable, leaf.user, leaf.executable]
+    if cur:
+        out.append(Range(*cur))
     return out

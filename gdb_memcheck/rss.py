@@ -4,8 +4,9 @@ pages with a struct page behind them; anonymous when page->mapping has
 PAGE_MAPPING_ANON (of the compound head)."""
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import paging
 from .target import Target, read_u64, u64
@@ -38,21 +39,32 @@ class PageInfo:
         self.compound_head = page.offset("compound_head")
 
     def is_anon(self, pfn: int) -> bool:
-        page = self.vmemmap + pfn * self.size
-        head = u64(self.read(page + self.compound_head, 8))
+        raw = self.read(self.vmemmap + pfn * self.size, self.size)
+        head = u64(raw, self.compound_head)
         if head & 1:
-            page = head - 1
-        return bool(u64(self.read(page + self.mapping, 8)) & PAGE_MAPPING_ANON)
+            raw = self.read(head - 1, self.size)
+        return bool(u64(raw, self.mapping) & PAGE_MAPPING_ANON)
 
 
-def usage(read_phys: Reader, pgd_phys: int, levels: int, start: int, end: int, pages: PageInfo) -> Usage:
-    """Rss and Anonymous of [start, end) in the address space rooted at `pgd_phys`."""
-    rss = anon = 0
-    for leaf in paging.leaves(read_phys, pgd_phys, levels, start, end):
+def usages(read_phys: Reader, pgd_phys: int, levels: int, ranges: Sequence[tuple[int, int]],
+           pages: PageInfo) -> list[Usage]:
+    """Rss and Anonymous of each sorted, disjoint [start, end) range in the address space
+    rooted at `pgd_phys`, from one walk over their whole span."""
+    if not ranges:
+        return []
+    starts = [lo for lo, _ in ranges]
+    rss, anon = [0] * len(ranges), [0] * len(ranges)
+    for leaf in paging.leaves(read_phys, pgd_phys, levels, ranges[0][0], ranges[-1][1]):
         if leaf.entry & paging.SPECIAL:
             continue
-        lo, hi = max(leaf.virtual, start), min(leaf.virtual + leaf.size, end)
-        rss += hi - lo
-        if pages.is_anon(leaf.physical >> 12):
-            anon += hi - lo
-    return Usage(rss, anon)
+        is_anon = None
+        i = max(0, bisect.bisect_right(starts, leaf.virtual) - 1)
+        while i < len(ranges) and ranges[i][0] < leaf.virtual + leaf.size:
+            lo, hi = max(leaf.virtual, ranges[i][0]), min(leaf.virtual + leaf.size, ranges[i][1])
+            if hi > lo:
+                if is_anon is None:
+                    is_anon = pages.is_anon(leaf.physical >> 12)
+                rss[i] += hi - lo
+                anon[i] += (hi - lo) if is_anon else 0
+            i += 1
+    return [Usage(r, a) for r, a in zip(rss, anon)]

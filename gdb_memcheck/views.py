@@ -107,4 +107,4 @@ def walk_json(va: int, steps: list[paging.WalkStep], physical: int | None, stop:
 
 
 def to_json(doc) -> str:
-    return json.dumps(doc, indent=1)
+    return json.dumps(doc)   # no indent: the C encoder, ~10x faster on 10k-VMA maps

@@ -147,7 +147,7 @@ CPU is the vCPU the task is running on."""
             if proc.mm:
                 mm = system.mm(proc)
                 exe, vsz = system.exe_path(proc), mm.total_vm * 4096
-                rss = sum(system.usage(mm, v).rss for v in system.vmas(proc))
+                rss = sum(u.rss for u in system.usages(mm, system.vmas(proc)))
             for task in (system.threads(proc) if args.threads else [proc]):
                 rows.append(PsRow(task, exe, vsz, rss, running.get(task.addr)))
         if args.json:
@@ -176,7 +176,7 @@ Without PID|COMM: the process running on the selected vCPU.
         proc = pick_process(system, args.process)
         mm = system.mm(proc)
         vmas = system.vmas(proc)
-        usages = [system.usage(mm, v) for v in vmas] if args.rss else None
+        usages = system.usages(mm, vmas) if args.rss else None
         if args.json:
             gdb.write(to_json({"pid": proc.tgid, "comm": proc.comm, "maps": maps_json(vmas, usages)}) + "\n")
         else:
@@ -224,7 +224,7 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
         bad = set(args.perm) - set("uwxk")
         if bad:
             raise UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
-        leaves = paging.leaves(system.kmem.phys.read, root, system.kmem.levels, start, end)
+        leaves = paging.leaves(system.kmem.phys.read, root, system.kmem.levels, start, end, merge_runs=True)
         ranges = [r for r in paging.coalesce(leaves) if _has_perms(r, args.perm)]
         if args.json:
             gdb.write(to_json({"root": root, "levels": system.kmem.levels, "ranges": pagetable_json(ranges)}) + "\n")

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Snapshot-view benchmark, each figure against a baseline measured in the same run:
+  - page-table walk of the CR3 process (memcheck pagetable) vs QEMU's `info mem`  (target <= 1.0x)
+  - task-list walk per task vs the same walk through gdb.Value fields           (target >= 25x faster)
+  - `memcheck maps --rss` of a process with 10,000 VMAs                           (target < 0.5 s)
+Usage: /usr/bin/python3 bench/views_bench.py
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from labtools import REPO, guestlab, run_gdb  # noqa: E402
+
+VMAS = 10_000
+
+SCRIPT = r"""
+import time, gdb
+sys.path.insert(0, QEMU_SCRIPTS)
+import guestlab
+from gdb_memcheck.frontend.session import SESSION
+from gdb_memcheck.tasks import TaskReader
+monitor = guestlab.Guest.load(RUN_DIR).hmp
+
+def cold():
+    SESSION.on_cont(None)            # what a resume does: drop the per-stop caches
+
+def best(fn, n=5):
+    times = []
+    for _ in range(n):
+        cold()
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return min(times)
+
+pt = best(lambda: gdb.execute("memcheck pagetable --json", to_string=True))
+info_mem = best(lambda: monitor("info mem"))
+
+def ours_tasks():
+    return list(TaskReader(SESSION.target, SESSION.kmem().read).processes())
+n_tasks = len(ours_tasks())
+ours = best(ours_tasks)
+
+def value_tasks():
+    head = gdb.parse_and_eval("&init_task.tasks")
+    ttype = gdb.lookup_type("struct task_struct").pointer()
+    off = int(gdb.parse_and_eval("(unsigned long)&((struct task_struct *)0)->tasks"))
+    node, out = head["next"], []
+    while int(node) != int(head):
+        task = gdb.Value(int(node) - off).cast(ttype)
+        out.append((int(task["pid"]), task["comm"].string(), int(task["mm"])))
+        node = node["next"]
+    return out
+value = best(value_tasks, 3)
+
+maps = best(lambda: gdb.execute(f"memcheck maps {MANY_PID} --rss --json", to_string=True), 3)
+emit({"pagetable": pt, "info_mem": info_mem, "tasks": n_tasks, "ours": ours, "value": value, "maps": maps})
+"""
+
+
+def main() -> int:
+    guest = guestlab.boot()
+    try:
+        guest.sh(f"wl-manymaps {VMAS} > /tmp/log/many.log 2>&1 &")
+        guest.sh("sleep 2; grep -q ready /tmp/log/many.log")
+        pid = int(guest.sh("pidof wl-manymaps"))
+        count = len(guest.sh(f"cat /proc/{pid}/maps").splitlines())
+        script = (SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+                  .replace("RUN_DIR", repr(str(guest.run_dir))).replace("MANY_PID", str(pid)))
+        res = run_gdb(guest, script=script, timeout=600).result()
+    finally:
+        guest.stop()
+    print(f"page-table walk of the CR3 process: {res['pagetable'] * 1e3:.1f} ms; QEMU info mem: "
+          f"{res['info_mem'] * 1e3:.1f} ms; ratio {res['pagetable'] / res['info_mem']:.2f}x (target <= 1.0x)")
+    per_ours, per_value = res["ours"] / res["tasks"], res["value"] / res["tasks"]
+    print(f"task-list walk, {res['tasks']} tasks: {per_ours * 1e6:.0f} us/task; gdb.Value walk: "
+          f"{per_value * 1e6:.0f} us/task; {per_value / per_ours:.0f}x faster (target >= 25x)")
+    print(f"memcheck maps --rss of a process with {count} VMAs: {res['maps'] * 1e3:.0f} ms (target < 500 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
