@@ -282,7 +282,7 @@ def runtime_to_vaddr(addr: int, map_start: int, map_file_offset: int, elf: ElfFi
 
 
 class SymbolCache:
-    """Guest paths resolved under the sysroot to parsed ELF files, reparsed only when the host file changes."""
+    """Guest paths resolved under the sysroot to parsed ELF files, reparsed when the host file changes."""
 
     def __init__(self, sysroot: str) -> None:
         self.sysroot = sysroot
