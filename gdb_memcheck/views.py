@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 
 from . import paging
+from .addrinfo import AddressInfo
 from .rss import Usage
 from .tasks import Task
 from .vmas import Vma
@@ -108,3 +109,26 @@ def walk_json(va: int, steps: list[paging.WalkStep], physical: int | None, stop:
 
 def to_json(doc) -> str:
     return json.dumps(doc)   # no indent: the C encoder, ~10x faster on 10k-VMA maps
+
+
+def addr_text(info: AddressInfo) -> str:
+    who = "kernel" if info.pid is None else f"pid {info.pid} ({info.comm})"
+    lines = [f"address {info.address:#x} in {who}"]
+    if info.vma is not None:
+        lines.append(f"  mapping   {info.vma.maps_line().rstrip()}")
+    if info.file_offset is not None:
+        lines.append(f"  file      {info.vma.name} + {info.file_offset:#x}")
+    if info.symbol or info.source:
+        at = f" @ {info.source}" if info.source else ""
+        lines.append(f"  symbol    {info.symbol or '??'}{at}")
+    if info.physical is not None:
+        lines.append(f"  physical  {info.physical:#x} (page {info.physical & ~0xFFF:#x})")
+    if info.note:
+        lines.append(f"  note      {info.note}")
+    return "\n".join(lines) + "\n"
+
+
+def addr_json(info: AddressInfo) -> dict:
+    return {"address": info.address, "pid": info.pid, "comm": info.comm,
+            "mapping": None if info.vma is None else info.vma.maps_line(), "file_offset": info.file_offset,
+            "symbol": info.symbol, "source": info.source, "physical": info.physical, "note": info.note or None}

@@ -11,12 +11,12 @@ import shlex
 
 import gdb
 
-from .. import paging
+from .. import addrinfo, paging
 from ..colour import paint
 from ..kernel import cpu_paging_mode
 from ..target import TargetError
-from ..views import (PsRow, maps_json, maps_text, pagetable_json, pagetable_text, ps_text, to_json, walk_json,
-                     walk_text)
+from ..views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
+                     to_json, walk_json, walk_text)
 from .session import SESSION
 
 
@@ -293,7 +293,54 @@ Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk sto
             emit(walk_text(va, steps, physical, stop))
 
 
-SUBCOMMANDS = (InfoCommand, PsCommand, MapsCommand, PagetableCommand, VtopCommand)
+class AddrCommand(JsonSubcommand):
+    """What an address is: process, mapping, file + offset, ELF symbol @ source line, physical page.
+
+Usage: memcheck addr ADDR [PID|COMM] [--json]
+User addresses belong to PID|COMM (default: the process on the selected vCPU); kernel
+addresses are named from the kernel's symbols. Guest files are read under
+`set memcheck sysroot DIR` and must carry the same build-id as the guest's copy."""
+
+    name = "addr"
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("address")
+        p.add_argument("process", nargs="?")
+        return p
+
+    def run(self, args: argparse.Namespace) -> None:
+        va = parse_address(args.address)
+        system = SESSION.system()
+        process = None
+        if va < addrinfo.USER_TOP:
+            process = pick_process(system, args.process)
+        info = addrinfo.describe(system, process, va, SESSION.symbols(), kernel_symbol)
+        if args.json:
+            gdb.write(to_json(addr_json(info)) + "\n")
+        else:
+            emit(addr_text(info))
+
+
+def kernel_symbol(addr: int) -> str | None:
+    """function+offset @ file:line of a kernel address, from gdb's own symbol tables."""
+    try:
+        block = gdb.current_progspace().block_for_pc(addr)
+    except RuntimeError:
+        return None
+    func = block.function if block is not None else None
+    while block is not None and func is None:
+        block = block.superblock
+        func = block.function if block is not None else None
+    if func is None:
+        return None
+    start = int(func.value().address)
+    line = gdb.find_pc_line(addr)
+    where = f" @ {line.symtab.filename}:{line.line}" if line.symtab is not None else ""
+    return (func.name if addr == start else f"{func.name}+{addr - start:#x}") + where
+
+
+SUBCOMMANDS = (InfoCommand, PsCommand, MapsCommand, PagetableCommand, VtopCommand, AddrCommand)
 
 
 def register() -> list[gdb.Command]:

@@ -6,6 +6,7 @@ import gdb
 
 from .. import __version__, kaslr
 from ..kernel import KernelInfo, cpu_paging_mode, read_kernel_info
+from ..elfsyms import SymbolCache
 from ..memory import KernelMemory
 from ..system import System
 from ..target import MemoryReadError, SymbolError, TargetError
@@ -25,12 +26,20 @@ class Session:
         self.last_line = ""
         self._kmem: KernelMemory | None = None
         self._system: System | None = None
+        self._symbols: SymbolCache | None = None
 
     def system(self) -> System:
         """The snapshot of the stopped guest; rebuilt after the guest has run."""
         if self._system is None:
             self._system = System(self.target, self.kmem())
         return self._system
+
+    def symbols(self) -> SymbolCache:
+        """Parsed guest ELF files under the current `set memcheck sysroot`."""
+        sysroot = gdb.parameter("memcheck sysroot") or ""
+        if self._symbols is None or self._symbols.sysroot != sysroot:
+            self._symbols = SymbolCache(sysroot)
+        return self._symbols
 
     def selected_cpu(self) -> int:
         return self.target.selected_cpu()

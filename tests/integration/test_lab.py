@@ -1,9 +1,11 @@
 """The lab and the plugin skeleton on a guest booted normally (4-level paging, no KASLR)."""
 from __future__ import annotations
 
+import json
 import re
-
-import pytest
+import shutil
+import subprocess
+from pathlib import Path
 
 from labtools import run_gdb
 
@@ -81,3 +83,72 @@ def test_kernel_virtual_address_translates_like_qemus_gva2gpa(guest):
     res = run_gdb(guest, script=TRANSLATE_SCRIPT).result()
     answer = guest.hmp(f"gva2gpa {res['va']:#x}")
     assert f"gpa: {res['pa']:#x}" in answer
+
+
+def nm_address(binary, symbol: str, dynamic: bool = False) -> int:
+    args = ["nm", "-D" if dynamic else "--defined-only", str(binary)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return next(int(l.split()[0], 16) for l in out.splitlines() if l.split()[-1].split("@")[0] == symbol)
+
+
+def addr2line(binary, vaddr: int) -> str:
+    out = subprocess.run(["addr2line", "-e", str(binary), hex(vaddr)], capture_output=True, text=True).stdout
+    path, line = out.strip().rsplit(":", 1)
+    return f"{Path(path).name}:{line.split()[0]}"
+
+
+def mapping_base(guest, pid: int, path: str) -> int:
+    for line in guest.sh(f"cat /proc/{pid}/maps").splitlines():
+        fields = line.split()
+        if fields[-1] == path and int(fields[2], 16) == 0:
+            return int(fields[0].split("-")[0], 16)
+    raise AssertionError(f"{path} not mapped at offset 0 in pid {pid}")
+
+
+def addr_json(guest, *commands: str) -> list[dict]:
+    run = run_gdb(guest, *commands)
+    return [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
+
+
+def test_addr_names_function_and_source_line_in_a_static_binary(guest):
+    binary = guest.sysroot / "bin/wl-maps-static"
+    va = nm_address(binary, "make_data_file") + 0x10
+    info, = addr_json(guest, f"memcheck addr {va:#x} wl-maps-static --json")
+    assert info["symbol"] == "make_data_file+0x10"
+    assert info["source"] == addr2line(binary, va)
+    assert info["mapping"].endswith("/bin/wl-maps-static") and "r-xp" in info["mapping"]
+
+
+def test_addr_in_a_pie_and_in_libc_accounts_for_the_load_address(guest):
+    pid = int(guest.sh("pidof wl-maps").split()[0])
+    exe, libc = guest.sysroot / "bin/wl-maps", guest.sysroot / "lib/x86_64-linux-gnu/libc.so.6"
+    main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(exe, "main")
+    malloc = mapping_base(guest, pid, "/lib/x86_64-linux-gnu/libc.so.6") + nm_address(libc, "malloc", dynamic=True)
+    at_main, at_malloc = addr_json(guest, f"memcheck addr {main:#x} {pid} --json",
+                                   f"memcheck addr {malloc:#x} {pid} --json")
+    assert at_main["symbol"] == "main" and at_main["source"] == addr2line(exe, nm_address(exe, "main"))
+    assert at_malloc["symbol"] in {"malloc", "__libc_malloc"}
+    assert at_malloc["file_offset"] is not None and at_malloc["physical"] is not None
+
+
+def test_addr_refuses_a_sysroot_file_with_another_build_id(guest, tmp_path):
+    (tmp_path / "bin").mkdir()
+    shutil.copy(guest.sysroot / "bin/wl-leak", tmp_path / "bin/wl-maps")
+    pid = int(guest.sh("pidof wl-maps").split()[0])
+    main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(guest.sysroot / "bin/wl-maps", "main")
+    info, = addr_json(guest, f"set memcheck sysroot {tmp_path}", f"memcheck addr {main:#x} {pid} --json")
+    assert info["symbol"] is None
+    assert "has build-id" in info["note"] and "but the guest's /bin/wl-maps has build-id" in info["note"]
+
+
+def test_addr_outside_every_mapping_says_so(guest):
+    pid = int(guest.sh("pidof wl-maps").split()[0])
+    info, = addr_json(guest, f"memcheck addr 0x1000 {pid} --json")
+    assert info["mapping"] is None and info["note"] == f"no mapping of pid {pid} contains 0x1000"
+
+
+def test_text_views_are_coloured_only_when_gdb_styling_is_on(guest):
+    plain = run_gdb(guest, "set style enabled off", "memcheck maps 1").stdout
+    styled = run_gdb(guest, "set style enabled on", "memcheck maps 1").stdout
+    assert "\x1b[" not in plain and "/bin/busybox" in plain
+    assert "\x1b[" in styled
