@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from .paging import PagingMode, paging_mode
 from .target import Target, TargetError, cstring, read_u64
 
 UTS_FIELD_LEN = 65
+Loader = Callable[[int], int]
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,16 @@ def read_kernel_info(target: Target, slide: int | None) -> KernelInfo:
     return KernelInfo(uts_field(target, "release"), uts_field(target, "machine"), mode, slide)
 
 
-def per_cpu_address(target: Target, symbol: str, cpu: int) -> int:
+def per_cpu_address(target: Target, symbol: str, cpu: int, load: Loader | None = None) -> int:
     """Address of a per-CPU variable's copy for `cpu`: __per_cpu_offset[cpu] + &symbol."""
-    offsets = target.symbol_address("__per_cpu_offset")
-    return read_u64(target, offsets + 8 * cpu) + target.symbol_address(symbol)
+    load = load or (lambda addr: read_u64(target, addr))
+    return load(target.symbol_address("__per_cpu_offset") + 8 * cpu) + target.symbol_address(symbol)
 
 
-def current_task(target: Target, cpu: int) -> int:
-    """Address of the task_struct running on `cpu`."""
-    return read_u64(target, per_cpu_address(target, "current_task", cpu))
+def current_task(target: Target, cpu: int, load: Loader | None = None) -> int:
+    """Address of the task_struct running on `cpu` (`load` reads a u64; default: a virtual read)."""
+    load = load or (lambda addr: read_u64(target, addr))
+    return load(per_cpu_address(target, "current_task", cpu, load))
 
 
 def page_offset_base(target: Target) -> int:

@@ -7,7 +7,7 @@ from functools import cached_property
 from . import paging, rss
 from .kernel import current_task
 from .memory import KernelMemory
-from .target import Target, TargetError
+from .target import Target, TargetError, i32
 from .tasks import Task, TaskReader
 from .vmas import MmInfo, Vma, VmaReader, path_layout_root
 
@@ -28,7 +28,9 @@ class System:
 
     @cached_property
     def vma_reader(self) -> VmaReader:
-        init = next((p for p in self.processes if p.pid == 1), self.processes[0])
+        """Paths are rooted at init's fs root, as a reader in init's namespace sees them
+        (init is the first task after init_task, so this reads two tasks, not all)."""
+        init = next((p for p in self.tasks.processes() if p.pid == 1), None) or self.processes[0]
         return VmaReader(self.target, self.kmem.read, path_layout_root(self.target, self.kmem.read, init.addr))
 
     @cached_property
@@ -39,11 +41,11 @@ class System:
         return list(self.tasks.threads(process))
 
     def current(self, cpu: int) -> Task:
-        return self.tasks.task(current_task(self.target, cpu))
+        return self.tasks.task(current_task(self.target, cpu, self.kmem.u64))
 
     def running(self) -> dict[int, int]:
         """Task address -> vCPU for the task each vCPU is running."""
-        return {current_task(self.target, cpu): cpu for cpu in range(self.target.cpu_count())}
+        return {current_task(self.target, cpu, self.kmem.u64): cpu for cpu in range(self.target.cpu_count())}
 
     def find(self, spec: str) -> Task:
         """A process by pid or by comm (a comm must name exactly one process)."""
@@ -86,6 +88,18 @@ class System:
         if not process.mm:
             return ""
         return self.vma_reader.exe_path(self.mm(process))
+
+    def layout_offset(self, type_name: str, member: str) -> int:
+        return self.target.layout(type_name).offset(member)
+
+    def live_threads(self, task: Task) -> int:
+        """signal->live of a task's thread group: how many of its threads have not exited."""
+        signal = self.kmem.u64(task.addr + self.layout_offset("struct task_struct", "signal"))
+        return i32(self.kmem.read(signal + self.layout_offset("struct signal_struct", "live"), 4))
+
+    def file_path(self, file: int) -> str:
+        """The path of a struct file, as /proc/PID/maps names it."""
+        return self.vma_reader.file_path(file)
 
     def translate(self, root: int, va: int) -> paging.Translation:
         return paging.translate(self.kmem.phys.read, root, va, self.kmem.levels)

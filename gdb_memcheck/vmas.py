@@ -138,6 +138,9 @@ class VmaReader:
                 name = f"[anon:{self._anon_name(anon_name)}]"
         return Vma(addr, start, end, flags, 0, 0, 0, name or "")
 
+    def file_path(self, file: int) -> str:
+        return self._file(file)[2]
+
     def _file(self, file: int) -> tuple[int, int, str]:
         mnt, dentry = u64(self.read(file + self.f_mnt, 8)), u64(self.read(file + self.f_dentry, 8))
         inode = u64(self.read(file + self.f_inode, 8))

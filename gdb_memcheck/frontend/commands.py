@@ -343,10 +343,10 @@ def kernel_symbol(addr: int) -> str | None:
 SUBCOMMANDS = (InfoCommand, PsCommand, MapsCommand, PagetableCommand, VtopCommand, AddrCommand)
 
 
-def register() -> list[gdb.Command]:
+def register(classes: tuple = ()) -> list[gdb.Command]:
     """Create `memcheck`, each `memcheck NAME` and its alias `memcheck-NAME`."""
     commands: list[gdb.Command] = [MemcheckPrefix()]
-    for cls in SUBCOMMANDS:
+    for cls in SUBCOMMANDS + classes:
         commands.append(cls(f"memcheck {cls.name}"))
         commands.append(cls(f"memcheck-{cls.name}"))
     return commands

@@ -18,6 +18,7 @@ class GdbTarget:
         self._symbols: dict[str, int] = {}
         self._layouts: dict[str, StructLayout] = {}
         self.physical_reader: PhysicalRead | None = None
+        self._cpu_of_thread: dict[int, int] = {}
 
     def forget_debug_info(self) -> None:
         """Drop cached symbols and layouts (a new objfile was loaded or symbols moved)."""
@@ -72,7 +73,9 @@ class GdbTarget:
         selected = gdb.selected_thread()
         if selected is None:
             raise TargetError("not connected to a guest (target remote HOST:PORT)")
-        return [t.num for t in _threads()].index(selected.num)
+        if selected.num not in self._cpu_of_thread:
+            self._cpu_of_thread = {t.num: i for i, t in enumerate(_threads())}
+        return self._cpu_of_thread[selected.num]
 
     def _thread(self, cpu: int) -> "gdb.InferiorThread":
         threads = _threads()

@@ -5,6 +5,7 @@ import gdb
 
 from . import physical
 from .session import SESSION
+from .trace import CONTROLLER
 
 
 class SetMemcheckPrefix(gdb.Command):
@@ -54,5 +55,28 @@ class PhysicalReadParameter(gdb.Parameter):
         return f"Guest-physical memory is read via {svalue}{used}."
 
 
+class EventLogParameter(gdb.Parameter):
+    """File that receives every traced event as a JSON line, flushed per event (empty: none)."""
+
+    set_doc = "Set the file that receives traced events as JSON lines."
+    show_doc = "Show the file that receives traced events."
+
+    def __init__(self) -> None:
+        super().__init__("memcheck event-log", gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
+        self.value = ""
+
+    def get_set_string(self) -> str:
+        try:
+            CONTROLLER.open_log(self.value or "")
+        except OSError as e:
+            self.value = ""
+            raise gdb.GdbError(f"set memcheck event-log: {e.strerror}: {e.filename}") from None
+        return ""
+
+    def get_show_string(self, svalue: str) -> str:
+        return f"Traced events are written to {svalue or '(no file)'}."
+
+
 def register() -> list[gdb.Command | gdb.Parameter]:
-    return [SetMemcheckPrefix(), ShowMemcheckPrefix(), SysrootParameter(), PhysicalReadParameter()]
+    return [SetMemcheckPrefix(), ShowMemcheckPrefix(), SysrootParameter(), PhysicalReadParameter(),
+            EventLogParameter()]

@@ -1,0 +1,131 @@
+"""`memcheck trace`, `memcheck events` and `memcheck stop-on`."""
+from __future__ import annotations
+
+import argparse
+
+import gdb
+
+from .. import tracing
+from ..target import TargetError
+from ..views import maps_json, maps_text, to_json
+from .commands import ArgParser, JsonSubcommand, Subcommand, UsageError, emit
+from .session import SESSION
+from .trace import CONTROLLER
+
+
+class TraceCommand(JsonSubcommand):
+    """Live tracing of processes and mappings through kernel breakpoints.
+
+Usage: memcheck trace on|off|status [--json]
+       memcheck trace table [--json]        the traced process table
+       memcheck trace maps PID [--json]     the traced mappings of PID (re-read only when its mm changed)
+Hooks are chosen by probing the kernel; `status` says which and why, and what they cost."""
+
+    name = "trace"
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("action", choices=("on", "off", "status", "table", "maps"))
+        p.add_argument("pid", nargs="?", type=int)
+        return p
+
+    def run(self, args: argparse.Namespace) -> None:
+        getattr(self, "_" + args.action)(args)
+
+    def _on(self, args: argparse.Namespace) -> None:
+        CONTROLLER.start()
+        gdb.write(f"memcheck trace: {len(CONTROLLER.breakpoints)} hooks placed, "
+                  f"{len(CONTROLLER.tracer.processes)} processes seeded\n")
+
+    def _off(self, args: argparse.Namespace) -> None:
+        gdb.write(f"memcheck trace: {CONTROLLER.stop_tracing()} hooks removed\n")
+
+    def _status(self, args: argparse.Namespace) -> None:
+        c = CONTROLLER
+        doc = {"active": c.active, "hits": c.hits, "events": c.tracer.seq, "counts": c.tracer.counts,
+               "handler_ms_per_hit": (c.handler_seconds / c.hits * 1e3) if c.hits else 0.0,
+               "errors": c.errors, "last_error": c.last_error or None,
+               "mapping_reads": c.tracer.mappings.reads, "mapping_cache_hits": c.tracer.mappings.hits,
+               "hooks": [{"group": h.group, "symbol": h.symbol, "address": h.address, "reason": h.reason}
+                         for h in c.hooks], "missing": c.missing,
+               "stop_on": [vars(r) for r in c.tracer.rules]}
+        if args.json:
+            gdb.write(to_json(doc) + "\n")
+            return
+        lines = [f"tracing {'on' if c.active else 'off'}: {c.hits} hits, {c.tracer.seq} events, "
+                 f"{doc['handler_ms_per_hit']:.2f} ms handler time per hit, {c.errors} errors"]
+        lines += [f"  {h.group:<9} {h.symbol:<20} {h.address:#x}  {h.reason}" for h in c.hooks]
+        lines += [f"  missing   {m}" for m in c.missing]
+        if c.last_error:
+            lines.append(f"  last error: {c.last_error}")
+        gdb.write("\n".join(lines) + "\n")
+
+    def _table(self, args: argparse.Namespace) -> None:
+        procs = sorted(CONTROLLER.tracer.processes.values(), key=lambda p: p.pid)
+        if args.json:
+            gdb.write(to_json([{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "image": p.image, "mm": p.mm,
+                                "threads": sorted(p.threads), "execs": p.execs} for p in procs]) + "\n")
+            return
+        lines = [f"{'PID':>6} {'PPID':>6} {'THREADS':>7} COMMAND / IMAGE"]
+        lines += [f"{p.pid:>6} {p.ppid:>6} {len(p.threads):>7} {p.comm} {p.image}" for p in procs]
+        gdb.write("\n".join(lines) + "\n")
+
+    def _maps(self, args: argparse.Namespace) -> None:
+        if args.pid is None:
+            raise UsageError("trace maps needs a PID")
+        vmas = CONTROLLER.tracer.traced_vmas(SESSION.system(), args.pid)
+        if args.json:
+            gdb.write(to_json({"pid": args.pid, "maps": maps_json(vmas)}) + "\n")
+        else:
+            emit(maps_text(vmas))
+
+
+class EventsCommand(JsonSubcommand):
+    """The traced event log: sequence, vCPU, pid/tid, comm, event and its details.
+
+Usage: memcheck events [--pid P] [--last N] [--json]"""
+
+    name = "events"
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("--pid", type=int)
+        p.add_argument("--last", type=int)
+        return p
+
+    def run(self, args: argparse.Namespace) -> None:
+        events = CONTROLLER.tracer.last(args.last, args.pid)
+        if args.json:
+            gdb.write(to_json([e.as_dict() for e in events]) + "\n")
+        else:
+            gdb.write("".join(e.text() + "\n" for e in events))
+
+
+class StopOnCommand(Subcommand):
+    """Stop in the debugger when a traced event matches.
+
+Usage: memcheck stop-on EVENT [PID|COMM|PATH]    EVENT: fork clone exec exit thread-exit mmap
+                                                 munmap mprotect brk any
+       memcheck stop-on clear | memcheck stop-on   (list the rules)"""
+
+    name = "stop-on"
+    kinds = ("fork", "clone", "exec", "exit", "thread-exit", "mmap", "munmap", "mprotect", "brk", "any", "clear")
+
+    def parser(self) -> ArgParser:
+        p = super().parser()
+        p.add_argument("event", nargs="?", choices=self.kinds)
+        p.add_argument("pattern", nargs="?", default="")
+        return p
+
+    def run(self, args: argparse.Namespace) -> None:
+        rules = CONTROLLER.tracer.rules
+        if args.event == "clear":
+            rules.clear()
+        elif args.event:
+            rules.append(tracing.StopRule(args.event, args.pattern))
+            if not CONTROLLER.active:
+                gdb.write("memcheck stop-on: rule kept; it applies once `memcheck trace on` runs\n")
+        gdb.write("".join(f"stop on {r.kind} {r.pattern}\n" for r in rules) or "no stop-on rules\n")
+
+
+TRACE_SUBCOMMANDS = (TraceCommand, EventsCommand, StopOnCommand)
