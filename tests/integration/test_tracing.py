@@ -1,0 +1,198 @@
+"""Live tracing on a guest running the churn workload (forks, execs, threads, mmaps,
+partial munmaps, mprotects, brk growth, exits).
+
+The workload is run twice, with N and 2N rounds, both traced; one-time costs of the
+C runtime (the first thread stack, stdio buffers) are the same in both runs, so the
+difference of the traced event counts must equal the difference of what the workload
+says it did.  At the end the traced process table and mapping caches must equal a
+fresh snapshot and the guest's own /proc."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from labtools import REPO, guestlab, run_gdb
+
+BOOT = guestlab.BootOptions()
+N = 3
+
+TRACE_SCRIPT = r"""
+import gdb, json, re, threading, time
+sys.path.insert(0, QEMU_SCRIPTS)
+import guestlab
+from gdb_memcheck.frontend.trace import CONTROLLER
+guest = guestlab.Guest.load(RUN_DIR)
+
+def q(cmd):
+    return json.loads(gdb.execute(cmd, to_string=True))
+
+def while_running(command):
+    out = {}
+    def drive():
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        out["text"] = guest.sh(command, timeout=300)
+        out["seconds"] = time.monotonic() - t0
+        gdb.post_event(lambda: gdb.execute("interrupt"))
+    th = threading.Thread(target=drive)
+    th.start()
+    gdb.execute("continue")
+    th.join()
+    return out
+
+gdb.execute("set memcheck event-log " + EVENT_LOG_PATH)
+untraced = while_running("wl-churn-static all N2")
+def tb_flushes():
+    return int(re.search(r"TB flush count\s+(\d+)", guest.hmp("info jit")).group(1))
+
+gdb.execute("memcheck trace on")
+flushes_before = tb_flushes()
+runs = [while_running(f"wl-churn-static all {n}") for n in (N1, N2)]
+flushes = tb_flushes() - flushes_before
+status = q("memcheck trace status --json")
+events = q("memcheck events --json")
+table = q("memcheck trace table --json")
+ps = q("memcheck ps -t --json")
+traced_maps, fresh_maps = {}, {}
+for proc in table:
+    if proc["mm"]:
+        traced_maps[proc["pid"]] = [m["line"] for m in q(f"memcheck trace maps {proc['pid']} --json")["maps"]]
+        fresh_maps[proc["pid"]] = [m["line"] for m in q(f"memcheck maps {proc['pid']} --json")["maps"]]
+status_after_views = q("memcheck trace status --json")
+placed = list(CONTROLLER.breakpoints)
+gdb.execute("memcheck trace off")
+after_off = while_running("wl-churn-static all N2")
+emit({"untraced": untraced, "runs": runs, "after_off": after_off, "status": status, "events": events,
+      "table": table, "ps": ps, "traced_maps": traced_maps, "fresh_maps": fresh_maps,
+      "status_after_views": status_after_views, "tb_flushes": flushes,
+      "still_valid": [bp.is_valid() for bp in placed]})
+"""
+
+
+@pytest.fixture(scope="module")
+def traced(guest, tmp_path_factory):
+    log = tmp_path_factory.mktemp("trace") / "events.jsonl"
+    script = (TRACE_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+              .replace("RUN_DIR", repr(str(guest.run_dir))).replace("EVENT_LOG_PATH", repr(str(log)))
+              .replace("N1", str(N)).replace("N2", str(2 * N)))
+    run = run_gdb(guest, script=script, timeout=600)
+    res = run.result()
+    res["log"] = [json.loads(line) for line in log.read_text().splitlines()]
+    return res
+
+
+def reported(run: dict) -> dict[str, int]:
+    m = re.search(r"churn pid=(\d+) (.*)", run["text"])
+    counts = dict(kv.split("=") for kv in m.group(2).split())
+    return {"pid": int(m.group(1)), **{k: int(v) for k, v in counts.items()}}
+
+
+def traced_counts(events: list[dict], pid: int) -> dict[str, int]:
+    """The events a churn process caused: its own, and its children's execs and exits."""
+    children = {e["child"] for e in events if e["event"] == "fork" and e["pid"] == pid}
+    own = [e for e in events if e["pid"] == pid]
+    kids = [e for e in events if e["pid"] in children]
+    count = lambda evs, kind: sum(1 for e in evs if e["event"] == kind)
+    return {"fork": count(own, "fork"), "exec": count(kids, "exec"), "thread": count(own, "clone"),
+            "exit": count(kids, "exit"), "mmap": count(own, "mmap"), "munmap": count(own, "munmap"),
+            "mprotect": count(own, "mprotect"), "brk": count(own, "brk"), "thread_exit": count(own, "thread-exit")}
+
+
+def test_event_counts_match_what_the_workload_did(traced):
+    small, big = (reported(r) for r in traced["runs"])
+    t_small, t_big = (traced_counts(traced["events"], r["pid"]) for r in (small, big))
+    for kind in ("fork", "exec", "thread", "exit", "mmap", "munmap", "mprotect", "brk"):
+        assert t_big[kind] - t_small[kind] == big[kind] - small[kind], kind
+    assert t_big["thread_exit"] - t_small["thread_exit"] == big["thread"] - small["thread"]
+    assert big["munmap"] == 5 * 2 * N, "the workload splits every mapping with partial unmaps"
+
+
+def test_exactly_one_debug_stop_per_event(traced):
+    """QEMU 7.2 flushes its translation cache twice per breakpoint stop (the stop and the
+    single-step past it), so its flush counter counts the debug stops independently."""
+    status = traced["status"]
+    assert status["errors"] == 0, status["last_error"]
+    assert status["hits"] == status["events"] == len(traced["events"])
+    assert traced["tb_flushes"] == 2 * status["events"]
+
+
+def test_event_log_file_has_every_event_as_a_json_line(traced):
+    assert [e["seq"] for e in traced["log"]] == [e["seq"] for e in traced["events"]]
+
+
+def test_traced_process_table_equals_a_fresh_snapshot(traced):
+    fresh = {}
+    for r in traced["ps"]:
+        if r["pid"]:
+            fresh.setdefault(r["pid"], {"comm": None, "threads": set(), "kernel": r["kernel_thread"]})
+            fresh[r["pid"]]["threads"].add(r["tid"])
+            if r["pid"] == r["tid"]:
+                fresh[r["pid"]]["comm"] = r["comm"]
+    table = {p["pid"]: p for p in traced["table"]}
+    assert set(table) == set(fresh)
+    for pid, proc in table.items():
+        assert set(proc["threads"]) == fresh[pid]["threads"], pid
+        if not fresh[pid]["kernel"]:       # kthreads name themselves after they are woken
+            assert proc["comm"] == fresh[pid]["comm"], pid
+
+
+def test_traced_mappings_equal_fresh_maps_and_come_from_the_cache(traced):
+    assert traced["traced_maps"] == traced["fresh_maps"]
+    after = traced["status_after_views"]
+    assert after["mapping_reads"] <= len(traced["traced_maps"])
+
+
+def test_traced_table_matches_the_guests_proc_after_detach(traced, guest):
+    listing = guest.sh('for d in /proc/[0-9]*; do echo "${d#/proc/} $(cat $d/comm)"; done')
+    self_pid = int(guest.sh("echo $$"))
+    alive = {int(l.split()[0]) for l in listing.splitlines()}
+    table = {p["pid"] for p in traced["table"]}
+    assert table - alive == set(), "processes the trace thinks alive are gone"
+    assert {p for p in alive - table if p != self_pid and p < max(table)} == set()
+
+
+def test_trace_off_removes_every_hook_and_speed_returns(traced):
+    assert traced["still_valid"] and not any(traced["still_valid"])
+    untraced, traced_run, after = traced["untraced"]["seconds"], traced["runs"][1]["seconds"], \
+        traced["after_off"]["seconds"]
+    assert traced_run > 3 * untraced, "tracing should cost stops"
+    assert after < 2 * untraced + 0.5
+
+
+def test_guest_runs_normally_after_gdb_quits(traced, guest):
+    out = guest.sh(f"wl-churn-static all {N}")
+    assert f"fork={2 * N}" in out
+
+
+STOP_ON_SCRIPT = r"""
+import gdb, json, threading, time
+sys.path.insert(0, QEMU_SCRIPTS)
+import guestlab
+guest = guestlab.Guest.load(RUN_DIR)
+gdb.execute("memcheck stop-on exec /bin/wl-maps-static")
+gdb.execute("memcheck trace on")
+def drive():
+    time.sleep(0.3)
+    guest.sh("(/bin/wl-maps-static >/dev/null 2>&1 &)")
+threading.Thread(target=drive).start()
+gdb.execute("continue")
+from gdb_memcheck.frontend.session import SESSION
+cur = SESSION.system().current(SESSION.selected_cpu())
+maps = json.loads(gdb.execute(f"memcheck maps {cur.tgid} --json", to_string=True))["maps"]
+emit({"comm": cur.comm, "pid": cur.tgid, "maps": [m["line"] for m in maps],
+      "last": json.loads(gdb.execute("memcheck events --last 1 --json", to_string=True))})
+gdb.execute("memcheck trace off")
+"""
+
+
+def test_stop_on_exec_catches_a_process_at_birth(guest):
+    script = (STOP_ON_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+              .replace("RUN_DIR", repr(str(guest.run_dir))))
+    run = run_gdb(guest, script=script, timeout=300)
+    res = run.result()
+    assert "memcheck: stopped on" in run.stdout and "exec" in run.stdout
+    assert res["last"][0]["event"] == "exec" and res["last"][0]["path"] == "/bin/wl-maps-static"
+    assert res["comm"] == "wl-maps-static"
+    assert not any("[heap]" in line for line in res["maps"]), "caught before the program ran"
