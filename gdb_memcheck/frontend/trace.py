@@ -16,8 +16,9 @@ from .session import SESSION
 class HookBreakpoint(gdb.Breakpoint):
     """An internal breakpoint at a hook function's first instruction."""
 
-    def __init__(self, hook: tracing.ChosenHook, controller: "TraceController") -> None:
-        super().__init__(f"*{hook.address:#x}", gdb.BP_BREAKPOINT, internal=True)
+    def __init__(self, hook: tracing.ChosenHook, controller: "TraceController", hardware: bool) -> None:
+        kind = gdb.BP_HARDWARE_BREAKPOINT if hardware else gdb.BP_BREAKPOINT
+        super().__init__(f"*{hook.address:#x}", kind, internal=True)
         self.silent = True
         self.hook, self.controller = hook, controller
 
@@ -43,15 +44,18 @@ class TraceController:
     def active(self) -> bool:
         return bool(self.breakpoints)
 
-    def start(self) -> None:
+    def start(self, groups: list[str] | None = None, hardware: bool = False) -> None:
+        """Place the hooks (all groups, or only `groups`); software breakpoints unless `hardware`."""
         if self.active:
             raise TargetError("tracing is already on")
         system = SESSION.system()
         self.hooks, self.missing = tracing.choose_hooks(_resolve)
+        if groups:
+            self.hooks = [h for h in self.hooks if h.group in groups]
         if not self.hooks:
             raise TargetError("no hook function of this kernel could be found: " + "; ".join(self.missing))
         self.tracer.seed(system)
-        self.breakpoints = [HookBreakpoint(h, self) for h in self.hooks]
+        self.breakpoints = [HookBreakpoint(h, self, hardware) for h in self.hooks]
 
     def stop_tracing(self) -> int:
         count = len(self.breakpoints)

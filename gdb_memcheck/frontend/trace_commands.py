@@ -16,7 +16,8 @@ from .trace import CONTROLLER
 class TraceCommand(JsonSubcommand):
     """Live tracing of processes and mappings through kernel breakpoints.
 
-Usage: memcheck trace on|off|status [--json]
+Usage: memcheck trace on [--only GROUP,...] [--hw] | off | status [--json]
+       (groups: new-task exec exit mmap munmap mprotect brk; --hw: hardware breakpoints)
        memcheck trace table [--json]        the traced process table
        memcheck trace maps PID [--json]     the traced mappings of PID (re-read only when its mm changed)
 Hooks are chosen by probing the kernel; `status` says which and why, and what they cost."""
@@ -27,13 +28,20 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
         p = super().parser()
         p.add_argument("action", choices=("on", "off", "status", "table", "maps"))
         p.add_argument("pid", nargs="?", type=int)
+        p.add_argument("--only", default="")
+        p.add_argument("--hw", action="store_true")
         return p
 
     def run(self, args: argparse.Namespace) -> None:
         getattr(self, "_" + args.action)(args)
 
     def _on(self, args: argparse.Namespace) -> None:
-        CONTROLLER.start()
+        groups = [g for g in args.only.split(",") if g]
+        known = {spec.group for spec in tracing.HOOKS}
+        if set(groups) - known:
+            raise UsageError(f"unknown hook group {', '.join(sorted(set(groups) - known))}; "
+                             f"groups: {' '.join(sorted(known))}")
+        CONTROLLER.start(groups, args.hw)
         gdb.write(f"memcheck trace: {len(CONTROLLER.breakpoints)} hooks placed, "
                   f"{len(CONTROLLER.tracer.processes)} processes seeded\n")
 

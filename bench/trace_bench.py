@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Tracing benchmark: the churn workload untraced, then traced in several ways, in one run.
+
+Prints stops per event (target 1), handler time per event beyond the bare stop
+(target <= 1 ms), and each variant's slowdown against the untraced run.
+Usage: /usr/bin/python3 bench/trace_bench.py [--rounds N]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from labtools import REPO, guestlab, run_gdb  # noqa: E402
+
+VARIANTS = [
+    ("all hooks, software breakpoints", ""),
+    ("all hooks, hardware breakpoints", "--hw"),
+    ("process events only (new-task,exec,exit)", "--only new-task,exec,exit"),
+    ("mapping events only (mmap,munmap,mprotect,brk)", "--only mmap,munmap,mprotect,brk"),
+]
+
+SCRIPT = r"""
+import gdb, json, re, threading, time
+sys.path.insert(0, QEMU_SCRIPTS)
+import guestlab
+from gdb_memcheck.frontend.trace import CONTROLLER
+guest = guestlab.Guest.load(RUN_DIR)
+def jit():
+    return int(re.search(r"TB flush count\s+(\d+)", guest.hmp("info jit")).group(1))
+def while_running(command):
+    out = {}
+    def drive():
+        time.sleep(0.3)
+        t0 = time.monotonic(); guest.sh(command, timeout=900); out["seconds"] = time.monotonic() - t0
+        gdb.post_event(lambda: gdb.execute("interrupt"))
+    th = threading.Thread(target=drive); th.start(); gdb.execute("continue"); th.join()
+    return out["seconds"]
+results = {"untraced": while_running("wl-churn-static all ROUNDS")}
+for name, opts in VARIANTS:
+    CONTROLLER.hits = 0; CONTROLLER.handler_seconds = 0.0; CONTROLLER.tracer.seq = 0
+    gdb.execute("memcheck trace on " + opts)
+    before = jit()
+    seconds = while_running("wl-churn-static all ROUNDS")
+    stops = (jit() - before) / 2
+    results[name] = {"seconds": seconds, "events": CONTROLLER.tracer.seq, "stops": stops,
+                     "handler_ms": CONTROLLER.handler_seconds / max(CONTROLLER.hits, 1) * 1e3}
+    gdb.execute("memcheck trace off")
+results["after off"] = while_running("wl-churn-static all ROUNDS")
+emit(results)
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rounds", type=int, default=10)
+    args = ap.parse_args()
+    guest = guestlab.boot()
+    try:
+        script = (SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+                  .replace("RUN_DIR", repr(str(guest.run_dir))).replace("ROUNDS", str(args.rounds))
+                  .replace("VARIANTS", repr(VARIANTS)))
+        res = run_gdb(guest, script=script, timeout=1800).result()
+    finally:
+        guest.stop()
+    base = res["untraced"]
+    print(f"churn workload, {args.rounds} rounds of each kind: untraced {base:.2f} s")
+    for name, _ in VARIANTS:
+        r = res[name]
+        per_event = (r["seconds"] - base) / max(r["events"], 1) * 1e3
+        print(f"{name:<48} {r['seconds']:7.2f} s ({r['seconds'] / base:5.1f}x), {r['events']:4d} events, "
+              f"{r['stops'] / max(r['events'], 1):.2f} stops/event, handler {r['handler_ms']:.2f} ms/event, "
+              f"{per_event:.0f} ms guest time/event")
+    print(f"after trace off: {res['after off']:.2f} s ({res['after off'] / base:.1f}x untraced)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
