@@ -89,3 +89,22 @@ class KernelMemory:
 
     def u64(self, va: int) -> int:
         return u64(self.read(va, 8))
+
+
+class UserMemory:
+    """Reads a process's memory through its own page tables; pages not present read as zeros
+    (swap is not followed), so a scan never stops at a hole."""
+
+    def __init__(self, phys: PageCache, pgd: int, levels: int) -> None:
+        self.phys, self.pgd, self.levels = phys, pgd, levels
+
+    def read(self, va: int, size: int) -> bytes:
+        """Bytes of [va, va + size), zeros where nothing is mapped."""
+        out = bytearray(size)
+        for leaf in paging.leaves(self.phys.read, self.pgd, self.levels, va, va + size, merge_runs=True):
+            lo, hi = max(leaf.virtual, va), min(leaf.virtual + leaf.size, va + size)
+            out[lo - va:hi - va] = self.phys.read(leaf.physical + (lo - leaf.virtual), hi - lo)
+        return bytes(out)
+
+    def u64(self, va: int) -> int:
+        return u64(self.read(va, 8))

@@ -71,6 +71,9 @@ class Target(Protocol):
     def layout(self, type_name: str) -> StructLayout:
         """Member offsets of a type, e.g. "struct task_struct"."""
 
+    def symbol_size(self, name: str) -> int:
+        """Size in bytes of a kernel variable (e.g. init_stack: THREAD_SIZE)."""
+
     def cpu_count(self) -> int:
         """Number of vCPUs."""
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from . import paging
 from .addrinfo import AddressInfo
+from .heapscan import HeapScan
+from .leaks import Kind, loss_records, summary
 from .rss import Usage
 from .tasks import Task
 from .vmas import Vma
@@ -132,3 +134,30 @@ def addr_json(info: AddressInfo) -> dict:
     return {"address": info.address, "pid": info.pid, "comm": info.comm,
             "mapping": None if info.vma is None else info.vma.maps_line(), "file_offset": info.file_offset,
             "symbol": info.symbol, "source": info.source, "physical": info.physical, "note": info.note or None}
+
+
+def leak_report_text(scan: HeapScan, kinds: list[Kind]) -> str:
+    """valgrind-style loss records and LEAK SUMMARY for a scan."""
+    blocks = scan.index.blocks
+    records = loss_records(blocks, kinds)
+    lines = [f"==memcheck== pid {scan.pid} ({scan.comm}): {len(blocks)} live heap blocks "
+             f"(main heap {scan.arena.heap_start:#x}-{scan.arena.heap_end:#x}, {scan.mmapped} mmapped; "
+             f"{scan.free_listed} freed chunks on tcache/fastbin lists)"]
+    for n, rec in enumerate(records, 1):
+        lines.append(f"{rec.bytes} bytes in {len(rec.blocks)} blocks are {rec.kind.value} in loss record "
+                     f"{n} of {len(records)}")
+        lines.append("   allocation stack unknown (scan mode); blocks at "
+                     + ", ".join(f"{b.address:#x}" for b in rec.blocks[:8])
+                     + (" ..." if len(rec.blocks) > 8 else ""))
+    lines.append("LEAK SUMMARY:")
+    for kind, (total, count) in summary(blocks).items():
+        lines.append(f"   {kind.value + ':':<17} {total} bytes in {count} blocks")
+    return "\n".join(lines) + "\n"
+
+
+def leak_report_json(scan: HeapScan) -> dict:
+    return {"pid": scan.pid, "comm": scan.comm, "mode": "scan",
+            "heap": {"start": scan.arena.heap_start, "end": scan.arena.heap_end, "main_arena": scan.arena.address},
+            "blocks": [{"address": b.address, "size": b.size, "kind": b.kind.value if b.kind else None}
+                       for b in scan.index.blocks],
+            "summary": {k.value: {"bytes": v[0], "blocks": v[1]} for k, v in summary(scan.index.blocks).items()}}

@@ -1,8 +1,10 @@
 /* A program with known leaks.  It prints its own ground truth, one line a block:
  *   GT <category> addr=0x... size=N via=<allocator> in=<function>
  * with category one of definite, indirect, possible, reachable, freed.
- * Usage: wl-leak [--wait]   (--wait: block until SIGUSR1, then exit; lets a
- * debugger scan the live heap before the exit). */
+ * Usage: wl-leak [--wait] [--corrupt]
+ *   --wait: block until SIGUSR1, then exit (lets a debugger scan the live heap first);
+ *   --corrupt: then overwrite the size field of the still-reachable block's chunk, as
+ *              a heap overflow would, so a heap walker meets a broken chunk. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -129,9 +131,17 @@ int main(int argc, char **argv)
     keep_reachable();
     free_some();
     scrub_stack();
+    int wait = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--wait") == 0)
+            wait = 1;
+        if (strcmp(argv[i], "--corrupt") == 0) {
+            ((size_t *)still_reachable_global)[-1] = 0x3;
+            printf("GT corrupted chunk of %p\n", still_reachable_global);
+        }
+    }
     printf("wl-leak done\n");
-    if (argc > 1 && strcmp(argv[1], "--wait") == 0)
-        while (!go)
-            pause();
+    while (wait && !go)
+        pause();
     return 0;
 }

@@ -54,6 +54,15 @@ class GdbTarget:
                 raise SymbolError(f"no symbol {name!r} in the loaded kernel debug info") from None
         return self._symbols[name]
 
+    def symbol_size(self, name: str) -> int:
+        key = "sizeof " + name
+        if key not in self._symbols:
+            try:
+                self._symbols[key] = int(gdb.parse_and_eval(f"sizeof({name})"))
+            except gdb.error:
+                raise SymbolError(f"no symbol {name!r} in the loaded kernel debug info") from None
+        return self._symbols[key]
+
     def layout(self, type_name: str) -> StructLayout:
         if type_name not in self._layouts:
             try:

@@ -1,0 +1,106 @@
+"""Scan mode of the leak checker: the live blocks of a process's glibc heap and the
+roots that may point at them, read at a stop with no per-malloc breakpoint."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import glibc_heap, leaks
+from .memory import UserMemory
+from .system import System
+from .target import TargetError, u64
+from .tasks import Task
+from .vmas import VM_EXEC, VM_READ, Vma
+
+TCACHE_CHUNK_SIZE = 0x290        # sizeof(tcache_perthread_struct) + header, glibc 2.36
+PT_REGS_WORDS = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si",
+                 "di", "ip", "sp")
+
+
+@dataclass
+class HeapScan:
+    """What one scan found: classified blocks and where they came from."""
+
+    pid: int
+    comm: str
+    index: leaks.BlockIndex
+    arena: glibc_heap.MainArena
+    free_listed: int
+    mmapped: int
+    roots: list[leaks.Region]
+
+
+def scan(system: System, process: Task) -> HeapScan:
+    """Find the live blocks of `process` and classify them by reachability."""
+    mm = system.mm(process)
+    vmas = system.vmas(process)
+    user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.levels)
+    arena = glibc_heap.find_main_arena(user.read, _data_ranges(vmas), mm.start_brk, mm.brk)
+    chunks = glibc_heap.main_heap_chunks(user.read, arena.heap_start, arena.heap_end)
+    tcache = chunks[0] if chunks and chunks[0].size == TCACHE_CHUNK_SIZE else None
+    free = glibc_heap.free_chunks(user.read, arena, tcache.user if tcache else None)
+    blocks = [leaks.Block(c.user, c.usable) for c in chunks[:-1]
+              if c.in_use and c.address not in free and c is not tcache]
+    anon = [(v.start, v.end) for v in vmas if not v.name and v.flags & VM_READ and not v.inode]
+    mapped = glibc_heap.mmapped_chunks(user.read, anon)
+    blocks += [leaks.Block(c.user, c.usable) for c in mapped]
+    regions, words = _roots(system, process, vmas, arena, mapped)
+    index = leaks.classify(blocks, user.read, regions, words)
+    return HeapScan(process.tgid, process.comm, index, arena, len(free), len(mapped), regions)
+
+
+def _data_ranges(vmas: list[Vma]) -> list[tuple[int, int]]:
+    """Writable data of every module: its rw file mapping and the bss mapping after it."""
+    out = []
+    for i, v in enumerate(vmas):
+        if v.inode and v.perms.startswith("rw"):
+            end = v.end
+            if i + 1 < len(vmas) and vmas[i + 1].start == v.end and not vmas[i + 1].inode and not vmas[i + 1].name:
+                end = vmas[i + 1].end
+            out.append((v.start, end))
+    return out
+
+
+def _roots(system: System, process: Task, vmas: list[Vma], arena: glibc_heap.MainArena,
+           mapped: list[glibc_heap.Chunk]) -> tuple[list[leaks.Region], list[int]]:
+    """Readable, non-code memory outside the heap and the mmapped blocks (stacks only
+    above each thread's stack pointer), and every thread's saved registers."""
+    words, stack_tops = [], {}
+    for thread in system.threads(process):
+        regs = user_registers(system, thread)
+        words += list(regs.values())
+        stack_tops[regs["sp"]] = thread.pid
+    holes = [(arena.heap_start, arena.heap_end)] + [(c.address, c.address + c.size) for c in mapped]
+    regions = []
+    for v in vmas:
+        if not v.flags & VM_READ or v.flags & VM_EXEC or v.name in ("[vvar]", "[vdso]"):
+            continue
+        start = max([sp for sp in stack_tops if v.start <= sp < v.end], default=v.start)
+        regions += _minus(leaks.Region(start, v.end, v.name or "anonymous"), holes)
+    return regions, words
+
+
+def _minus(region: leaks.Region, holes: list[tuple[int, int]]) -> list[leaks.Region]:
+    pieces = [region]
+    for lo, hi in holes:
+        out = []
+        for p in pieces:
+            if hi <= p.start or lo >= p.end:
+                out.append(p)
+                continue
+            if p.start < lo:
+                out.append(leaks.Region(p.start, lo, p.what))
+            if hi < p.end:
+                out.append(leaks.Region(hi, p.end, p.what))
+        pieces = out
+    return pieces
+
+
+def user_registers(system: System, thread: Task) -> dict[str, int]:
+    """A thread's user registers as saved on entry to the kernel (task_pt_regs)."""
+    stack = system.kmem.u64(thread.addr + system.layout_offset("struct task_struct", "stack"))
+    if not stack:
+        raise TargetError(f"thread {thread.pid} has no kernel stack (exiting?)")
+    regs_layout = system.target.layout("struct pt_regs")
+    top = stack + system.target.symbol_size("init_stack")          # THREAD_SIZE
+    raw = system.kmem.read(top - regs_layout.size, regs_layout.size)
+    return {name: u64(raw, regs_layout.offset(name)) for name in PT_REGS_WORDS}

@@ -1,0 +1,112 @@
+"""Scan-mode leak checking against the leak program's own ground truth, and against
+valgrind running the same binary natively on the host."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from labtools import guestlab, run_gdb
+
+BOOT = guestlab.BootOptions()
+CATEGORY = {"definite": "definitely lost", "indirect": "indirectly lost", "possible": "possibly lost",
+            "reachable": "still reachable"}
+MMAP_THRESHOLD = 128 * 1024
+
+
+def slack(requested: int) -> int:
+    """How much a usable size may exceed the request: malloc's rounding and memalign's
+    leftover, or page rounding for blocks mmapped on their own."""
+    return 4096 + 16 if requested >= MMAP_THRESHOLD else 64 + 16
+
+
+def ground_truth(log: str) -> list[dict]:
+    return [dict(kind=m[0], addr=int(m[1], 16), size=int(m[2]))
+            for m in re.findall(r"^GT (\w+) addr=(0x[0-9a-f]+) size=(\d+)", log, re.M)]
+
+
+def leaks_json(guest, spec: str) -> dict:
+    run = run_gdb(guest, f"memcheck leaks {spec} --json")
+    docs = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
+    assert docs, run.output
+    return docs[0]
+
+
+@pytest.fixture(scope="module", params=["wl-leak", "wl-leak-static"])
+def leak_program(request, guest):
+    name = request.param
+    if name != "wl-leak":
+        guest.sh(f"{name} --wait > /tmp/log/{name}.log 2>&1 &")
+        guest.sh(f"sleep 0.5; grep -q done /tmp/log/{name}.log")
+    pid = int(guest.sh(f"pidof {name}").split()[0])
+    truth = ground_truth(guest.sh(f"cat /tmp/log/{name}.log"))
+    return {"name": name, "pid": pid, "truth": truth, "report": leaks_json(guest, str(pid))}
+
+
+def test_scan_reports_exactly_the_programs_lost_blocks(leak_program):
+    blocks = {b["address"]: b for b in leak_program["report"]["blocks"]}
+    lost = {a: b for a, b in blocks.items() if b["kind"] != "still reachable"}
+    expected = {t["addr"]: t for t in leak_program["truth"] if t["kind"] in ("definite", "indirect", "possible")}
+    assert set(lost) == set(expected)
+    for addr, t in expected.items():
+        assert lost[addr]["kind"] == CATEGORY[t["kind"]], hex(addr)
+        assert t["size"] <= lost[addr]["size"] < t["size"] + slack(t["size"]), hex(addr)
+
+
+def test_still_reachable_and_freed_blocks_are_not_lost(leak_program):
+    blocks = {b["address"]: b for b in leak_program["report"]["blocks"]}
+    for t in leak_program["truth"]:
+        if t["kind"] == "reachable":
+            assert blocks[t["addr"]]["kind"] == "still reachable"
+        if t["kind"] == "freed":
+            assert t["addr"] not in blocks or blocks[t["addr"]]["kind"] == "still reachable"
+
+
+def test_freed_blocks_parked_in_tcache_are_not_live(leak_program):
+    blocks = {b["address"] for b in leak_program["report"]["blocks"]}
+    freed = {t["addr"] for t in leak_program["truth"] if t["kind"] == "freed" and t["size"] <= 1032}
+    reused = {t["addr"] for t in leak_program["truth"] if t["kind"] != "freed"}
+    assert not (freed - reused) & blocks
+
+
+def valgrind_summary(binary) -> dict[str, int]:
+    """Blocks per leak kind as valgrind counts them, running the guest's binary natively."""
+    proc = subprocess.run(["valgrind", "--leak-check=full", "--show-leak-kinds=all", str(binary)],
+                          capture_output=True, text=True, timeout=300)
+    out = {}
+    for kind in ("definitely lost", "indirectly lost", "possibly lost"):
+        m = re.search(rf"{kind}: [\d,]+ bytes in ([\d,]+) blocks", proc.stderr)
+        out[kind] = int(m.group(1).replace(",", ""))
+    return out
+
+
+def test_lost_block_counts_match_valgrind_on_the_same_binary(guest):
+    report = leaks_json(guest, "wl-leak")
+    ours = {k: v["blocks"] for k, v in report["summary"].items() if k != "still reachable"}
+    assert ours == valgrind_summary(guest.sysroot / "bin" / "wl-leak")
+
+
+def test_the_text_report_has_loss_records_and_a_leak_summary(guest):
+    out = run_gdb(guest, "memcheck leaks wl-leak").stdout
+    assert re.search(r"^\d+ bytes in 3 blocks are indirectly lost in loss record \d+ of \d+$", out, re.M)
+    assert "LEAK SUMMARY:" in out and re.search(r"definitely lost: +\d+ bytes in 6 blocks", out)
+
+
+def test_a_corrupt_heap_gives_one_clear_line(guest):
+    guest.sh("wl-leak --wait --corrupt > /tmp/log/corrupt.log 2>&1 &")
+    guest.sh("sleep 0.5; grep -q done /tmp/log/corrupt.log")
+    pid = int(guest.sh("pidof wl-leak").split()[0])
+    run = run_gdb(guest, f"memcheck leaks {pid}")
+    assert re.search(r"^memcheck leaks: heap chunk at 0x[0-9a-f]+ has an impossible size 0x0$", run.stderr, re.M)
+    assert "Traceback" not in run.output
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("99999", "memcheck leaks: no process with pid 99999"),
+    ("2", "memcheck leaks: pid 2 (kthreadd) is a kernel thread: it has no memory map"),
+])
+def test_bad_targets_give_one_clear_line(guest, spec, message):
+    run = run_gdb(guest, f"memcheck leaks {spec}")
+    assert message in run.stderr and "Traceback" not in run.output

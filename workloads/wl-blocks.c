@@ -1,0 +1,34 @@
+/* Many live heap blocks for the leak-scan benchmark: N blocks of 16..256 bytes, nine in
+ * ten kept on a list hanging off a global (still reachable), one in ten dropped
+ * (definitely lost).  Prints its counts, then blocks until killed.
+ * Usage: wl-blocks N */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct node {
+    struct node *next;
+};
+
+struct node *kept;
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 100000;
+    long lost = 0;
+    srand(1);
+    for (long i = 0; i < n; i++) {
+        struct node *b = malloc(16 + (size_t)(rand() % 241));
+        if (i % 10 == 9) {
+            lost++;
+            continue;
+        }
+        b->next = kept;
+        kept = b;
+    }
+    printf("wl-blocks pid=%d blocks=%ld lost=%ld\n", getpid(), n, lost);
+    printf("wl-blocks ready\n");
+    fflush(stdout);
+    for (;;)
+        pause();
+}
