@@ -92,19 +92,41 @@ class KernelMemory:
 
 
 class UserMemory:
-    """Reads a process's memory through its own page tables; pages not present read as zeros
-    (swap is not followed), so a scan never stops at a hole."""
+    """Reads a process's memory through its own page tables, a page at a time, each page
+    translated and read once per scan; pages not present read as zeros (swap is not
+    followed), so a scan never stops at a hole."""
 
     def __init__(self, phys: PageCache, pgd: int, levels: int) -> None:
         self.phys, self.pgd, self.levels = phys, pgd, levels
+        self._pages: dict[int, bytes] = {}
 
     def read(self, va: int, size: int) -> bytes:
         """Bytes of [va, va + size), zeros where nothing is mapped."""
-        out = bytearray(size)
-        for leaf in paging.leaves(self.phys.read, self.pgd, self.levels, va, va + size, merge_runs=True):
-            lo, hi = max(leaf.virtual, va), min(leaf.virtual + leaf.size, va + size)
-            out[lo - va:hi - va] = self.phys.read(leaf.physical + (lo - leaf.virtual), hi - lo)
-        return bytes(out)
+        lo = va & (PAGE - 1)
+        if lo + size <= PAGE:
+            return self._page(va - lo)[lo:lo + size]
+        out, pos, end = [], va, va + size
+        while pos < end:
+            page = pos & ~(PAGE - 1)
+            n = min(end - pos, page + PAGE - pos)
+            out.append(self._page(page)[pos - page:pos - page + n])
+            pos += n
+        return b"".join(out)
 
     def u64(self, va: int) -> int:
         return u64(self.read(va, 8))
+
+    def _page(self, page: int) -> bytes:
+        data = self._pages.get(page)
+        if data is None:
+            try:
+                phys = paging.translate(self.phys.read, self.pgd, page, self.levels).physical
+            except paging.PageWalkError:
+                data = _ZERO_PAGE
+            else:
+                data = self.phys.read(phys, PAGE)
+            self._pages[page] = data
+        return data
+
+
+_ZERO_PAGE = bytes(PAGE)

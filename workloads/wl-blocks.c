@@ -16,9 +16,10 @@ int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 100000;
     long lost = 0;
+    struct node *b = NULL;
     srand(1);
     for (long i = 0; i < n; i++) {
-        struct node *b = malloc(16 + (size_t)(rand() % 241));
+        b = malloc(16 + (size_t)(rand() % 241));
         if (i % 10 == 9) {
             lost++;
             continue;
@@ -26,6 +27,7 @@ int main(int argc, char **argv)
         b->next = kept;
         kept = b;
     }
+    b = NULL;    /* no stale copy of the last (lost) block in main's frame */
     printf("wl-blocks pid=%d blocks=%ld lost=%ld\n", getpid(), n, lost);
     printf("wl-blocks ready\n");
     fflush(stdout);
