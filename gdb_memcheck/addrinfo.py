@@ -8,6 +8,7 @@ from typing import Callable
 
 from . import paging
 from .elfsyms import SymbolCache, runtime_to_vaddr
+from .intervals import IntervalMap
 from .system import System
 from .target import MemoryReadError, TargetError
 from .tasks import Task
@@ -45,7 +46,8 @@ def describe(system: System, process: Task | None, va: int, symbols: SymbolCache
         raise TargetError(f"{va:#x} is a user address: give the PID or COMM it belongs to")
     mm = system.mm(process)
     vmas = system.vmas(process)
-    vma = next((v for v in vmas if v.start <= va < v.end), None)
+    found = vma_map(vmas).find(va)
+    vma = found.value if found else None
     physical, note = _physical(system, system.pgd(mm), va)
     if vma is None:
         return AddressInfo(va, process.tgid, process.comm, None, None, None, None, physical,
@@ -56,6 +58,14 @@ def describe(system: System, process: Task | None, va: int, symbols: SymbolCache
         symbol, source, why = _symbolize(system, mm, vmas, vma, va, symbols)
         note = "; ".join(n for n in (note, why) if n)
     return AddressInfo(va, process.tgid, process.comm, vma, offset, symbol, source, physical, note)
+
+
+def vma_map(vmas: list[Vma]) -> IntervalMap[Vma]:
+    """VMAs by address range, for O(log n) lookups."""
+    out: IntervalMap[Vma] = IntervalMap()
+    for v in vmas:
+        out.add(v.start, v.end, v)
+    return out
 
 
 def _physical(system: System, root: int, va: int) -> tuple[int | None, str]:

@@ -172,9 +172,9 @@ def leaves(read_phys: PhysReader, root: int, levels: int, start: int = 0, end: i
     """Every present leaf overlapping [start, end), in address order.
 
     A whole table is read at once (512 entries) and only the indices that overlap the
-    range are looked at.  merge_runs joins neighbouring 4 KiB entries that differ only
-    in address (and accessed/dirty bits) into one leaf: the views want ranges, RSS
-    wants pages.  A walk of corrupt tables stops with PageWalkError after `max_tables`
+    range are looked at.  merge_runs joins neighbouring entries of one page size that
+    differ only in address (and accessed/dirty bits) into one leaf: the views want
+    ranges, RSS wants pages.  A walk of corrupt tables stops with PageWalkError after `max_tables`
     tables, having yielded what it found before.
     """
     walk = _Walk(read_phys, levels, _to_raw(start, levels), _to_raw(end, levels), max_tables, merge_runs)
@@ -229,27 +229,33 @@ class _Walk:
             self._page_table(entries, present, last, base, perms, nx, out)
             return
         span = 1 << shift
+        breaks = _step_breaks(entries, span) if self.merge_runs and level in (2, 3) else []
+        skip_to = 0
         for index in present:
+            if index < skip_to:
+                continue
             entry = entries[index]
             raw = base | (index << shift)
             eff, enx = perms & entry, nx or bool(entry & NX)
             if level in (2, 3) and entry & HUGE:
-                out.append(Leaf(sign_extend(raw, self.levels), entry & ADDR_MASK & ~(span - 1), span, span, entry,
-                                bool(eff & WRITABLE), bool(eff & USER), not enx))
+                run = _run_end(entries, breaks, index, last, span) if self.merge_runs else index + 1
+                skip_to = run
+                out.append(Leaf(sign_extend(raw, self.levels), entry & ADDR_MASK & ~(span - 1), (run - index) * span,
+                                span, entry, bool(eff & WRITABLE), bool(eff & USER), not enx))
             else:
                 self.table(entry & ADDR_MASK, level - 1, raw, eff, enx, out)
 
     def _page_table(self, entries: tuple, present: Iterator[int], last: int, base: int, perms: int, nx: bool,
                     out: list[Leaf]) -> None:
         skip_to = 0
-        breaks = _step_breaks(entries) if self.merge_runs else []
+        breaks = _step_breaks(entries, 4096) if self.merge_runs else []
         for index in present:
             if index < skip_to:
                 continue
             entry = entries[index]
             run = index + 1
             if self.merge_runs:
-                run = _run_end(entries, breaks, index, last)
+                run = _run_end(entries, breaks, index, last, 4096)
             skip_to = run
             eff = perms & entry
             out.append(Leaf(sign_extend(base | (index << 12), self.levels), entry & ADDR_MASK, (run - index) << 12,
@@ -260,19 +266,19 @@ _RUN_IGNORED = ACCESSED | DIRTY
 _RUN_MASK = ~_RUN_IGNORED & ((1 << 64) - 1)
 
 
-def _step_breaks(entries: tuple) -> list[int]:
-    """Indices j where entry j is not exactly one page past entry j-1, at C speed.
+def _step_breaks(entries: tuple, step: int) -> list[int]:
+    """Indices j where entry j is not exactly `step` past entry j-1, at C speed.
     A true run break is among them; accessed/dirty bits can make a false one."""
-    return list(compress(range(1, 512), map((4096).__ne__, map(sub, entries[1:], entries[:-1]))))
+    return list(compress(range(1, 512), map(step.__ne__, map(sub, entries[1:], entries[:-1]))))
 
 
-def _run_end(entries: tuple, breaks: list[int], index: int, last: int) -> int:
+def _run_end(entries: tuple, breaks: list[int], index: int, last: int, step: int) -> int:
     """One past the last entry continuing entries[index] page by page (same flags
-    except accessed/dirty, next physical page), bounded by `last`."""
+    except accessed/dirty, next physical page of size `step`), bounded by `last`."""
     k = bisect_right(breaks, index)
     while k < len(breaks) and breaks[k] <= last:
         j = breaks[k]
-        if (entries[j] & _RUN_MASK) - (entries[j - 1] & _RUN_MASK) != 4096:
+        if (entries[j] & _RUN_MASK) - (entries[j - 1] & _RUN_MASK) != step:
             return j
         k += 1
     return last + 1

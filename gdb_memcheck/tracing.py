@@ -108,6 +108,7 @@ class TracedProcess:
     mm: int
     threads: set[int] = field(default_factory=set)
     execs: int = 0
+    exiting: bool = False       # its last thread entered do_exit; kept until it is reaped
 
 
 class MappingCache:
@@ -224,12 +225,20 @@ class Tracer:
                 proc.threads.discard(current.pid)
             return "thread-exit", {"code": code}
         if proc is not None:
-            del self.processes[current.tgid]
+            proc.exiting = True
             self.mappings.forget(proc.mm)
+            proc.mm = 0
             for other in self.processes.values():
                 if other.ppid == current.tgid:
                     other.ppid = 1
         return "exit", {"code": code}
+
+    def prune(self, system: System) -> None:
+        """Forget exited processes that have been reaped (no longer on the task list);
+        done when a view asks, so reaping costs no breakpoint."""
+        alive = {p.tgid for p in system.processes}
+        for pid in [pid for pid, proc in self.processes.items() if proc.exiting and pid not in alive]:
+            del self.processes[pid]
 
     def _on_mmap(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
         file, addr, length, flags, pgoff = args[:5]

@@ -69,13 +69,16 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
         gdb.write("\n".join(lines) + "\n")
 
     def _table(self, args: argparse.Namespace) -> None:
+        CONTROLLER.tracer.prune(SESSION.system())
         procs = sorted(CONTROLLER.tracer.processes.values(), key=lambda p: p.pid)
         if args.json:
             gdb.write(to_json([{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "image": p.image, "mm": p.mm,
-                                "threads": sorted(p.threads), "execs": p.execs} for p in procs]) + "\n")
+                                "threads": sorted(p.threads), "execs": p.execs, "exiting": p.exiting}
+                               for p in procs]) + "\n")
             return
-        lines = [f"{'PID':>6} {'PPID':>6} {'THREADS':>7} COMMAND / IMAGE"]
-        lines += [f"{p.pid:>6} {p.ppid:>6} {len(p.threads):>7} {p.comm} {p.image}" for p in procs]
+        lines = [f"{'PID':>6} {'PPID':>6} {'THREADS':>7} {'EXECS':>5} COMMAND / IMAGE"]
+        lines += [f"{p.pid:>6} {p.ppid:>6} {len(p.threads):>7} {p.execs:>5} {p.comm} {p.image}"
+                  + (" (exiting)" if p.exiting else "") for p in procs]
         gdb.write("\n".join(lines) + "\n")
 
     def _maps(self, args: argparse.Namespace) -> None:
