@@ -208,13 +208,16 @@ class _Walk:
     levels: int
     lo: int
     hi: int
-    budget: int
+    limit: int
     merge_runs: bool
+
+    def __post_init__(self) -> None:
+        self.budget = self.limit
 
     def table(self, table: int, level: int, base: int, perms: int, nx: bool, out: list[Leaf]) -> None:
         self.budget -= 1
         if self.budget < 0:
-            raise PageWalkError(f"page-table walk visited more than {MAX_TABLES} tables (corrupt tables?)", [])
+            raise PageWalkError(f"page-table walk visited more than {self.limit} tables (corrupt tables?)", [])
         try:
             raw_table = self.read_phys(table, 4096)
         except MemoryReadError as e:
