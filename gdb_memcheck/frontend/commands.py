@@ -49,6 +49,7 @@ class Subcommand(gdb.Command):
     """Base of `memcheck NAME`: parse arguments, run, report errors in one line."""
 
     name = ""
+    needs_guest = True
 
     def __init__(self, command_name: str) -> None:
         super().__init__(command_name, gdb.COMMAND_DATA)
@@ -59,7 +60,10 @@ class Subcommand(gdb.Command):
 
     def invoke(self, arg: str, from_tty: bool) -> None:
         try:
-            self.run(self.parser().parse_args(shlex.split(arg)))
+            args = self.parser().parse_args(shlex.split(arg))
+            if self.needs_guest:
+                SESSION.require_guest()
+            self.run(args)
         except UsageError as e:
             raise gdb.GdbError(f"memcheck {self.name}: {e} (see: help memcheck {self.name})") from None
         except (TargetError, gdb.error, ValueError) as e:
@@ -282,6 +286,8 @@ Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk sto
             gdb.write(f"{mode.value}: virtual {va:#x} is physical {va:#x}\n")
             return
         system = SESSION.system()
+        if not paging.is_canonical(va, system.kmem.levels):
+            raise TargetError(f"{va:#x} is not a canonical {system.kmem.levels}-level address")
         root = table_root(system, args.process)
         try:
             tr = system.translate(root, va)

@@ -74,11 +74,20 @@ class Session:
         self._kmem = None
         self._system = None
 
+    def require_guest(self) -> None:
+        """Refuse early, in one line, when there is no guest or no kernel symbols."""
+        if gdb.selected_inferior().connection is None or gdb.selected_thread() is None:
+            raise TargetError("not connected to a guest (target remote HOST:PORT)")
+        try:
+            self.target.symbol_address("init_task")
+        except SymbolError:
+            raise TargetError("no kernel symbols: load the guest's vmlinux with its debug info "
+                              "(file VMLINUX) first") from None
+
     # -- detection ------------------------------------------------------------
     def detect(self) -> str:
         """Find out what the guest is; relocate symbols for KASLR; return the summary line."""
-        if gdb.selected_inferior().connection is None:
-            raise TargetError("not connected to a guest (target remote HOST:PORT)")
+        self.require_guest()
         mode = cpu_paging_mode(self.target)
         if mode.levels == 0:
             self.kernel = None

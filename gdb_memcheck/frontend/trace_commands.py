@@ -97,6 +97,7 @@ class EventsCommand(JsonSubcommand):
 Usage: memcheck events [--pid P] [--last N] [--json]"""
 
     name = "events"
+    needs_guest = False
 
     def parser(self) -> ArgParser:
         p = super().parser()
@@ -108,8 +109,10 @@ Usage: memcheck events [--pid P] [--last N] [--json]"""
         events = CONTROLLER.tracer.last(args.last, args.pid)
         if args.json:
             gdb.write(to_json([e.as_dict() for e in events]) + "\n")
-        else:
+        elif events:
             gdb.write("".join(e.text() + "\n" for e in events))
+        else:
+            gdb.write("no events traced" + ("" if CONTROLLER.active else " (memcheck trace on starts tracing)") + "\n")
 
 
 class StopOnCommand(Subcommand):
@@ -120,6 +123,7 @@ Usage: memcheck stop-on EVENT [PID|COMM|PATH]    EVENT: fork clone exec exit thr
        memcheck stop-on clear | memcheck stop-on   (list the rules)"""
 
     name = "stop-on"
+    needs_guest = False
     kinds = ("fork", "clone", "exec", "exit", "thread-exit", "mmap", "munmap", "mprotect", "brk", "any", "clear")
 
     def parser(self) -> ArgParser:

@@ -1,0 +1,90 @@
+"""A catalogue of bad input for every command: each answer is one line that starts with
+the command's name, never a Python traceback, and gdb stays usable afterwards."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from labtools import REPO, run_gdb
+
+ON_GUEST = [
+    ("memcheck info --bogus", "memcheck info: unrecognized arguments: --bogus"),
+    ("memcheck ps extra", "memcheck ps: unrecognized arguments: extra"),
+    ("memcheck ps --json --json --nope", "memcheck ps: unrecognized arguments: --nope"),
+    ("memcheck maps 1 2", "memcheck maps: unrecognized arguments: 2"),
+    ("memcheck maps 99999", "memcheck maps: no process with pid 99999"),
+    ("memcheck maps no-such-comm", "memcheck maps: no process named 'no-such-comm'"),
+    ("memcheck maps 2", "memcheck maps: pid 2 (kthreadd) is a kernel thread: it has no memory map"),
+    ("memcheck maps", "memcheck maps: vCPU 0 runs"),
+    ("memcheck maps --rss 99999", "memcheck maps: no process with pid 99999"),
+    ("memcheck pagetable 99999", "memcheck pagetable: no process with pid 99999"),
+    ("memcheck pagetable --cr3 zz_not_a_symbol", "memcheck pagetable: 'zz_not_a_symbol' is not an address"),
+    ("memcheck pagetable --range 0x2000-0x1000", "memcheck pagetable: --range 0x2000-0x1000: END must be above START"),
+    ("memcheck pagetable --range 0x2000", "memcheck pagetable: --range wants START-END, not '0x2000'"),
+    ("memcheck pagetable --perm q", "memcheck pagetable: --perm takes letters from 'uwxk', not 'q'"),
+    ("memcheck vtop", "memcheck vtop: the following arguments are required: address"),
+    ("memcheck vtop 0x1000 99999", "memcheck vtop: no process with pid 99999"),
+    ("memcheck vtop $nonsense_convenience", "memcheck vtop: '$nonsense_convenience' is not an address"),
+    ("memcheck vtop 0x8000000000000000", "0x8000000000000000 is not a canonical 4-level address"),
+    ("memcheck addr", "memcheck addr: the following arguments are required: address"),
+    ("memcheck addr 0x1000", "memcheck addr: vCPU 0 runs"),
+    ("memcheck addr 0x1000 99999", "memcheck addr: no process with pid 99999"),
+    ("memcheck addr garbage!!", "memcheck addr: 'garbage!!' is not an address"),
+    ("memcheck leaks 99999", "memcheck leaks: no process with pid 99999"),
+    ("memcheck leaks 2", "memcheck leaks: pid 2 (kthreadd) is a kernel thread"),
+    ("memcheck leaks 1 2", "memcheck leaks: unrecognized arguments: 2"),
+    ("memcheck trace", "memcheck trace: the following arguments are required: action"),
+    ("memcheck trace sideways", "memcheck trace: argument action: invalid choice: 'sideways'"),
+    ("memcheck trace on --only nothing", "memcheck trace: unknown hook group nothing"),
+    ("memcheck trace maps", "memcheck trace: trace maps needs a PID"),
+    ("memcheck trace maps 99999", "memcheck trace: the trace has no process 99999"),
+    ("memcheck events --last x", "memcheck events: argument --last: invalid int value: 'x'"),
+    ("memcheck stop-on teleport", "memcheck stop-on: argument event: invalid choice: 'teleport'"),
+    ("set memcheck physical-read sideways", "Undefined item: \"sideways\"."),
+    ("set memcheck event-log /nonexistent/dir/log", "set memcheck event-log: No such file or directory"),
+]
+
+
+def one_line_answer(run, command: str, message: str) -> None:
+    lines = [l for l in run.stderr.splitlines() if message in l]
+    assert lines, f"{command!r} said:\n{run.output}"
+    assert "Traceback" not in run.output and "Python Exception" not in run.output
+
+
+@pytest.mark.parametrize("command, message", ON_GUEST, ids=[c for c, _ in ON_GUEST])
+def test_bad_input_on_a_guest_gives_one_line(guest, command, message):
+    run = run_gdb(guest, command, "memcheck info")
+    one_line_answer(run, command, message)
+    assert "Linux 6." in run.stdout.splitlines()[-2] or "Linux 6." in run.stdout, "gdb still works afterwards"
+
+
+def test_addr_with_an_unset_sysroot_says_how_to_set_it(guest):
+    pid = guest.sh("pidof wl-maps").split()[0]
+    run = run_gdb(guest, "set memcheck sysroot", f"memcheck addr 0x555555555189 {pid}")
+    assert "no sysroot set: use 'set memcheck sysroot DIR'" in run.stdout
+    assert "Traceback" not in run.output
+
+
+EVERY_COMMAND = ["memcheck info", "memcheck ps", "memcheck maps 1", "memcheck pagetable", "memcheck vtop 0x1000",
+                 "memcheck addr 0x1000 1", "memcheck leaks 1", "memcheck trace on", "memcheck trace status"]
+
+
+def test_every_command_without_a_connection_says_so():
+    argv = ["gdb", "-nx", "-batch", "-x", str(REPO / "gdbinit.py")]
+    for c in EVERY_COMMAND:
+        argv += ["-ex", c]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    for c in EVERY_COMMAND:
+        assert f"{c.split()[0]} {c.split()[1]}: not connected to a guest (target remote HOST:PORT)" in run.stderr, c
+    assert "Traceback" not in run.stderr
+
+
+def test_every_command_without_kernel_symbols_says_so(guest):
+    argv = ["gdb", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{guest.gdb_port}", "-x", str(REPO / "gdbinit.py")]
+    for c in EVERY_COMMAND:
+        argv += ["-ex", c]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    for c in EVERY_COMMAND:
+        assert f"{c.split()[0]} {c.split()[1]}: no kernel symbols" in run.stderr, c
+    assert "Traceback" not in run.stderr
