@@ -126,8 +126,9 @@ class Session:
 
     # -- events ---------------------------------------------------------------
     def on_stop(self, _event) -> None:
-        """Detect once the kernel becomes readable (e.g. after a reset stop) and say so."""
-        if self.kernel is not None:
+        """Detect once the kernel becomes readable (e.g. after a reset stop), and again while
+        the KASLR slide is still unknown (the IDT is set up after start_kernel); say so."""
+        if self.kernel is not None and self.kernel.slide is not None:
             return
         try:
             line = self.detect()

@@ -39,6 +39,8 @@ class TraceController:
         self.handler_seconds = 0.0
         self.errors = 0
         self.last_error = ""
+        self.duplicates = 0
+        self._last_hit: dict[int, tuple] = {}
 
     @property
     def active(self) -> bool:
@@ -48,6 +50,10 @@ class TraceController:
         """Place the hooks (all groups, or only `groups`); software breakpoints unless `hardware`."""
         if self.active:
             raise TargetError("tracing is already on")
+        if SESSION.target.cpu_count() > 1:
+            raise TargetError("tracing needs a 1-vCPU guest: on a multi-vCPU QEMU target gdb 13 stops "
+                              "Python breakpoint handlers with 'Cannot execute this command while the "
+                              "target is running'")
         system = SESSION.system()
         self.hooks, self.missing = tracing.choose_hooks(_resolve)
         if groups:
@@ -80,7 +86,15 @@ class TraceController:
             SESSION.on_cont(None)                      # the guest ran since the last read
             system = SESSION.system()
             cpu = SESSION.selected_cpu()
-            event = self.tracer.handle(hook, cpu, _arguments(hook, system), system)
+            args = _arguments(hook, system)
+            signature = (hook.address, _register("rsp"), tuple(args))
+            if self._last_hit.get(cpu) == signature:
+                # the same call reported again: the step past the breakpoint was cut short
+                # (QEMU entered an exception first) and the entry instruction hit once more
+                self.duplicates += 1
+                return False
+            self._last_hit[cpu] = signature
+            event = self.tracer.handle(hook, cpu, args, system)
             if self.log is not None:
                 self.log.write(tracing.event_json_line(event) + "\n")
                 self.log.flush()

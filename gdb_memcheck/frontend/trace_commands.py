@@ -50,7 +50,8 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
 
     def _status(self, args: argparse.Namespace) -> None:
         c = CONTROLLER
-        doc = {"active": c.active, "hits": c.hits, "events": c.tracer.seq, "counts": c.tracer.counts,
+        doc = {"active": c.active, "hits": c.hits, "events": c.tracer.seq, "repeated_hits": c.duplicates,
+               "counts": c.tracer.counts,
                "handler_ms_per_hit": (c.handler_seconds / c.hits * 1e3) if c.hits else 0.0,
                "errors": c.errors, "last_error": c.last_error or None,
                "mapping_reads": c.tracer.mappings.reads, "mapping_cache_hits": c.tracer.mappings.hits,
