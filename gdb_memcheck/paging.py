@@ -232,7 +232,7 @@ class _Walk:
             self._page_table(entries, present, last, base, perms, nx, out)
             return
         span = 1 << shift
-        breaks = _step_breaks(entries, span) if self.merge_runs and level in (2, 3) else []
+        breaks: list[int] | None = None      # computed on the first huge entry, if any
         skip_to = 0
         for index in present:
             if index < skip_to:
@@ -241,6 +241,8 @@ class _Walk:
             raw = base | (index << shift)
             eff, enx = perms & entry, nx or bool(entry & NX)
             if level in (2, 3) and entry & HUGE:
+                if self.merge_runs and breaks is None:
+                    breaks = _step_breaks(entries, span, index, last)
                 run = _run_end(entries, breaks, index, last, span) if self.merge_runs else index + 1
                 skip_to = run
                 out.append(Leaf(sign_extend(raw, self.levels), entry & ADDR_MASK & ~(span - 1), (run - index) * span,
@@ -251,13 +253,15 @@ class _Walk:
     def _page_table(self, entries: tuple, present: Iterator[int], last: int, base: int, perms: int, nx: bool,
                     out: list[Leaf]) -> None:
         skip_to = 0
-        breaks = _step_breaks(entries, 4096) if self.merge_runs else []
+        breaks: list[int] | None = None
         for index in present:
             if index < skip_to:
                 continue
             entry = entries[index]
             run = index + 1
             if self.merge_runs:
+                if breaks is None:
+                    breaks = _step_breaks(entries, 4096, index, last)
                 run = _run_end(entries, breaks, index, last, 4096)
             skip_to = run
             eff = perms & entry
@@ -269,10 +273,11 @@ _RUN_IGNORED = ACCESSED | DIRTY
 _RUN_MASK = ~_RUN_IGNORED & ((1 << 64) - 1)
 
 
-def _step_breaks(entries: tuple, step: int) -> list[int]:
-    """Indices j where entry j is not exactly `step` past entry j-1, at C speed.
-    A true run break is among them; accessed/dirty bits can make a false one."""
-    return list(compress(range(1, 512), map(step.__ne__, map(sub, entries[1:], entries[:-1]))))
+def _step_breaks(entries: tuple, step: int, first: int, last: int) -> list[int]:
+    """Indices j in (first, last] where entry j is not exactly `step` past entry j-1, at C
+    speed.  A true run break is among them; accessed/dirty bits can make a false one."""
+    window = entries[first:last + 1]
+    return list(compress(range(first + 1, last + 1), map(step.__ne__, map(sub, window[1:], window[:-1]))))
 
 
 def _run_end(entries: tuple, breaks: list[int], index: int, last: int, step: int) -> int:
