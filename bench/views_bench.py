@@ -54,21 +54,34 @@ def value_tasks():
     return out
 value = best(value_tasks, 3)
 
-maps = best(lambda: gdb.execute(f"memcheck maps {MANY_PID} --rss --json", to_string=True), 3)
-emit({"pagetable": pt, "info_mem": info_mem, "tasks": n_tasks, "ours": ours, "value": value, "maps": maps})
+emit({"pagetable": pt, "info_mem": info_mem, "tasks": n_tasks, "ours": ours, "value": value})
+"""
+
+MAPS_SCRIPT = r"""
+import time, gdb
+from gdb_memcheck.frontend.session import SESSION
+times = []
+for _ in range(3):
+    SESSION.on_cont(None)
+    t0 = time.perf_counter()
+    gdb.execute("memcheck maps MANY_PID --rss --json", to_string=True)
+    times.append(time.perf_counter() - t0)
+emit({"maps": min(times)})
 """
 
 
 def main() -> int:
     guest = guestlab.boot()
     try:
+        guest.sh("true")        # the CR3 process at the stop is then a small, idle one
+        script = (SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+                  .replace("RUN_DIR", repr(str(guest.run_dir))))
+        res = run_gdb(guest, script=script, timeout=600).result()
         guest.sh(f"wl-manymaps {VMAS} > /tmp/log/many.log 2>&1 &")
         guest.sh("sleep 2; grep -q ready /tmp/log/many.log")
         pid = int(guest.sh("pidof wl-manymaps"))
         count = len(guest.sh(f"cat /proc/{pid}/maps").splitlines())
-        script = (SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-                  .replace("RUN_DIR", repr(str(guest.run_dir))).replace("MANY_PID", str(pid)))
-        res = run_gdb(guest, script=script, timeout=600).result()
+        res.update(run_gdb(guest, script=MAPS_SCRIPT.replace("MANY_PID", str(pid)), timeout=600).result())
     finally:
         guest.stop()
     print(f"page-table walk of the CR3 process: {res['pagetable'] * 1e3:.1f} ms; QEMU info mem: "
