@@ -27,7 +27,7 @@ esac
 # gdb reports /usr/bin/python; the pip that belongs to it is the system python3's.
 [ -x "$gdb_python" ] || gdb_python=/usr/bin/python3
 say "gdb embeds $gdb_python; installing the Python packages there"
-if ! "$gdb_python" -c 'import elftools, sortedcontainers, pygments, pytest' 2>/dev/null; then
+if ! "$gdb_python" -c 'import elftools, sortedcontainers, pygments, pytest, hypothesis' 2>/dev/null; then
   "$gdb_python" -m pip install --quiet --break-system-packages -r "$here/../requirements-dev.txt"
 fi
-"$gdb_python" -c 'import elftools, sortedcontainers, pygments, pytest; print("python packages ok")'
+"$gdb_python" -c 'import elftools, sortedcontainers, pygments, pytest, hypothesis; print("python packages ok")'

@@ -1,0 +1,208 @@
+"""Every walker fed corrupted input ends, and either returns results or raises one of
+the project's own errors (TargetError and its subclasses) — never anything else.
+
+Inputs are real recorded guest memory (maple trees) and valid synthetic structures
+(page tables, heaps, lists), mutated by hypothesis.  The example count per walker is
+MEMCHECK_FUZZ_EXAMPLES (CI default below; bench/fuzz_walkers.py asks for 10,000).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gdb_memcheck import glibc_heap, leaks, maple, paging, tasks
+from gdb_memcheck.dpath import PathLayout, PathResolver
+from gdb_memcheck.target import MemoryReadError, TargetError
+from pagetables import PAGE, P, PhysMemory, Tables, U, W
+
+EXAMPLES = int(os.environ.get("MEMCHECK_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                suppress_health_check=list(HealthCheck))
+RUNS: Counter = Counter()
+DATA = Path(__file__).parent / "data"
+WORD = st.integers(min_value=0, max_value=(1 << 64) - 1)
+
+
+def ends_cleanly(walker: str, fn) -> None:
+    """Run one walk: results or a TargetError are fine; anything else fails the test."""
+    RUNS[walker] += 1
+    try:
+        fn()
+    except TargetError:
+        pass
+
+
+class Flat:
+    """Sparse memory of 8-byte words; reads of unset words outside `ranges` fail."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges, self.words = ranges, {}
+
+    def read(self, addr: int, size: int) -> bytes:
+        if size < 0 or not any(lo <= addr and addr + size <= hi for lo, hi in self.ranges):
+            raise MemoryReadError("test", addr, size, "unmapped")
+        base = addr & ~7
+        raw = b"".join(struct.pack("<Q", self.words.get(a, 0)) for a in range(base, addr + size + 8, 8))
+        return raw[addr - base:addr - base + size]
+
+
+# -- page tables -----------------------------------------------------------------------
+
+@FUZZ
+@given(levels=st.sampled_from([4, 5]), mutations=st.lists(
+    st.tuples(st.integers(0, 20), st.integers(0, 511), WORD | st.sampled_from([0, P | W | U | (1 << 7)])),
+    max_size=12), va=WORD)
+def test_page_walks_of_corrupt_tables_end_with_results_or_a_walk_error(levels, mutations, va):
+    mem = PhysMemory()
+    tables = Tables(mem, levels)
+    for i in range(6):
+        tables.map(0x5555_0000_0000 + i * PAGE * 513, 0x200000 + i * PAGE)
+    frames = sorted(mem.frames)
+    for which, index, value in mutations:
+        mem.set_entry(frames[which % len(frames)], index, value)
+    ends_cleanly("page tables: translate", lambda: paging.translate(mem.read, tables.root, va, levels))
+
+    def walk():
+        found = list(paging.leaves(mem.read, tables.root, levels, max_tables=4096, merge_runs=True))
+        assert [l.virtual for l in found] == sorted(l.virtual for l in found)
+    ends_cleanly("page tables: leaves", walk)
+
+
+# -- maple tree --------------------------------------------------------------------------
+
+def recorded_tree(name: str):
+    doc = json.loads((DATA / name).read_text())
+    lay = doc["layout"]
+    layout = maple.MapleLayout(maple.NodeFormat(**lay["range64"]), maple.NodeFormat(**lay["arange64"]),
+                               lay["ma_root"])
+    return doc["tree"], layout, {int(a, 16): bytes.fromhex(h) for a, h in doc["nodes"].items()}
+
+
+TREE = recorded_tree("maple-wl-manymaps.json")
+
+
+@FUZZ
+@given(mutations=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255 // 8), WORD), min_size=1,
+                          max_size=8))
+def test_maple_walks_of_corrupt_nodes_end_with_results_or_a_tree_error(mutations):
+    tree, layout, nodes = TREE
+    memory = {a: bytearray(d) for a, d in nodes.items()}
+    keys = sorted(memory)
+    for which, word, value in mutations:
+        data = memory[keys[which % len(keys)]]
+        if word * 8 + 8 <= len(data):
+            struct.pack_into("<Q", data, word * 8, value)
+
+    def read(addr, size):
+        for base, data in memory.items():
+            if base <= addr and addr + size <= base + len(data):
+                return bytes(data[addr - base:addr - base + size])
+        raise MemoryReadError("kernel virtual", addr, size, "not recorded")
+    ends_cleanly("maple tree", lambda: list(maple.entries(read, tree, layout)))
+
+
+# -- task lists ------------------------------------------------------------------------
+
+@FUZZ
+@given(links=st.lists(st.integers(0, 12), min_size=1, max_size=12), wild=st.one_of(st.none(), WORD))
+def test_task_list_walks_with_loops_and_wild_pointers_end(links, wild):
+    mem = Flat([(0x1000, 0x2000)])
+    nodes = [0x1000 + 0x100 * i for i in range(len(links))]
+    for node, target in zip(nodes, links):
+        mem.words[node] = nodes[target % len(nodes)] if target < len(nodes) else (wild or 0)
+    ends_cleanly("task list", lambda: list(tasks._list_nodes(mem.read, nodes[0], include_head=True)))
+
+
+# -- glibc heap --------------------------------------------------------------------------
+
+HEAP = 0x55_0000_0000
+
+
+@FUZZ
+@given(sizes=st.lists(st.sampled_from([0x20, 0x30, 0x90, 0x290, 0x410]), max_size=20),
+       mutations=st.lists(st.tuples(st.integers(0, 0x1000 // 8 - 1), WORD), max_size=6))
+def test_heap_walks_of_broken_chunks_end_with_chunks_or_a_heap_error(sizes, mutations):
+    mem = Flat([(HEAP, HEAP + 0x1000)])
+    pos = HEAP
+    for size in sizes:
+        if pos + size + 0x20 > HEAP + 0x1000:
+            break
+        mem.words[pos + 8] = size | glibc_heap.PREV_INUSE
+        pos += size
+    mem.words[pos + 8] = (HEAP + 0x1000 - pos) | glibc_heap.PREV_INUSE
+    for word, value in mutations:
+        mem.words[HEAP + 8 * word] = value
+    ends_cleanly("heap chunks", lambda: glibc_heap.main_heap_chunks(mem.read, HEAP, HEAP + 0x1000))
+    ends_cleanly("mmapped chunks", lambda: glibc_heap.mmapped_chunks(mem.read, [(HEAP, HEAP + 0x1000)]))
+    ends_cleanly("main arena", lambda: glibc_heap.find_main_arena(mem.read, [(HEAP, HEAP + 0x1000)], HEAP,
+                                                                  HEAP + 0x1000))
+
+
+@FUZZ
+@given(stored=st.lists(WORD | st.integers(0, 0x1000), min_size=1, max_size=10))
+def test_free_list_walks_with_loops_misalignment_and_wild_links_end(stored):
+    mem = Flat([(HEAP, HEAP + 0x1000)])
+    nodes = [HEAP + 0x40 * i for i in range(len(stored))]
+    for node, value in zip(nodes, stored):
+        target = nodes[value % len(nodes)] if value < 0x1000 else value
+        mem.words[node] = glibc_heap.reveal(target, node) if value % 3 else value
+    ends_cleanly("free lists", lambda: glibc_heap._follow(mem.read, nodes[0], 0, "tcache bin 0"))
+
+
+# -- leak classification -------------------------------------------------------------------
+
+@FUZZ
+@given(blocks=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 8)), min_size=1, max_size=20,
+                       unique_by=lambda b: b[0]),
+       words=st.lists(st.tuples(st.integers(0, 0x800 // 8 - 1), st.integers(0, 0x800)), max_size=60))
+def test_classification_gives_every_block_a_kind_and_respects_root_pointers(blocks, words):
+    base = 0x10000
+    mem = Flat([(base, base + 0x800)])
+    spans, objs, taken = [], [], set()
+    for slot, length in sorted(blocks):
+        start = base + 0x100 + slot * 0x10
+        cells = set(range(start, start + length * 8, 8))
+        if cells & taken or start + length * 8 > base + 0x800:
+            continue
+        taken |= cells
+        objs.append(leaks.Block(start, length * 8))
+    for word, value in words:
+        mem.words[base + 8 * word] = base + value
+    root = leaks.Region(base, base + 0x100, "root")
+
+    def check():
+        index = leaks.classify(objs, mem.read, [root], [])
+        rooted = {mem.words.get(a) for a in range(base, base + 0x100, 8)}
+        for b in index.blocks:
+            assert b.kind is not None
+            if b.address in rooted:
+                assert b.kind is leaks.Kind.REACHABLE
+    ends_cleanly("leak classification", check)
+
+
+# -- dentry paths ------------------------------------------------------------------------
+
+LAYOUT = PathLayout(d_parent=0x18, d_name_len=0x24, d_name_ptr=0x28, d_hash_pprev=0x10, mnt_in_mount=0x20,
+                    mnt_parent=0x10, mnt_mountpoint=0x18, mnt_root=0x0)
+
+
+@FUZZ
+@given(parents=st.lists(st.integers(0, 8), min_size=1, max_size=8), lengths=st.lists(WORD, min_size=8,
+                                                                                        max_size=8))
+def test_path_walks_over_looping_dentries_end(parents, lengths):
+    mem = Flat([(0x1000, 0x9000)])
+    dentries = [0x2000 + 0x100 * i for i in range(len(parents))]
+    for d, p, n in zip(dentries, parents, lengths):
+        mem.words[d + LAYOUT.d_parent] = dentries[p % len(dentries)]
+        mem.words[d + 0x20] = (n & 0xFFFF_FFFF) << 32          # qstr.len
+        mem.words[d + LAYOUT.d_name_ptr] = 0x8000
+    mount = 0x1000
+    mem.words[mount + LAYOUT.mnt_parent] = mount
+    resolver = PathResolver(mem.read, LAYOUT, mount + LAYOUT.mnt_in_mount, 0x1)
+    ends_cleanly("dentry paths", lambda: resolver.path(mount + LAYOUT.mnt_in_mount, dentries[0]))
