@@ -8,7 +8,6 @@ Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N]
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys

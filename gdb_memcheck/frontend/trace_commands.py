@@ -6,7 +6,6 @@ import argparse
 import gdb
 
 from .. import tracing
-from ..target import TargetError
 from ..views import maps_json, maps_text, to_json
 from .commands import ArgParser, JsonSubcommand, Subcommand, UsageError, emit
 from .session import SESSION

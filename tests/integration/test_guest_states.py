@@ -1,7 +1,6 @@
 """A 2-vCPU guest with a different process on each vCPU: views follow the selected vCPU."""
 from __future__ import annotations
 
-import json
 
 import pytest
 

@@ -164,7 +164,7 @@ def test_free_list_walks_with_loops_misalignment_and_wild_links_end(stored):
 def test_classification_gives_every_block_a_kind_and_respects_root_pointers(blocks, words):
     base = 0x10000
     mem = Flat([(base, base + 0x800)])
-    spans, objs, taken = [], [], set()
+    objs, taken = [], set()
     for slot, length in sorted(blocks):
         start = base + 0x100 + slot * 0x10
         cells = set(range(start, start + length * 8, 8))
