@@ -10,7 +10,10 @@ trap '[ "$keep" = --keep ] || /usr/bin/python3 qemu-scripts/guestlab.py stop "$r
 echo "== the guest's own view: uname -r; ps"
 /usr/bin/python3 qemu-scripts/guestlab.py sh "$run_dir" 'uname -r; ps -o pid,ppid,comm | awk "\$1 != 2 && \$2 != 2"'
 echo "== gdb with the plugin"
-/usr/bin/python3 qemu-scripts/guestlab.py gdb "$run_dir" -batch -ex 'help memcheck' -ex 'memcheck info --json'
+/usr/bin/python3 qemu-scripts/guestlab.py gdb "$run_dir" -batch -ex 'help memcheck' \
+  -ex 'echo \n== memcheck ps\n' -ex 'memcheck ps' \
+  -ex 'echo \n== memcheck maps wl-maps --rss\n' -ex 'memcheck maps wl-maps --rss' \
+  -ex 'echo \n== memcheck leaks wl-leak\n' -ex 'memcheck leaks wl-leak'
 if [ "$keep" = --keep ]; then
   echo "guest left running; attach with: /usr/bin/python3 qemu-scripts/guestlab.py gdb $run_dir"
   echo "stop it with: /usr/bin/python3 qemu-scripts/guestlab.py stop $run_dir"
