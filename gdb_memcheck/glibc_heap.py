@@ -22,7 +22,6 @@ TCACHE_COUNTS_SIZE = TCACHE_BINS * 2      # uint16_t counts[64]
 NFASTBINS = 10
 ARENA_FASTBINS = 0x10                       # struct malloc_state: mutex, flags, have_fastchunks, pad
 ARENA_TOP = 0x60
-ARENA_NEXT = 0x870
 ARENA_SYSTEM_MEM = 0x888
 MAX_CHUNKS = 1 << 22
 MAX_FREE_LIST = 1 << 16
