@@ -7,7 +7,7 @@ from functools import cached_property
 from . import paging, rss
 from .kernel import current_task
 from .memory import KernelMemory
-from .target import Target, TargetError, i32
+from .target import PartialError, Target, TargetError, i32
 from .tasks import Task, TaskReader
 from .vmas import MmInfo, Vma, VmaReader, path_layout_root
 
@@ -24,7 +24,14 @@ class System:
 
     @cached_property
     def processes(self) -> list[Task]:
-        return list(self.tasks.processes())
+        """Every thread-group leader; on a corrupt task list, PartialError carries those read before."""
+        found: list[Task] = []
+        try:
+            for task in self.tasks.processes():
+                found.append(task)
+        except TargetError as e:
+            raise PartialError(f"{e} (after {len(found)} processes)", found) from None
+        return found
 
     @cached_property
     def vma_reader(self) -> VmaReader:

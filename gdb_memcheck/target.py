@@ -23,6 +23,14 @@ class MemoryReadError(TargetError):
         super().__init__(f"cannot read {size} bytes of {space} memory at {addr:#x}{tail}")
 
 
+class PartialError(TargetError):
+    """A walk stopped part way: `partial` holds what it found before the error."""
+
+    def __init__(self, message: str, partial: list) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
 class SymbolError(TargetError):
     """A symbol or type the kernel's debug info does not have."""
 

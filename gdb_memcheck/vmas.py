@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 from . import maple
 from .dpath import PathLayout, PathResolver
-from .target import Target, TargetError, cstring, u32, u64
+from .target import PartialError, Target, TargetError, cstring, u32, u64
 
 Reader = Callable[[int, int], bytes]
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE = 0x1, 0x2, 0x4, 0x8, 0x80
@@ -116,7 +116,16 @@ class VmaReader:
             yield entry
 
     def vmas(self, mm: MmInfo) -> list[Vma]:
-        return [self.vma(addr, mm) for addr in self.vma_addresses(mm)]
+        """Every VMA; on a corrupt tree or list, PartialError carries the ones read before."""
+        found: list[Vma] = []
+        try:
+            for addr in self.vma_addresses(mm):
+                found.append(self.vma(addr, mm))
+        except PartialError:
+            raise
+        except TargetError as e:
+            raise PartialError(f"{e} (after {len(found)} mappings)", found) from None
+        return found
 
     def vma(self, addr: int, mm: MmInfo) -> Vma:
         v = self.v

@@ -15,7 +15,7 @@ from .. import addrinfo, heapscan, paging
 from ..colour import paint
 from ..kernel import cpu_paging_mode
 from ..leaks import Kind
-from ..target import TargetError
+from ..target import PartialError, TargetError
 from ..views import (PsRow, addr_json, addr_text, leak_report_json, leak_report_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
                      to_json, walk_json, walk_text)
 from .session import SESSION
@@ -64,6 +64,9 @@ class Subcommand(gdb.Command):
             if self.needs_guest:
                 SESSION.require_guest()
             self.run(args)
+        except PartialError as e:
+            self.show_partial(e.partial)
+            raise gdb.GdbError(f"memcheck {self.name}: {e}") from None
         except UsageError as e:
             raise gdb.GdbError(f"memcheck {self.name}: {e} (see: help memcheck {self.name})") from None
         except (TargetError, gdb.error, ValueError) as e:
@@ -75,6 +78,9 @@ class Subcommand(gdb.Command):
 
     def run(self, args: argparse.Namespace) -> None:
         raise UsageError("no action")
+
+    def show_partial(self, partial: list) -> None:
+        """Print what a walk found before it broke (default: nothing to show)."""
 
 
 class InfoCommand(Subcommand):
@@ -170,6 +176,9 @@ Without PID|COMM: the process running on the selected vCPU.
 
     name = "maps"
 
+    def show_partial(self, partial: list) -> None:
+        emit(maps_text(partial))
+
     def parser(self) -> ArgParser:
         p = super().parser()
         p.add_argument("process", nargs="?")
@@ -209,6 +218,9 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
 
     name = "pagetable"
 
+    def show_partial(self, partial: list) -> None:
+        emit(pagetable_text(paging.coalesce(partial)))
+
     def parser(self) -> ArgParser:
         p = super().parser()
         p.add_argument("process", nargs="?")
@@ -229,8 +241,13 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
         bad = set(args.perm) - set("uwxk")
         if bad:
             raise UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
-        leaves = paging.leaves(system.kmem.phys.read, root, system.kmem.levels, start, end, merge_runs=True)
-        ranges = [r for r in paging.coalesce(leaves) if _has_perms(r, args.perm)]
+        found: list[paging.Leaf] = []
+        try:
+            for leaf in paging.leaves(system.kmem.phys.read, root, system.kmem.levels, start, end, merge_runs=True):
+                found.append(leaf)
+        except paging.PageWalkError as e:
+            raise PartialError(str(e), found) from None
+        ranges = [r for r in paging.coalesce(found) if _has_perms(r, args.perm)]
         if args.json:
             gdb.write(to_json({"root": root, "levels": system.kmem.levels, "ranges": pagetable_json(ranges)}) + "\n")
         else:

@@ -2,6 +2,7 @@
 the command's name, never a Python traceback, and gdb stays usable afterwards."""
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -90,3 +91,43 @@ def test_every_command_without_kernel_symbols_says_so(guest):
     stderr = every_command("-ex", f"target remote 127.0.0.1:{guest.gdb_port}")
     for c in EVERY_COMMAND:
         assert f"{' '.join(c.split()[:2])}: no kernel symbols" in stderr, c
+
+
+CORRUPT_MAPLE_SCRIPT = r"""
+import gdb, struct
+from gdb_memcheck import maple
+from gdb_memcheck.frontend.session import SESSION
+system = SESSION.system()
+proc = system.find("wl-maps")
+mm = system.mm(proc)
+tree = mm.addr + system.vma_reader.tree_off
+root = struct.unpack("<Q", system.kmem.read(tree + system.vma_reader.maple.ma_root, 8))[0]
+node = root & ~maple.NODE_MASK
+fmt = system.vma_reader.maple.arange64 if (root >> 3) & 0xF == maple.ARANGE_64 else system.vma_reader.maple.range64
+victim = node + fmt.slot + 8                       # the root's second child
+inferior = gdb.selected_inferior()
+saved = bytes(inferior.read_memory(victim, 8))
+inferior.write_memory(victim, struct.pack("<Q", root))     # the child now points back at the root
+SESSION.on_cont(None)
+try:
+    gdb.execute(f"memcheck maps {proc.tgid}")
+except gdb.error as e:
+    print("ERROR-LINE", e)
+finally:
+    inferior.write_memory(victim, saved)           # give the guest its tree back
+    SESSION.on_cont(None)
+print("RESTORED", len(gdb.execute(f"memcheck maps {proc.tgid}", to_string=True).splitlines()))
+"""
+
+
+def test_a_corrupt_maple_tree_in_guest_memory_gives_partial_maps_and_one_error_line(guest):
+    pid = guest.sh("pidof wl-maps").strip()
+    expected = guest.sh(f"cat /proc/{pid}/maps").splitlines()
+    run = run_gdb(guest, script=CORRUPT_MAPLE_SCRIPT)
+    lines = run.stdout.splitlines()
+    error = next(l for l in lines if l.startswith("ERROR-LINE"))
+    assert re.search(r"memcheck maps: maple node 0x[0-9a-f]+ is reached twice \(cycle\) \(after \d+ mappings\)", error)
+    shown = [l for l in lines if re.match(r"^[0-9a-f]{8,}-[0-9a-f]{8,} ", l)]
+    assert 0 < len(shown) < len(expected) and shown == expected[:len(shown)], "partial maps come first"
+    assert f"RESTORED {len(expected)}" in run.stdout
+    assert "Traceback" not in run.output
