@@ -282,19 +282,23 @@ def table_root(system, spec: str | None, kernel: bool = False, cr3: str | None =
     return paging.cr3_table(SESSION.target.register("cr3"))
 
 
-class VtopCommand(JsonSubcommand):
-    """Translate a virtual address: each level's table, index, entry and flags, then the physical address.
-
-Usage: memcheck vtop ADDR [PID|COMM] [--json]
-Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk stops."""
-
-    name = "vtop"
+class AddressSubcommand(JsonSubcommand):
+    """A subcommand about one address, seen by an optional process: ADDR [PID|COMM]."""
 
     def parser(self) -> ArgParser:
         p = super().parser()
         p.add_argument("address")
         p.add_argument("process", nargs="?")
         return p
+
+
+class VtopCommand(AddressSubcommand):
+    """Translate a virtual address: each level's table, index, entry and flags, then the physical address.
+
+Usage: memcheck vtop ADDR [PID|COMM] [--json]
+Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk stops."""
+
+    name = "vtop"
 
     def run(self, args: argparse.Namespace) -> None:
         va = parse_address(args.address)
@@ -317,7 +321,7 @@ Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk sto
             emit(walk_text(va, steps, physical, stop))
 
 
-class AddrCommand(JsonSubcommand):
+class AddrCommand(AddressSubcommand):
     """What an address is: process, mapping, file + offset, ELF symbol @ source line, physical page.
 
 Usage: memcheck addr ADDR [PID|COMM] [--json]
@@ -326,12 +330,6 @@ addresses are named from the kernel's symbols. Guest files are read under
 `set memcheck sysroot DIR` and must carry the same build-id as the guest's copy."""
 
     name = "addr"
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("address")
-        p.add_argument("process", nargs="?")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         va = parse_address(args.address)
