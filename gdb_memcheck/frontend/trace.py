@@ -87,7 +87,7 @@ class TraceController:
             system = SESSION.system()
             cpu = SESSION.selected_cpu()
             args = _arguments(hook, system)
-            signature = (hook.address, _register("rsp"), tuple(args))
+            signature = (hook.address, SESSION.target.register("rsp"), tuple(args))
             if self._last_hit.get(cpu) == signature:
                 # the same call reported again: the step past the breakpoint was cut short
                 # (QEMU entered an exception first) and the entry instruction hit once more
@@ -118,18 +118,13 @@ def _resolve(symbol: str) -> int | None:
 
 
 def _arguments(hook: tracing.ChosenHook, system) -> list[int]:
-    """The hook's arguments, from registers or from the saved user registers (pt_regs).
-
-    `$rdi` is evaluated without building frame #0, which costs 0.5-16 ms at a kernel stop."""
+    """The hook's arguments, from registers or from the saved user registers (pt_regs)."""
     if hook.args == tracing.REGS:
-        return [_register(r) for r in tracing.ARG_REGS[:hook.nargs]]
+        return [SESSION.target.register(r) for r in tracing.ARG_REGS[:hook.nargs]]
     layout = SESSION.target.layout("struct pt_regs")
-    raw = system.kmem.read(_register("rdi"), layout.size)
+    raw = system.kmem.read(SESSION.target.register("rdi"), layout.size)
     return [u64(raw, layout.offset(name)) for name in tracing.PT_REGS_ARGS[:hook.nargs]]
 
-
-def _register(name: str) -> int:
-    return int(gdb.parse_and_eval(f"${name}")) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 CONTROLLER = TraceController()
