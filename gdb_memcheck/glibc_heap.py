@@ -23,6 +23,7 @@ NFASTBINS = 10
 ARENA_FASTBINS = 0x10                       # struct malloc_state: mutex, flags, have_fastchunks, pad
 ARENA_TOP = 0x60
 ARENA_SYSTEM_MEM = 0x888
+ARENA_SIZE = 0x898                          # sizeof(struct malloc_state): its pointers are malloc's, not the program's
 MAX_CHUNKS = 1 << 22
 MAX_FREE_LIST = 1 << 16
 PAGE = 4096
@@ -88,6 +89,11 @@ class MainArena:
     top: int
     heap_start: int
     heap_end: int
+
+    @property
+    def struct_range(self) -> tuple[int, int]:
+        """Where main_arena itself lies (in libc's data), to keep its free-list pointers out of the roots."""
+        return self.address, self.address + ARENA_SIZE
 
 
 def find_main_arena(read: Reader, data_ranges: Iterable[tuple[int, int]], start_brk: int, brk: int) -> MainArena:

@@ -28,6 +28,12 @@ class HeapScan:
     mmapped: int
     roots: list[leaks.Region]
 
+    def report(self) -> leaks.LeakReport:
+        blocks = self.index.blocks
+        header = (f"{len(blocks)} live heap blocks (main heap {self.arena.heap_start:#x}-{self.arena.heap_end:#x}, "
+                  f"{self.mmapped} mmapped; {self.free_listed} freed chunks on tcache/fastbin lists)")
+        return leaks.LeakReport(self.pid, self.comm, "scan", blocks, header)
+
 
 def scan(system: System, process: Task) -> HeapScan:
     """Find the live blocks of `process` and classify them by reachability."""
@@ -43,7 +49,8 @@ def scan(system: System, process: Task) -> HeapScan:
     anon = [(v.start, v.end) for v in vmas if not v.name and v.flags & VM_READ and not v.inode]
     mapped = glibc_heap.mmapped_chunks(user.read, anon)
     blocks += [leaks.Block(c.user, c.usable) for c in mapped]
-    regions, words = _roots(system, process, vmas, arena, mapped)
+    holes = [(arena.heap_start, arena.heap_end), arena.struct_range] + [(c.address, c.address + c.size) for c in mapped]
+    regions, words = roots(system, process, vmas, holes)
     index = leaks.classify(blocks, user.read, regions, words)
     return HeapScan(process.tgid, process.comm, index, arena, len(free), len(mapped), regions)
 
@@ -60,16 +67,19 @@ def _data_ranges(vmas: list[Vma]) -> list[tuple[int, int]]:
     return out
 
 
-def _roots(system: System, process: Task, vmas: list[Vma], arena: glibc_heap.MainArena,
-           mapped: list[glibc_heap.Chunk]) -> tuple[list[leaks.Region], list[int]]:
-    """Readable, non-code memory outside the heap and the mmapped blocks (stacks only
-    above each thread's stack pointer), and every thread's saved registers."""
+def roots(system: System, process: Task, vmas: list[Vma],
+          holes: list[tuple[int, int]]) -> tuple[list[leaks.Region], list[int]]:
+    """Readable, non-code memory outside `holes` (the heap, the mmapped blocks; stacks
+    only above each thread's stack pointer), and every thread's saved registers.
+    Threads already past exit_mm (no kernel stack) have no registers to give."""
     words, stack_tops = [], {}
     for thread in system.threads(process):
-        regs = user_registers(system, thread)
+        try:
+            regs = user_registers(system, thread)
+        except TargetError:
+            continue
         words += list(regs.values())
         stack_tops[regs["sp"]] = thread.pid
-    holes = [(arena.heap_start, arena.heap_end)] + [(c.address, c.address + c.size) for c in mapped]
     regions = []
     for v in vmas:
         if not v.flags & VM_READ or v.flags & VM_EXEC or v.name in ("[vvar]", "[vdso]"):
@@ -104,3 +114,19 @@ def user_registers(system: System, thread: Task) -> dict[str, int]:
     top = stack + system.target.symbol_size("init_stack")          # THREAD_SIZE
     raw = system.kmem.read(top - regs_layout.size, regs_layout.size)
     return {name: u64(raw, regs_layout.offset(name)) for name in PT_REGS_WORDS}
+
+
+def classify_tracked(system: System, process: Task, blocks: list[leaks.Block]) -> leaks.BlockIndex:
+    """Classify the blocks tracking mode knows (exact sizes) by the same root scan: the
+    brk heap, main_arena and every block outside the heap are left out of the roots."""
+    mm = system.mm(process)
+    vmas = system.vmas(process)
+    user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.levels)
+    holes = [(mm.start_brk, mm.brk)] + [(b.address - 2 * glibc_heap.SIZE_SZ, b.address + b.size)
+                                        for b in blocks if not mm.start_brk <= b.address < mm.brk]
+    try:
+        holes.append(glibc_heap.find_main_arena(user.read, _data_ranges(vmas), mm.start_brk, mm.brk).struct_range)
+    except TargetError:
+        pass                        # no brk heap (yet): nothing of malloc's to leave out
+    regions, words = roots(system, process, vmas, holes)
+    return leaks.classify(blocks, user.read, regions, words)

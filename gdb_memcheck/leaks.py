@@ -32,6 +32,8 @@ class Block:
     start_pointed: bool = False
     interior_pointed: bool = False
     stack: tuple = field(default_factory=tuple)
+    origin: str = "own"
+    via: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,24 @@ def _lost(index: BlockIndex, read: Reader) -> None:
         leaders = [min(pending)] if pending else []
 
 
+@dataclass
+class LeakReport:
+    """Classified blocks of one process, from either source, ready for the views."""
+
+    pid: int
+    comm: str
+    mode: str                       # "scan" or "tracking"
+    blocks: list[Block]
+    header: str                     # what was walked or tracked, in one line
+    image: str = ""
+    frames: dict = field(default_factory=dict)        # pc -> stackframes.Frame
+    bad_frees: list = field(default_factory=list)     # alloctrack.BadFree
+
+    def reported(self, all_origins: bool) -> list[Block]:
+        """The blocks a report covers: forgiven ones (inherited, transition, preexisting) only with --all."""
+        return [b for b in self.blocks if all_origins or b.origin == "own"]
+
+
 @dataclass(frozen=True)
 class LossRecord:
     """Blocks of one kind with one allocation stack (or size, when stacks are unknown)."""
@@ -152,6 +172,7 @@ class LossRecord:
     kind: Kind
     blocks: tuple[Block, ...]
     stack: tuple
+    origin: str = "own"
 
     @property
     def bytes(self) -> int:
@@ -165,9 +186,9 @@ def loss_records(blocks: Iterable[Block], kinds: Iterable[Kind]) -> list[LossRec
     groups: dict[tuple, list[Block]] = {}
     for b in blocks:
         if b.kind in wanted:
-            key = (b.kind, b.stack, None if b.stack else b.size)
+            key = (b.kind, b.stack, None if b.stack else b.size, b.origin)
             groups.setdefault(key, []).append(b)
-    records = [LossRecord(k[0], tuple(v), k[1]) for k, v in groups.items()]
+    records = [LossRecord(k[0], tuple(v), k[1], k[3]) for k, v in groups.items()]
     return sorted(records, key=lambda r: (r.bytes, len(r.blocks), r.kind.value))
 
 

@@ -1,4 +1,4 @@
-"""Text and JSON renderings of the snapshot records (tasks, maps, page tables, walks)."""
+"""Text and JSON renderings of the records: tasks, maps, page tables, walks, leak reports."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from . import paging
 from .addrinfo import AddressInfo
-from .heapscan import HeapScan
-from .leaks import Kind, loss_records, summary
+from .alloctrack import BadFree
+from .leaks import Kind, LeakReport, LossRecord, loss_records, summary
 from .rss import Usage
+from .stackframes import Frame
 from .tasks import Task
 from .vmas import Vma
 
@@ -136,28 +137,91 @@ def addr_json(info: AddressInfo) -> dict:
             "symbol": info.symbol, "source": info.source, "physical": info.physical, "note": info.note or None}
 
 
-def leak_report_text(scan: HeapScan, kinds: list[Kind]) -> str:
-    """valgrind-style loss records and LEAK SUMMARY for a scan."""
-    blocks = scan.index.blocks
+def leak_report_text(report: LeakReport, kinds: list[Kind], all_origins: bool = False) -> str:
+    """valgrind-style loss records (with allocation stacks when tracked) and a LEAK SUMMARY."""
+    blocks = report.reported(all_origins)
     records = loss_records(blocks, kinds)
-    lines = [f"==memcheck== pid {scan.pid} ({scan.comm}): {len(blocks)} live heap blocks "
-             f"(main heap {scan.arena.heap_start:#x}-{scan.arena.heap_end:#x}, {scan.mmapped} mmapped; "
-             f"{scan.free_listed} freed chunks on tcache/fastbin lists)"]
+    lines = [f"==memcheck== pid {report.pid} ({report.comm}), {report.mode} mode: {report.header}"]
+    lines += [bad_free_text(bad, report.frames) for bad in report.bad_frees]
     for n, rec in enumerate(records, 1):
-        lines.append(f"{rec.bytes} bytes in {len(rec.blocks)} blocks are {rec.kind.value} in loss record "
+        origin = "" if rec.origin == "own" else f" ({rec.origin})"
+        lines.append(f"{rec.bytes} bytes in {len(rec.blocks)} blocks are {rec.kind.value}{origin} in loss record "
                      f"{n} of {len(records)}")
-        lines.append("   allocation stack unknown (scan mode); blocks at "
-                     + ", ".join(f"{b.address:#x}" for b in rec.blocks[:8])
-                     + (" ..." if len(rec.blocks) > 8 else ""))
+        lines += _stack_lines(rec.stack, report) if rec.stack else [_unknown_stack(rec, report)]
     lines.append("LEAK SUMMARY:")
     for kind, (total, count) in summary(blocks).items():
         lines.append(f"   {kind.value + ':':<17} {total} bytes in {count} blocks")
+    forgiven = len(report.blocks) - len(blocks)
+    if forgiven:
+        lines.append(f"   forgiven:         {forgiven} blocks inherited across fork, allocated before main or "
+                     "before tracking began (shown with --all)")
     return "\n".join(lines) + "\n"
 
 
-def leak_report_json(scan: HeapScan) -> dict:
-    return {"pid": scan.pid, "comm": scan.comm, "mode": "scan",
-            "heap": {"start": scan.arena.heap_start, "end": scan.arena.heap_end, "main_arena": scan.arena.address},
-            "blocks": [{"address": b.address, "size": b.size, "kind": b.kind.value if b.kind else None}
-                       for b in scan.index.blocks],
-            "summary": {k.value: {"bytes": v[0], "blocks": v[1]} for k, v in summary(scan.index.blocks).items()}}
+def _stack_lines(stack: tuple, report: LeakReport) -> list[str]:
+    return [f"   {'at' if i == 0 else 'by'} {_frame(pc, report).text()}" for i, pc in enumerate(stack)]
+
+
+def _frame(pc: int, report: LeakReport) -> Frame:
+    return report.frames.get(pc) or Frame(pc)
+
+
+def _unknown_stack(rec: LossRecord, report: LeakReport) -> str:
+    why = "scan mode" if report.mode == "scan" else "allocated before tracking began"
+    return (f"   allocation stack unknown ({why}); blocks at "
+            + ", ".join(f"{b.address:#x}" for b in rec.blocks[:8]) + (" ..." if len(rec.blocks) > 8 else ""))
+
+
+def bad_free_text(bad: BadFree, frames: dict) -> str:
+    """An invalid or double free, with the stack that did it (and, for a double free, the first free)."""
+    lines = [f"Invalid free: {bad.text()}"]
+    lines += [f"   {'at' if i == 0 else 'by'} {(frames.get(pc) or Frame(pc)).text()}" for i, pc in enumerate(bad.stack)]
+    if bad.freed_by:
+        lines.append(" Block was free'd at")
+        lines += [f"   {'at' if i == 0 else 'by'} {(frames.get(pc) or Frame(pc)).text()}"
+                  for i, pc in enumerate(bad.freed_by)]
+    return "\n".join(lines)
+
+
+def leak_report_memcheck(report: LeakReport, all_origins: bool = False) -> str:
+    """The per-block layout of the emulator's memcheck: each lost block, then its frames as
+    PC, PC relative to its module, module path, and routine @ dir/file:line."""
+    lost = [b for b in report.reported(all_origins) if b.kind is not Kind.REACHABLE]
+    image = report.image or report.comm
+    lines = []
+    if lost:
+        lines.append(f"memcheck: Process {image}[pid={report.pid}] is exiting leaking allocated blocks:")
+    for n, b in enumerate(sorted(lost, key=lambda b: b.address), 1):
+        lines.append(f" Leaked block {n}:")
+        lines.append(f"   Block {b.address:#x} size {b.size} ({b.kind.value}"
+                     + ("" if b.origin == "own" else f", {b.origin}") + f") allocated by {b.via or 'unknown'}")
+        lines.append(" Call stack:" if b.stack else " Call stack: unknown")
+        for i, pc in enumerate(b.stack):
+            f = _frame(pc, report)
+            if f.module is None:
+                lines.append(f"   Frame {i}: PC={pc:#010x} in module <unknown>")
+                continue
+            lines.append(f"   Frame {i}: PC={pc:#010x} (relative {f.offset:#010x}) in module {f.module}")
+            if f.function:
+                where = f" @ {f.directory}/{f.file}:{f.line}" if f.file else ""
+                lines.append(f"   Routine {f.function}{where}")
+    lines.append(f"memcheck: Process {image}[pid={report.pid}] is leaking {len(lost)} allocated blocks.")
+    return "\n".join(lines) + "\n"
+
+
+def leak_report_json(report: LeakReport, all_origins: bool = False) -> dict:
+    blocks = report.reported(all_origins)
+    return {"pid": report.pid, "comm": report.comm, "mode": report.mode, "header": report.header,
+            "blocks": [{"address": b.address, "size": b.size, "kind": b.kind.value if b.kind else None,
+                        "origin": b.origin, "via": b.via or None,
+                        "stack": [_frame(pc, report).as_dict() for pc in b.stack]} for b in blocks],
+            "bad_frees": [bad_free_json(bad, report.frames) for bad in report.bad_frees],
+            "summary": {k.value: {"bytes": v[0], "blocks": v[1]} for k, v in summary(blocks).items()}}
+
+
+def bad_free_json(bad: BadFree, frames: dict) -> dict:
+    frame = lambda pc: (frames.get(pc) or Frame(pc)).as_dict()
+    return {"pid": bad.pid, "tid": bad.tid, "kind": bad.kind, "via": bad.via, "address": bad.address,
+            "block_size": bad.block.size if bad.block else None, "stack": [frame(pc) for pc in bad.stack],
+            "freed_by": [frame(pc) for pc in bad.freed_by],
+            "allocated_by": [frame(pc) for pc in bad.block.stack] if bad.block else []}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..target import TargetError
 from . import commands, parameters
+from .leak_commands import LEAK_SUBCOMMANDS
 from .trace_commands import TRACE_SUBCOMMANDS
 from .session import SESSION
 
@@ -17,7 +18,7 @@ _REGISTERED: list = []
 def load() -> None:
     """Register commands and settings once, hook gdb's events, and say what was found."""
     if not _REGISTERED:
-        _REGISTERED.extend(commands.register(TRACE_SUBCOMMANDS) + parameters.register())
+        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS) + parameters.register())
         SESSION.connect_events()
     try:
         line = SESSION.detect()

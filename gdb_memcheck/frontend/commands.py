@@ -11,12 +11,11 @@ import shlex
 
 import gdb
 
-from .. import addrinfo, heapscan, paging
+from .. import addrinfo, paging
 from ..colour import paint
 from ..kernel import cpu_paging_mode
-from ..leaks import Kind
 from ..target import PartialError, TargetError
-from ..views import (PsRow, addr_json, addr_text, leak_report_json, leak_report_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
+from ..views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
                      to_json, walk_json, walk_text)
 from .session import SESSION
 
@@ -362,34 +361,7 @@ def kernel_symbol(addr: int) -> str | None:
     return (func.name if addr == start else f"{func.name}+{addr - start:#x}") + where
 
 
-class LeaksCommand(JsonSubcommand):
-    """Memory leaks of a guest process, classified as valgrind does (scan mode: no breakpoints).
-
-Usage: memcheck leaks [PID|COMM] [--show-reachable] [--json]
-Walks the process's glibc heap from outside (main arena, tcache and fastbins, mmapped
-chunks) and scans its roots (data, bss, live stacks, registers) for pointers:
-definitely, indirectly and possibly lost blocks are reported; --show-reachable adds
-still-reachable ones. Sizes are usable sizes (the request rounded up by malloc)."""
-
-    name = "leaks"
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("process", nargs="?")
-        p.add_argument("--show-reachable", action="store_true")
-        return p
-
-    def run(self, args: argparse.Namespace) -> None:
-        system = SESSION.system()
-        result = heapscan.scan(system, pick_process(system, args.process))
-        if args.json:
-            gdb.write(to_json(leak_report_json(result)) + "\n")
-            return
-        kinds = [Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE] + ([Kind.REACHABLE] if args.show_reachable else [])
-        gdb.write(leak_report_text(result, kinds))
-
-
-SUBCOMMANDS = (InfoCommand, PsCommand, MapsCommand, PagetableCommand, VtopCommand, AddrCommand, LeaksCommand)
+SUBCOMMANDS = (InfoCommand, PsCommand, MapsCommand, PagetableCommand, VtopCommand, AddrCommand)
 
 
 def register(classes: tuple = ()) -> list[gdb.Command]:

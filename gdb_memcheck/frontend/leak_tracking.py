@@ -1,0 +1,356 @@
+"""Tracking mode of `memcheck leaks`: breakpoints on the malloc family of each tracked
+process (filtered by pid, since the same virtual address runs in every process), one
+on the return site of each call that hands out a block, and three kernel hooks: fork
+(the child inherits the map), exec (the map starts again at the program's entry) and
+exit (the leak report, taken before the mm is torn down)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gdb
+
+from .. import alloctrack, heapscan, leaks
+from ..memory import UserMemory
+from ..stackframes import Frame, frame
+from ..views import bad_free_json, bad_free_text
+from ..system import System
+from ..target import TargetError, u64
+from ..tasks import Task
+from ..unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from .session import SESSION
+
+ARG_REGS = ("rdi", "rsi", "rdx", "rcx")
+# Registers a call clobbers: equal values at a second hit of an entry mean the same call
+# reported again (QEMU cut the step past the breakpoint short), not a new call.
+SCRATCH_REGS = ("rax", "r8", "r9", "r10", "r11")
+AT_ENTRY = 9
+KERNEL_HOOKS = (("fork", "wake_up_new_task"), ("exec", "start_thread"), ("exit", "do_exit"))
+
+
+class _Breakpoint(gdb.Breakpoint):
+    """An internal, silent breakpoint whose stop() asks a handler whether to stop."""
+
+    def __init__(self, address: int, handler: Callable[[int], bool]) -> None:
+        super().__init__(f"*{address:#x}", gdb.BP_BREAKPOINT, internal=True)
+        self.silent = True
+        self.address, self.handler = address, handler
+
+    def stop(self) -> bool:
+        return self.handler(self.address)
+
+
+@dataclass
+class ProcessHooks:
+    """Where the malloc family of one tracked process lives, and its start-up breakpoints."""
+
+    pid: int
+    family: dict[int, str] = field(default_factory=dict)     # address -> function
+    entry: int | None = None        # the program's entry point, while waiting for it after exec
+    main: int | None = None         # main(), while waiting for it
+    modules: ModuleMap | None = None
+
+
+class TrackingController:
+    """Places and removes the tracking breakpoints and feeds their hits to the tracker."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.tracker = alloctrack.AllocationTracker()
+        self.hooks: dict[int, ProcessHooks] = {}
+        self.exec_paths: set[str] = set()
+        self.user_bps: dict[int, _Breakpoint] = {}
+        self.kernel_bps: list[_Breakpoint] = []
+        self.return_sites: set[int] = set()
+        self.unwinder = Unwinder()
+        self.reports: list[leaks.LeakReport] = []
+        self.frames: dict[int, dict[int, Frame]] = {}       # pid -> pc -> symbolized frame
+        self.depth = 12
+        self.stops = self.errors = self.repeated_hits = 0
+        self._last_entry: dict[int, tuple] = {}
+        self.seconds = 0.0
+        self.last_error = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.kernel_bps)
+
+    # -- commands -------------------------------------------------------------
+    def track_process(self, process: Task) -> str:
+        """Start tracking a running process: its live blocks are taken from a heap scan."""
+        self._start()
+        system = SESSION.system()
+        pid = process.tgid
+        hooks = self.hooks[pid] = ProcessHooks(pid)
+        complete = len(system.threads(process)) == 1
+        self.tracker.track(pid, in_main=True, complete=complete, since="attach")
+        self._place_family(system, process, hooks)
+        seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
+        return (f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points, "
+                f"{seeded} live blocks found by a heap scan")
+
+    def track_exec(self, path: str) -> str:
+        """Track every process that executes `path` from now on, from its first instruction."""
+        self._start()
+        self.exec_paths.add(path)
+        return f"tracking processes that execute {path}"
+
+    def untrack(self) -> int:
+        """Remove every tracking breakpoint; keep the reports."""
+        count = len(self.user_bps) + len(self.kernel_bps)
+        for bp in list(self.user_bps.values()) + self.kernel_bps:
+            if bp.is_valid():
+                bp.delete()
+        reports, bad = self.reports, self.tracker.bad_frees
+        self.reset()
+        self.reports, self.tracker.bad_frees = reports, bad
+        return count
+
+    def _start(self) -> None:
+        if self.active:
+            return
+        if SESSION.target.cpu_count() > 1:
+            raise TargetError("tracking needs a 1-vCPU guest: on a multi-vCPU QEMU target gdb 13 stops "
+                              "Python breakpoint handlers with 'Cannot execute this command while the "
+                              "target is running'")
+        addresses = []
+        for kind, symbol in KERNEL_HOOKS:
+            try:
+                addresses.append((kind, SESSION.target.symbol_address(symbol)))
+            except TargetError:
+                raise TargetError(f"this kernel has no {symbol}, needed to follow {kind}") from None
+        handlers = {"fork": self._on_fork, "exec": self._on_exec, "exit": self._on_exit}
+        self.kernel_bps = [_Breakpoint(address, self._guarded(handlers[kind])) for kind, address in addresses]
+
+    # -- breakpoint handlers (never raise into gdb; resume unless asked) -------
+    def _guarded(self, handler: Callable[[System, Task, int], None]) -> Callable[[int], bool]:
+        def stop(address: int) -> bool:
+            t0 = time.perf_counter()
+            self.stops += 1
+            try:
+                SESSION.on_cont(None)
+                system = SESSION.system()
+                handler(system, system.current(SESSION.selected_cpu()), address)
+            except Exception as e:  # a broken read must not stop the guest or kill gdb
+                self.errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+            finally:
+                self.seconds += time.perf_counter() - t0
+            return False
+        return stop
+
+    def _on_fork(self, system: System, current: Task, address: int) -> None:
+        child = system.tasks.task(SESSION.target.register("rdi"))
+        if child.pid != child.tgid or current.tgid not in self.hooks:
+            return
+        if self.tracker.forked(current.tgid, child.tgid):
+            parent = self.hooks[current.tgid]
+            self.hooks[child.tgid] = ProcessHooks(child.tgid, dict(parent.family), parent.entry, parent.main,
+                                                  parent.modules)
+
+    def _on_exec(self, system: System, current: Task, address: int) -> None:
+        """start_thread: the new image is mapped and its auxv written; libc is not yet."""
+        pid = current.tgid
+        if pid not in self.hooks and system.exe_path(current) not in self.exec_paths:
+            return
+        self.tracker.forget(pid)
+        self.tracker.track(pid, in_main=False, complete=True, since="exec")
+        entry = self._auxv_entry(system, current)
+        self.hooks[pid] = ProcessHooks(pid, entry=entry)
+        self._user_bp(entry)
+
+    def _on_exit(self, system: System, current: Task, address: int) -> None:
+        pid = current.tgid
+        if pid not in self.hooks:
+            return
+        if system.live_threads(current) > 1:
+            self.tracker.thread_exited(pid, current.pid)
+            return
+        proc = self.tracker.processes.get(pid)
+        if proc is not None:
+            report = self._report(system, current, proc, "exited")
+            self.reports.append(report)
+            lost = sum(1 for b in report.reported(False) if b.kind is not leaks.Kind.REACHABLE)
+            gdb.write(f"memcheck: pid {pid} ({current.comm}) exited: {lost} lost blocks, "
+                      f"{len(report.bad_frees)} bad frees; 'memcheck leaks report {pid}' shows them\n")
+        self.tracker.forget(pid)
+        self.hooks.pop(pid)
+
+    def _on_user(self, address: int) -> bool:
+        return self._guarded(self._user_hit)(address)
+
+    def _user_hit(self, system: System, current: Task, address: int) -> None:
+        hooks = self.hooks.get(current.tgid)
+        if hooks is None:
+            return
+        if address in hooks.family:
+            self._entry(system, current, hooks, address)
+        elif address in self.return_sites:
+            self._return(system, current)
+        if address == hooks.entry:
+            self._at_entry(system, current, hooks)
+        if address == hooks.main:
+            hooks.main = None
+            self.tracker.processes[current.tgid].in_main = True
+
+    def _entry(self, system: System, current: Task, hooks: ProcessHooks, address: int) -> None:
+        reg = SESSION.target.register
+        args = [reg(r) for r in ARG_REGS]
+        rsp = reg("rsp")
+        signature = (address, rsp, *args, *(reg(r) for r in SCRATCH_REGS))
+        if self._last_entry.get(current.pid) == signature:
+            self.repeated_hits += 1
+            return
+        self._last_entry[current.pid] = signature
+        memory = self._memory(system, current)
+        modules = self._modules(system, current, hooks, [address])
+        stack = tuple(self.unwinder.unwind({RA: address, RSP: rsp, RBP: reg("rbp")}, memory.read, modules,
+                                           self.depth))
+        wait, bad = self.tracker.entry(current.tgid, current.pid, hooks.family[address], args, rsp, stack)
+        if bad is not None:
+            frames = self._symbolize(current.tgid, bad.stack + bad.freed_by + (bad.block.stack if bad.block else ()),
+                                     modules)
+            gdb.write("memcheck: " + bad_free_text(bad, frames) + "\n")
+        if wait:
+            site = memory.u64(rsp)
+            if site not in self.return_sites:
+                self.return_sites.add(site)
+                self._user_bp(site)
+
+    def _return(self, system: System, current: Task) -> None:
+        reg = SESSION.target.register
+        self.tracker.returned(current.tgid, current.pid, reg("rsp"), reg("rax"),
+                              lambda address: self._memory(system, current).u64(address))
+
+    def _at_entry(self, system: System, current: Task, hooks: ProcessHooks) -> None:
+        """The program's first instruction: its libraries are mapped, main is not running yet."""
+        hooks.entry = None
+        self._place_family(system, current, hooks)
+        self._seed(system, current, alloctrack.Origin.TRANSITION)
+        exe = system.exe_path(current)
+        modules = hooks.modules
+        main = None
+        for interval in modules.by_address:
+            vma = interval.value
+            if vma.name == exe and vma.offset == 0:
+                module = modules.module(vma.start)
+                found = module.elf.addresses_of(["main"]) if module else {}
+                if "main" in found:
+                    main = _runtime(module, found["main"])
+                break
+        if main is None:
+            self.tracker.processes[current.tgid].in_main = True
+        else:
+            hooks.main = main
+            self._user_bp(main)
+
+    # -- helpers ----------------------------------------------------------------
+    def _place_family(self, system: System, process: Task, hooks: ProcessHooks) -> None:
+        hooks.modules = ModuleMap(system.vmas(process), SESSION.symbols())
+        hooks.family = malloc_family(hooks.modules, process)
+        for address in hooks.family:
+            self._user_bp(address)
+
+    def _seed(self, system: System, process: Task, origin: alloctrack.Origin) -> int:
+        try:
+            scan = heapscan.scan(system, process)
+        except TargetError:
+            return 0                  # no heap yet, or one we cannot read: nothing to seed
+        blocks = [(b.address, b.size) for b in scan.index.blocks]
+        self.tracker.seed(process.tgid, blocks, origin)
+        return len(blocks)
+
+    def _user_bp(self, address: int) -> None:
+        if address not in self.user_bps:
+            self.user_bps[address] = _Breakpoint(address, self._on_user)
+
+    def _memory(self, system: System, process: Task) -> UserMemory:
+        return UserMemory(system.kmem.phys, system.pgd(system.mm(process)), system.kmem.levels)
+
+    def _modules(self, system: System, process: Task, hooks: ProcessHooks, pcs: list[int]) -> ModuleMap:
+        if hooks.modules is None or any(hooks.modules.by_address.find(pc) is None for pc in pcs):
+            hooks.modules = ModuleMap(system.vmas(process), SESSION.symbols())
+        return hooks.modules
+
+    def _auxv_entry(self, system: System, task: Task) -> int:
+        mm = system.kmem.read(task.mm + system.layout_offset("struct mm_struct", "saved_auxv"), 48 * 8)
+        for i in range(0, len(mm), 16):
+            key, value = u64(mm, i), u64(mm, i + 8)
+            if key == AT_ENTRY:
+                return value
+            if key == 0:
+                break
+        raise TargetError(f"pid {task.tgid} has no AT_ENTRY in its auxiliary vector")
+
+    def _symbolize(self, pid: int, pcs: tuple[int, ...], modules: ModuleMap) -> dict[int, Frame]:
+        """Frames for these pcs of `pid`, each symbolized once and kept with the process."""
+        known = self.frames.setdefault(pid, {})
+        for pc in pcs:
+            if pc not in known:
+                known[pc] = frame(pc, modules, is_return=pc not in self.hooks.get(pid, ProcessHooks(pid)).family)
+        return known
+
+    def _report(self, system: System, process: Task, proc: alloctrack.ProcessAllocations,
+                when: str) -> leaks.LeakReport:
+        """Classify a tracked process's live blocks now and symbolize their stacks."""
+        blocks = [leaks.Block(a.address, a.size, stack=a.stack, origin=a.origin.value, via=a.via)
+                  for a in proc.live()]
+        heapscan.classify_tracked(system, process, blocks)
+        hooks = self.hooks.get(process.tgid)
+        modules = hooks.modules if hooks and hooks.modules else ModuleMap(system.vmas(process), SESSION.symbols())
+        frames = self._symbolize(process.tgid, tuple(pc for b in blocks for pc in b.stack), modules)
+        bad = [b for b in self.tracker.bad_frees if b.pid == process.tgid]
+        header = (f"{len(blocks)} live blocks tracked since {proc.since} ({proc.calls} calls), {when}; "
+                  f"{proc.untracked_frees} frees of blocks the tracking never saw")
+        return leaks.LeakReport(process.tgid, process.comm, "tracking", blocks, header,
+                                system.exe_path(process), dict(frames), bad)
+
+    def live_report(self, system: System, process: Task) -> leaks.LeakReport:
+        """`memcheck leaks PID` of a tracked process: its map as it is at this stop."""
+        return self._report(system, process, self.tracker.processes[process.tgid], "live")
+
+    def status(self) -> dict:
+        return {"active": self.active, "exec_paths": sorted(self.exec_paths), "stops": self.stops,
+                "repeated_hits": self.repeated_hits,
+                "handler_ms_per_stop": self.seconds / self.stops * 1e3 if self.stops else 0.0,
+                "errors": self.errors, "last_error": self.last_error or None,
+                "breakpoints": {"user": len(self.user_bps), "kernel": len(self.kernel_bps),
+                                "return_sites": len(self.return_sites)},
+                "processes": [{"pid": p.pid, "blocks": len(p.blocks), "calls": p.calls, "returns": p.returns,
+                               "in_main": p.in_main, "complete": p.complete}
+                              for p in self.tracker.processes.values()],
+                "reports": [r.pid for r in self.reports],
+                "bad_frees": [bad_free_json(b, self.frames.get(b.pid, {})) for b in self.tracker.bad_frees]}
+
+
+def malloc_family(modules: ModuleMap, process: Task) -> dict[int, str]:
+    """Run-time addresses of the malloc family in the module that defines malloc and free
+    (libc, or the executable itself when it is static)."""
+    tried = []
+    seen = set()
+    for interval in modules.by_address:
+        vma = interval.value
+        if vma.name in seen:
+            continue
+        seen.add(vma.name)
+        module = modules.module(vma.start)
+        if module is None:
+            continue
+        found = module.elf.addresses_of(alloctrack.FAMILY)
+        if "malloc" in found and "free" in found:
+            return {_runtime(module, vaddr): name for name, vaddr in sorted(found.items(), reverse=True)}
+        tried.append(vma.name)
+    raise TargetError(f"pid {process.tgid} ({process.comm}): no module defines malloc and free "
+                      f"(looked in {', '.join(tried) or 'no readable module'}; a static binary without symbols?)")
+
+
+def _runtime(module, vaddr: int) -> int:
+    """The run-time address of an ELF virtual address of `module`."""
+    base = module.vma.start - module.elf.vaddr_for_file_offset(module.vma.offset)
+    return base + vaddr
+
+
+CONTROLLER = TrackingController()

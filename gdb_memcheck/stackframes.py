@@ -1,0 +1,56 @@
+"""Allocation stacks made readable: each pc as module + offset and function @ file:line,
+with return addresses looked up one byte back so the line is the call's, not the next."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .target import TargetError
+from .unwind import ModuleMap
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One symbolized frame; fields are None where the module or its symbols are unknown."""
+
+    pc: int
+    module: str | None = None
+    offset: int | None = None          # the ELF virtual address, what addr2line takes
+    function: str | None = None
+    file: str | None = None
+    line: int | None = None
+    directory: str | None = None
+
+    def text(self) -> str:
+        """valgrind's `0xPC: function (file:line)`, then where in which module."""
+        where = f" ({self.file}:{self.line})" if self.file else ""
+        module = f" [{self.module}+{self.offset:#x}]" if self.module is not None else ""
+        return f"{self.pc:#x}: {self.function or '???'}{where}{module}"
+
+    def as_dict(self) -> dict:
+        return {"pc": self.pc, "module": self.module, "offset": self.offset, "function": self.function,
+                "file": self.file, "line": self.line, "directory": self.directory}
+
+
+def symbolize(pcs: tuple[int, ...], modules: ModuleMap) -> list[Frame]:
+    """Frames for an unwound stack: pcs[0] is where the call began, the rest are return addresses."""
+    return [frame(pc, modules, is_return=i > 0) for i, pc in enumerate(pcs)]
+
+
+def frame(pc: int, modules: ModuleMap, is_return: bool) -> Frame:
+    lookup = pc - 1 if is_return else pc
+    module = modules.module(lookup)
+    if module is None:
+        return Frame(pc)
+    vaddr = module.vaddr(lookup)
+    if vaddr is None:
+        return Frame(pc, module.path)
+    try:
+        symbol = module.elf.symbol_at(vaddr)
+        line = module.elf.source_line(vaddr)
+    except TargetError:
+        symbol = line = None
+    offset = vaddr + (1 if is_return else 0)
+    function = None if symbol is None else symbol.name
+    if line is None:
+        return Frame(pc, module.path, offset, function)
+    return Frame(pc, module.path, offset, function, line.file, line.line, line.directory)

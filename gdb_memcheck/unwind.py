@@ -1,0 +1,188 @@
+"""User-space call stacks unwound from outside the guest: each frame's return address
+and caller registers come from the module's call-frame information (.eh_frame or
+.debug_frame, decoded by pyelftools), with the frame-pointer chain as the fallback
+when a pc has none.  Memory is read through the process's own page tables."""
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .elfsyms import ElfFile, SymbolCache, runtime_to_vaddr
+from .intervals import IntervalMap
+from .target import TargetError
+from .vmas import Vma
+
+Reader = Callable[[int, int], bytes]
+
+# DWARF register numbers of x86-64 (System V ABI, figure 3.36).
+RBX, RBP, RSP = 3, 6, 7
+RA = 16
+CALLEE_SAVED = (RBX, RBP, 12, 13, 14, 15)
+REGISTER_NAMES = {RBX: "rbx", RBP: "rbp", RSP: "rsp", 12: "r12", 13: "r13", 14: "r14", 15: "r15", RA: "rip"}
+USER_TOP = 1 << 47
+
+
+@dataclass(frozen=True)
+class Module:
+    """A mapped ELF file as one frame sees it: its mapping and the parsed file."""
+
+    path: str
+    vma: Vma
+    elf: ElfFile
+
+    def vaddr(self, pc: int) -> int | None:
+        """The ELF virtual address of a run-time pc inside this module's mapping."""
+        return runtime_to_vaddr(pc, self.vma.start, self.vma.offset, self.elf)
+
+
+class ModuleMap:
+    """The file mappings of one process, and their ELF files under the sysroot (parsed
+    lazily; a file that cannot be used leaves its frames unsymbolized)."""
+
+    def __init__(self, vmas: list[Vma], symbols: SymbolCache) -> None:
+        self.symbols = symbols
+        self.by_address: IntervalMap[Vma] = IntervalMap()
+        for v in vmas:
+            if v.inode and v.name.startswith("/"):
+                self.by_address.add(v.start, v.end, v)
+        self.failures: dict[str, str] = {}
+
+    def module(self, pc: int) -> Module | None:
+        hit = self.by_address.find(pc)
+        if hit is None:
+            return None
+        path = hit.value.name.removesuffix(" (deleted)")
+        if path in self.failures:
+            return None
+        try:
+            return Module(path, hit.value, self.symbols.get(path))
+        except TargetError as e:
+            self.failures[path] = str(e)
+            return None
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One row of a decoded CFI table: CFA = reg + offset, and where registers are saved."""
+
+    cfa_reg: int | None
+    cfa_offset: int
+    saved: dict[int, int]          # DWARF register -> offset from the CFA
+    ra_undefined: bool
+
+
+class CallFrameTable:
+    """An ELF file's FDEs by start address; each FDE is decoded on first use."""
+
+    def __init__(self, elf: ElfFile) -> None:
+        fdes = sorted(elf.call_frame_entries(), key=lambda f: f.header["initial_location"])
+        self.starts = [f.header["initial_location"] for f in fdes]
+        self.fdes = fdes
+        self._decoded: dict[int, tuple[list[int], list[_Row]]] = {}
+
+    def row(self, vaddr: int) -> _Row | None:
+        """The rule row in force at `vaddr`, or None when no FDE covers it."""
+        i = bisect.bisect_right(self.starts, vaddr) - 1
+        if i < 0:
+            return None
+        fde = self.fdes[i]
+        if vaddr >= self.starts[i] + fde.header["address_range"]:
+            return None
+        pcs, rows = self._decoded.get(i) or self._decode(i)
+        j = bisect.bisect_right(pcs, vaddr) - 1
+        return rows[j] if j >= 0 else None
+
+    def _decode(self, i: int) -> tuple[list[int], list[_Row]]:
+        try:
+            table = self.fdes[i].get_decoded().table
+        except Exception:  # pyelftools meets an instruction it cannot decode: no CFI here
+            table = []
+        pcs, rows = [], []
+        for entry in table:
+            pcs.append(entry["pc"])
+            rows.append(_row(entry))
+        self._decoded[i] = (pcs, rows)
+        return pcs, rows
+
+
+def _row(entry: dict[Any, Any]) -> _Row:
+    cfa = entry["cfa"]
+    saved, ra_undefined = {}, False
+    for reg, rule in entry.items():
+        if not isinstance(reg, int):
+            continue
+        if rule.type == "OFFSET":
+            saved[reg] = rule.arg
+        elif rule.type == "UNDEFINED" and reg == RA:
+            ra_undefined = True
+    cfa_reg = cfa.reg if cfa.expr is None else None
+    return _Row(cfa_reg, cfa.offset or 0, saved, ra_undefined)
+
+
+class Unwinder:
+    """Unwinds stacks of one process; keeps parsed CFI tables per ELF file."""
+
+    def __init__(self) -> None:
+        self._tables: dict[int, tuple[ElfFile, CallFrameTable]] = {}
+
+    def table(self, elf: ElfFile) -> CallFrameTable:
+        cached = self._tables.get(id(elf))
+        if cached is None or cached[0] is not elf:
+            cached = self._tables[id(elf)] = (elf, CallFrameTable(elf))
+        return cached[1]
+
+    def unwind(self, registers: dict[int, int], read: Reader, modules: ModuleMap, depth: int) -> list[int]:
+        """Return addresses of up to `depth` frames, the first being registers[RA] (the pc).
+
+        Stops at the outermost frame (return address undefined or zero), at a frame that
+        does not move up the stack, or where memory cannot give a plausible pc."""
+        regs = dict(registers)
+        pcs = [regs[RA]]
+        while len(pcs) < depth:
+            caller = self._step(regs, read, modules, first=len(pcs) == 1)
+            if caller is None or caller[RSP] <= regs[RSP] or not 0 < caller[RA] < USER_TOP:
+                break
+            regs = caller
+            pcs.append(regs[RA])
+        return pcs
+
+    def _step(self, regs: dict[int, int], read: Reader, modules: ModuleMap, first: bool) -> dict[int, int] | None:
+        pc = regs[RA]
+        lookup = pc if first else pc - 1          # a return address may sit past its call's FDE
+        module = modules.module(lookup)
+        row = None
+        if module is not None:
+            vaddr = module.vaddr(lookup)
+            try:
+                row = self.table(module.elf).row(vaddr) if vaddr is not None else None
+            except TargetError:
+                row = None
+        if row is None:
+            return _frame_pointer_step(regs, read)
+        if row.ra_undefined or row.cfa_reg is None or row.cfa_reg not in regs:
+            return None
+        cfa = (regs[row.cfa_reg] + row.cfa_offset) & 0xFFFF_FFFF_FFFF_FFFF
+        caller = {r: v for r, v in regs.items() if r in CALLEE_SAVED}
+        for reg, offset in row.saved.items():
+            caller[reg] = _u64(read, cfa + offset)
+        caller[RSP] = cfa
+        caller.setdefault(RA, 0)
+        return caller
+
+
+def _frame_pointer_step(regs: dict[int, int], read: Reader) -> dict[int, int] | None:
+    """The caller by the rbp chain: [rbp] is the caller's rbp, [rbp+8] the return address."""
+    rbp = regs.get(RBP, 0)
+    if not regs[RSP] <= rbp < USER_TOP:
+        return None
+    caller = {r: v for r, v in regs.items() if r in CALLEE_SAVED}
+    caller[RBP] = _u64(read, rbp)
+    caller[RA] = _u64(read, rbp + 8)
+    caller[RSP] = rbp + 16
+    return caller
+
+
+def _u64(read: Reader, address: int) -> int:
+    return struct.unpack("<Q", read(address, 8))[0]
