@@ -50,7 +50,7 @@ def frame(pc: int, modules: ModuleMap, is_return: bool) -> Frame:
     except TargetError:
         symbol = line = None
     offset = vaddr + (1 if is_return else 0)
-    function = None if symbol is None else symbol.name
+    function = None if symbol is None else symbol.name.split("@")[0]     # no symbol version (@@GLIBC_2.34)
     if line is None:
         return Frame(pc, module.path, offset, function)
     return Frame(pc, module.path, offset, function, line.file, line.line, line.directory)

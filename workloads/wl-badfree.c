@@ -1,5 +1,6 @@
 /* Frees that go wrong, and blocks inherited across fork.  Prints its ground truth:
  *   GT <what> addr=0x... size=N in=<function>
+ * A constructor leaks one block before main (a "transition" block, forgiven by default).
  * The parent keeps one block and leaks one, then forks three children:
  *   - "inherit": exits at once without freeing what it inherited (nothing of its own leaks);
  *   - "double":  frees a fresh block twice (glibc aborts on the second free);
@@ -7,6 +8,7 @@
  * The parent waits for them, frees the kept block and exits, leaking one block.
  * Usage: wl-badfree */
 #define _GNU_SOURCE
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,14 @@ static char wild_area[64] __attribute__((aligned(16)));
 static void report(const char *what, void *p, size_t size, const char *fn)
 {
     printf("GT %s addr=%p size=%zu in=%s\n", what, p, size, fn);
+}
+
+static uintptr_t before_main_hidden;   /* the address, disguised so no scan sees a pointer */
+#define DISGUISE 0xa5a5a5a5a5a5a5a5u
+
+__attribute__((constructor)) static void constructor_leak(void)
+{
+    before_main_hidden = (uintptr_t)malloc(33) ^ DISGUISE;
 }
 
 static __attribute__((noinline)) void parent_leak(void)
@@ -61,6 +71,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("wl-badfree pid=%d\n", getpid());
+    report("transition", (void *)(before_main_hidden ^ DISGUISE), 33, "constructor_leak");
     kept = malloc(50);
     report("reachable", kept, 50, "main");
     parent_leak();

@@ -53,7 +53,7 @@ report is kept: `report PID` shows it (`report` alone: the latest)."""
             getattr(self, "_" + args.process)(args)
             return
         if args.pid is not None:
-            raise UsageError(f"unexpected argument {args.pid!r}")
+            raise UsageError(f"unrecognized arguments: {args.pid}")
         system = SESSION.system()
         process = pick_process(system, args.process)
         if process.tgid in CONTROLLER.tracker.processes and not args.scan:

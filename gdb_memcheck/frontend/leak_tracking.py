@@ -6,7 +6,7 @@ exit (the leak report, taken before the mm is torn down)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import gdb
@@ -81,13 +81,15 @@ class TrackingController:
     # -- commands -------------------------------------------------------------
     def track_process(self, process: Task) -> str:
         """Start tracking a running process: its live blocks are taken from a heap scan."""
-        self._start()
         system = SESSION.system()
         pid = process.tgid
-        hooks = self.hooks[pid] = ProcessHooks(pid)
-        complete = len(system.threads(process)) == 1
-        self.tracker.track(pid, in_main=True, complete=complete, since="attach")
-        self._place_family(system, process, hooks)
+        modules = ModuleMap(system.vmas(process), SESSION.symbols())
+        family = malloc_family(modules, process)
+        self._start()
+        hooks = self.hooks[pid] = ProcessHooks(pid, family, modules=modules)
+        self.tracker.track(pid, in_main=True, complete=len(system.threads(process)) == 1, since="attach")
+        for address in family:
+            self._user_bp(address)
         seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
         return (f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points, "
                 f"{seeded} live blocks found by a heap scan")
@@ -154,7 +156,7 @@ class TrackingController:
     def _on_exec(self, system: System, current: Task, address: int) -> None:
         """start_thread: the new image is mapped and its auxv written; libc is not yet."""
         pid = current.tgid
-        if pid not in self.hooks and system.exe_path(current) not in self.exec_paths:
+        if pid not in self.hooks and not exec_matches(system.exe_path(current), self.exec_paths):
             return
         self.tracker.forget(pid)
         self.tracker.track(pid, in_main=False, complete=True, since="exec")
@@ -288,9 +290,13 @@ class TrackingController:
     def _symbolize(self, pid: int, pcs: tuple[int, ...], modules: ModuleMap) -> dict[int, Frame]:
         """Frames for these pcs of `pid`, each symbolized once and kept with the process."""
         known = self.frames.setdefault(pid, {})
+        hooks = self.hooks.get(pid)
+        family = hooks.family if hooks else {}
         for pc in pcs:
             if pc not in known:
-                known[pc] = frame(pc, modules, is_return=pc not in self.hooks.get(pid, ProcessHooks(pid)).family)
+                found = frame(pc, modules, is_return=pc not in family)
+                # an entry point is named as the program called it, not by glibc's alias
+                known[pc] = replace(found, function=family[pc]) if pc in family else found
         return known
 
     def _report(self, system: System, process: Task, proc: alloctrack.ProcessAllocations,
@@ -324,6 +330,11 @@ class TrackingController:
                               for p in self.tracker.processes.values()],
                 "reports": [r.pid for r in self.reports],
                 "bad_frees": [bad_free_json(b, self.frames.get(b.pid, {})) for b in self.tracker.bad_frees]}
+
+
+def exec_matches(path: str, patterns: set[str]) -> bool:
+    """`--exec` takes a full guest path, or a bare name that matches any directory."""
+    return path in patterns or path.rsplit("/", 1)[-1] in {p for p in patterns if "/" not in p}
 
 
 def malloc_family(modules: ModuleMap, process: Task) -> dict[int, str]:

@@ -1,0 +1,239 @@
+"""Tracking-mode leak checking on a real guest: breakpoints on the malloc family of the
+tracked processes, reports taken when they exit, compared with what the programs print
+about themselves (their ground truth) and with their own source lines."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from labtools import REPO, guestlab, run_gdb
+
+BOOT = guestlab.BootOptions()
+CATEGORY = {"definite": "definitely lost", "indirect": "indirectly lost", "possible": "possibly lost",
+            "reachable": "still reachable"}
+PROGRAMS = ("wl-leak", "wl-leak-static", "wl-badfree")
+
+TRACK_SCRIPT = r"""
+import gdb, json, threading, time
+sys.path.insert(0, QEMU_SCRIPTS)
+import guestlab
+guest = guestlab.Guest.load(RUN_DIR)
+
+def q(cmd):
+    return json.loads(gdb.execute(cmd, to_string=True))
+
+def while_running(command):
+    out = {}
+    def drive():
+        time.sleep(0.3)
+        out["text"] = guest.sh(command, timeout=300)
+        gdb.post_event(lambda: gdb.execute("interrupt"))
+    th = threading.Thread(target=drive)
+    th.start()
+    gdb.execute("continue")
+    th.join()
+    return out["text"]
+
+for name in PROGRAMS:
+    gdb.execute(f"memcheck leaks track --exec /bin/{name}")
+logs = {name: while_running(f"{name} 2>&1") for name in PROGRAMS}
+
+# attach to the long-running leak program init started, then let it exit
+attached = int(while_running("pidof wl-leak").split()[0])
+gdb.execute(f"memcheck leaks track {attached}")
+attach_log = while_running(f"kill -USR1 {attached}; sleep 0.5")
+
+status = q("memcheck leaks status --json")
+reports, everything = {}, {}
+for pid in status["reports"]:
+    reports[pid] = q(f"memcheck leaks report {pid} --json")
+    everything[pid] = q(f"memcheck leaks report {pid} --json --all")
+text = {pid: gdb.execute(f"memcheck leaks report {pid} --show-reachable", to_string=True) for pid in status["reports"]}
+seed_format = {pid: gdb.execute(f"memcheck leaks report {pid} --format memcheck", to_string=True)
+               for pid in status["reports"]}
+gdb.execute("memcheck leaks untrack")
+emit({"logs": logs, "attached": attached, "status": status, "reports": reports, "all": everything,
+      "text": text, "memcheck_format": seed_format})
+"""
+
+
+@pytest.fixture(scope="module")
+def tracked(guest):
+    script = (TRACK_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+              .replace("RUN_DIR", repr(str(guest.run_dir))).replace("PROGRAMS", repr(PROGRAMS)))
+    run = run_gdb(guest, script=script, timeout=600)
+    assert "Traceback" not in run.output, run.output
+    res = run.result()
+    res["reports"] = {int(k): v for k, v in res["reports"].items()}
+    res["all"] = {int(k): v for k, v in res["all"].items()}
+    res["text"] = {int(k): v for k, v in res["text"].items()}
+    res["memcheck_format"] = {int(k): v for k, v in res["memcheck_format"].items()}
+    return res
+
+
+def ground_truth(log: str) -> list[dict]:
+    return [dict(kind=m[0], addr=int(m[1], 16), size=int(m[2]), fn=m[3])
+            for m in re.findall(r"^GT ([\w-]+) addr=(0x[0-9a-f]+) size=(\d+)(?: via=\w+)? in=(\w+)", log, re.M)]
+
+
+def program_pid(log: str, name: str) -> int:
+    return int(re.search(rf"^{name.split('-static')[0]} pid=(\d+)", log, re.M).group(1))
+
+
+def source_line(fn_file: str, line: int) -> str:
+    return (REPO / "workloads" / fn_file).read_text().splitlines()[line - 1]
+
+
+@pytest.mark.parametrize("name", ["wl-leak", "wl-leak-static"])
+def test_tracking_reports_exactly_the_programs_lost_blocks_with_exact_sizes(tracked, name):
+    log = tracked["logs"][name]
+    report = tracked["reports"][program_pid(log, name)]
+    lost = {b["address"]: b for b in report["blocks"] if b["kind"] != "still reachable"}
+    expected = {t["addr"]: t for t in ground_truth(log) if t["kind"] in ("definite", "indirect", "possible")}
+    assert set(lost) == set(expected)
+    for addr, t in expected.items():
+        assert lost[addr]["kind"] == CATEGORY[t["kind"]], hex(addr)
+        assert lost[addr]["size"] == t["size"], hex(addr)
+
+
+@pytest.mark.parametrize("name", ["wl-leak", "wl-leak-static"])
+def test_freed_and_still_reachable_blocks_are_never_lost(tracked, name):
+    log = tracked["logs"][name]
+    blocks = {b["address"]: b for b in tracked["reports"][program_pid(log, name)]["blocks"]}
+    truth = ground_truth(log)
+    live_again = {t["addr"] for t in truth if t["kind"] != "freed"}
+    for t in truth:
+        if t["kind"] == "reachable":
+            assert blocks[t["addr"]]["kind"] == "still reachable"
+            assert blocks[t["addr"]]["size"] == t["size"]
+        if t["kind"] == "freed" and t["addr"] not in live_again:
+            assert t["addr"] not in blocks
+
+
+@pytest.mark.parametrize("name", ["wl-leak", "wl-leak-static"])
+def test_leak_stacks_name_the_leaking_function_and_its_allocation_line(tracked, name):
+    log = tracked["logs"][name]
+    blocks = {b["address"]: b for b in tracked["reports"][program_pid(log, name)]["blocks"]}
+    allocator = {m[0]: m[1] for m in re.findall(r"^GT \w+ addr=(0x[0-9a-f]+) size=\d+ via=(\w+)", log, re.M)}
+    for t in ground_truth(log):
+        if t["kind"] in ("definite", "indirect", "possible"):
+            stack = blocks[t["addr"]]["stack"]
+            assert stack[0]["function"] in (allocator[hex(t["addr"])], "__libc_" + allocator[hex(t["addr"])])
+            caller = stack[1]
+            assert caller["function"] == t["fn"] and caller["module"] == f"/bin/{name}"
+            assert caller["file"] == "wl-leak.c"
+            assert allocator[hex(t["addr"])] + "(" in source_line("wl-leak.c", caller["line"])
+            assert any(f["function"] == "main" for f in stack[2:])
+
+
+def test_text_report_has_valgrind_loss_records_with_symbolized_frames(tracked):
+    pid = program_pid(tracked["logs"]["wl-leak"], "wl-leak")
+    out = tracked["text"][pid]
+    assert re.search(r"^40 bytes in 1 blocks are definitely lost in loss record \d+ of \d+\n"
+                     r"   at 0x[0-9a-f]+: malloc .*\[/lib/x86_64-linux-gnu/libc\.so\.6\+0x[0-9a-f]+\]\n"
+                     r"   by 0x[0-9a-f]+: leak_malloc \(wl-leak\.c:\d+\) \[/bin/wl-leak\+0x[0-9a-f]+\]$", out, re.M)
+    assert re.search(r"^144 bytes in 3 blocks are indirectly lost", out, re.M)
+    assert re.search(r"definitely lost: +205424 bytes in 6 blocks", out)
+
+
+def test_memcheck_format_prints_each_block_with_module_relative_frames(tracked):
+    pid = program_pid(tracked["logs"]["wl-leak"], "wl-leak")
+    out = tracked["memcheck_format"][pid]
+    assert f"memcheck: Process /bin/wl-leak[pid={pid}] is exiting leaking allocated blocks:" in out
+    assert f"memcheck: Process /bin/wl-leak[pid={pid}] is leaking 10 allocated blocks." in out
+    assert re.search(r"Frame 1: PC=0x[0-9a-f]+ \(relative 0x[0-9a-f]+\) in module /bin/wl-leak\n"
+                     r"   Routine leak_malloc @ \S+/wl-leak\.c:\d+", out)
+
+
+def children(log: str) -> dict[str, int]:
+    return {m[0]: int(m[1]) for m in re.findall(r"^child (\w+) pid=(\d+)", log, re.M)}
+
+
+def test_a_forked_child_leaking_inherited_blocks_reports_nothing_unless_all(tracked):
+    log = tracked["logs"]["wl-badfree"]
+    child = children(log)["inherit"]
+    assert tracked["reports"][child]["summary"]["definitely lost"]["blocks"] == 0
+    assert not [b for b in tracked["reports"][child]["blocks"] if b["kind"] != "still reachable"]
+    inherited = {b["address"]: b for b in tracked["all"][child]["blocks"]}
+    leaked = next(t for t in ground_truth(log) if t["kind"] == "definite")
+    assert inherited[leaked["addr"]]["origin"] == "inherited"
+    assert inherited[leaked["addr"]]["kind"] == "definitely lost"
+    assert inherited[leaked["addr"]]["stack"][1]["function"] == "parent_leak"
+
+
+def test_blocks_allocated_before_main_are_forgiven_unless_all(tracked):
+    log = tracked["logs"]["wl-badfree"]
+    parent = program_pid(log, "wl-badfree")
+    early = next(t for t in ground_truth(log) if t["kind"] == "transition")
+    assert early["addr"] not in {b["address"] for b in tracked["reports"][parent]["blocks"]}
+    block = next(b for b in tracked["all"][parent]["blocks"] if b["address"] == early["addr"])
+    assert (block["origin"], block["size"], block["kind"]) == ("transition", 33, "definitely lost")
+    own = [b for b in tracked["reports"][parent]["blocks"] if b["kind"] == "definitely lost"]
+    assert [(b["size"], b["stack"][1]["function"]) for b in own] == [(100, "parent_leak")]
+
+
+def test_a_double_free_is_reported_with_both_stacks_and_the_allocation(tracked):
+    log = tracked["logs"]["wl-badfree"]
+    child = children(log)["double"]
+    truth = next(t for t in ground_truth(log) if t["kind"] == "double-free")
+    bad = [b for b in tracked["status"]["bad_frees"] if b["pid"] == child]
+    assert [(b["kind"], b["address"], b["block_size"]) for b in bad] == [("double free", truth["addr"], 24)]
+    lines = [source_line("wl-badfree.c", s[1]["line"]) for s in (bad[0]["stack"], bad[0]["freed_by"])]
+    assert all("free(p)" in line for line in lines) and bad[0]["stack"][1]["line"] > bad[0]["freed_by"][1]["line"]
+    assert bad[0]["allocated_by"][1]["function"] == "double_free"
+    assert "malloc(24)" in source_line("wl-badfree.c", bad[0]["allocated_by"][1]["line"])
+
+
+def test_a_free_of_a_wild_pointer_is_reported_with_its_stack(tracked):
+    log = tracked["logs"]["wl-badfree"]
+    child = children(log)["wild"]
+    truth = next(t for t in ground_truth(log) if t["kind"] == "wild-free")
+    bad = [b for b in tracked["status"]["bad_frees"] if b["pid"] == child]
+    assert [(b["kind"], b["address"]) for b in bad] == [("invalid free", truth["addr"])]
+    assert bad[0]["stack"][1]["function"] == "wild_free"
+    assert "free(wild_area" in source_line("wl-badfree.c", bad[0]["stack"][1]["line"])
+
+
+def test_no_other_process_reports_a_bad_free(tracked):
+    log = tracked["logs"]["wl-badfree"]
+    culprits = {children(log)["double"], children(log)["wild"]}
+    assert {b["pid"] for b in tracked["status"]["bad_frees"]} == culprits
+
+
+def test_attaching_to_a_running_process_forgives_what_it_had_before(tracked):
+    pid = tracked["attached"]
+    assert not [b for b in tracked["reports"][pid]["blocks"] if b["kind"] != "still reachable"]
+    before = [b for b in tracked["all"][pid]["blocks"] if b["kind"] == "definitely lost"]
+    assert len(before) == 6 and {b["origin"] for b in before} == {"preexisting"}
+
+
+def test_every_tracked_process_left_a_report_and_no_handler_failed(tracked):
+    status = tracked["status"]
+    pids = {program_pid(tracked["logs"][n], n) for n in PROGRAMS} | set(children(tracked["logs"]["wl-badfree"]).values())
+    assert pids | {tracked["attached"]} == set(status["reports"])
+    assert status["errors"] == 0, status["last_error"]
+    assert status["processes"] == []
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("track 99999", "memcheck leaks: no process with pid 99999"),
+    ("track 2", "memcheck leaks: pid 2 (kthreadd) is a kernel thread: it has no memory map"),
+    ("track", "memcheck leaks: track needs PID|COMM or --exec PATH"),
+    ("report 99999", "memcheck leaks: no exit report for pid 99999"),
+    ("report abc", "memcheck leaks: report takes a PID, not 'abc'"),
+])
+def test_bad_tracking_requests_give_one_clear_line(guest, spec, message):
+    run = run_gdb(guest, f"memcheck leaks {spec}")
+    assert message in run.stderr and "Traceback" not in run.output
+
+
+def test_a_static_binary_without_symbols_cannot_be_tracked_and_says_why(guest):
+    guest.sh("wl-leak-stripped --wait > /tmp/log/stripped.log 2>&1 &")
+    guest.sh("sleep 0.5; grep -q done /tmp/log/stripped.log")
+    pid = int(guest.sh("pidof wl-leak-stripped").split()[0])
+    run = run_gdb(guest, f"memcheck leaks track {pid}")
+    assert re.search(rf"^memcheck leaks: pid {pid} \(wl-leak-strippe\): no module defines malloc and free "
+                     r"\(looked in /bin/wl-leak-stripped; a static binary without symbols\?\)$", run.stderr, re.M)
+    assert "Traceback" not in run.output
+    guest.sh(f"kill -USR1 {pid}")

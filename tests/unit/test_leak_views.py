@@ -1,0 +1,85 @@
+"""Leak reports as text (valgrind's loss records), in the emulator memcheck's per-block
+layout, and as JSON; forgiven blocks only with --all."""
+from __future__ import annotations
+
+from gdb_memcheck.alloctrack import Allocation, BadFree, Origin
+from gdb_memcheck.leaks import Block, Kind, LeakReport
+from gdb_memcheck.stackframes import Frame
+from gdb_memcheck.views import leak_report_json, leak_report_memcheck, leak_report_text
+
+LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+MALLOC = Frame(0x7FFF_F7E7_8930, LIBC, 0x98930, "malloc")
+CALLER = Frame(0x5555_5555_526B, "/bin/prog", 0x126B, "leak_here", "prog.c", 31, "/src")
+STACK = (MALLOC.pc, CALLER.pc)
+FRAMES = {MALLOC.pc: MALLOC, CALLER.pc: CALLER}
+LOST = [Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE]
+
+
+def report(*blocks: Block, bad=()) -> LeakReport:
+    return LeakReport(7, "prog", "tracking", list(blocks), "header", "/bin/prog", dict(FRAMES), list(bad))
+
+
+def block(address: int, size: int, kind: Kind, origin: str = "own", stack=STACK) -> Block:
+    return Block(address, size, kind, stack=stack, origin=origin, via="malloc")
+
+
+def test_blocks_with_one_stack_make_one_loss_record_with_its_frames():
+    text = leak_report_text(report(block(0x1000, 40, Kind.DEFINITE), block(0x2000, 40, Kind.DEFINITE)), LOST)
+    assert ("80 bytes in 2 blocks are definitely lost in loss record 1 of 1\n"
+            f"   at {MALLOC.pc:#x}: malloc [{LIBC}+0x98930]\n"
+            f"   by {CALLER.pc:#x}: leak_here (prog.c:31) [/bin/prog+0x126b]\n") in text
+    assert "definitely lost:  80 bytes in 2 blocks" in text
+
+
+def test_records_are_ordered_by_bytes_smallest_first():
+    text = leak_report_text(report(block(0x1000, 400, Kind.DEFINITE, stack=(1,)),
+                                   block(0x2000, 40, Kind.POSSIBLE, stack=(2,))), LOST)
+    assert text.index("40 bytes in 1 blocks are possibly lost in loss record 1 of 2") < \
+        text.index("400 bytes in 1 blocks are definitely lost in loss record 2 of 2")
+
+
+def test_forgiven_blocks_are_counted_but_shown_only_with_all():
+    r = report(block(0x1000, 40, Kind.DEFINITE), block(0x2000, 24, Kind.DEFINITE, origin="inherited"))
+    assert "24 bytes" not in leak_report_text(r, LOST)
+    assert "forgiven:         1 blocks" in leak_report_text(r, LOST)
+    assert "24 bytes in 1 blocks are definitely lost (inherited) in loss record" in leak_report_text(r, LOST, True)
+    assert [b["origin"] for b in leak_report_json(r, True)["blocks"]] == ["own", "inherited"]
+    assert leak_report_json(r)["summary"]["definitely lost"] == {"bytes": 40, "blocks": 1}
+
+
+def test_still_reachable_blocks_appear_only_when_asked():
+    r = report(block(0x1000, 48, Kind.REACHABLE))
+    assert "loss record" not in leak_report_text(r, LOST)
+    assert "48 bytes in 1 blocks are still reachable" in leak_report_text(r, LOST + [Kind.REACHABLE])
+
+
+def test_memcheck_format_gives_each_lost_block_its_frames_relative_to_their_modules():
+    text = leak_report_memcheck(report(block(0x1000, 40, Kind.DEFINITE), block(0x3000, 8, Kind.REACHABLE)))
+    assert text == (
+        "memcheck: Process /bin/prog[pid=7] is exiting leaking allocated blocks:\n"
+        " Leaked block 1:\n"
+        "   Block 0x1000 size 40 (definitely lost) allocated by malloc\n"
+        " Call stack:\n"
+        f"   Frame 0: PC={MALLOC.pc:#010x} (relative 0x00098930) in module {LIBC}\n"
+        "   Routine malloc\n"
+        f"   Frame 1: PC={CALLER.pc:#010x} (relative 0x0000126b) in module /bin/prog\n"
+        "   Routine leak_here @ /src/prog.c:31\n"
+        "memcheck: Process /bin/prog[pid=7] is leaking 1 allocated blocks.\n")
+
+
+def test_bad_frees_lead_the_report_with_both_stacks():
+    first = Allocation(0x1000, 24, "malloc", STACK, Origin.OWN, 1)
+    bad = BadFree(7, 7, "double free", "free", 0x1000, STACK, first, STACK)
+    text = leak_report_text(report(bad=[bad]), LOST)
+    assert text.splitlines()[1] == ("Invalid free: free(0x1000) by pid 7/7: double free; 0x1000 is 0 bytes "
+                                    "inside a block of size 24 free'd before")
+    assert " Block was free'd at" in text
+    doc = leak_report_json(report(bad=[bad]))["bad_frees"][0]
+    assert doc["allocated_by"][1]["function"] == "leak_here" and doc["block_size"] == 24
+
+
+def test_scan_blocks_without_stacks_are_grouped_by_size_and_listed_by_address():
+    r = LeakReport(7, "prog", "scan", [Block(0x1000, 32, Kind.DEFINITE), Block(0x2000, 32, Kind.DEFINITE)], "h")
+    text = leak_report_text(r, LOST)
+    assert "64 bytes in 2 blocks are definitely lost in loss record 1 of 1" in text
+    assert "allocation stack unknown (scan mode); blocks at 0x1000, 0x2000" in text
