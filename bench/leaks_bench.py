@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Leak-check benchmark, one run:
+  - tracking mode: the cost of each malloc (debug stops and milliseconds), from a program
+    that makes N mallocs and exits, run untraced and then tracked in the same session
   - scan mode on a process with 100,000 live blocks (target < 5 s)
   - scan mode on the leak program vs valgrind --leak-check=full running the same binary
     natively on the host: both times, and the lost-block counts side by side
-Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N]
+Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N] [--tracked-mallocs N]
 """
 from __future__ import annotations
 
@@ -30,6 +32,64 @@ emit({"many_s": many_s, "many_blocks": len(many["blocks"]), "many_summary": many
       "leak_s": leak_s, "leak_summary": leak["summary"]})
 """
 
+TRACK_SCRIPT = r"""
+import gdb, json, threading, time
+sys.path.insert(0, QEMU_SCRIPTS)
+import guestlab
+guest = guestlab.Guest.load(RUN_DIR)
+
+def timed_run(command):
+    out = {}
+    def drive():
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        guest.sh(command, timeout=900)
+        out["seconds"] = time.monotonic() - t0
+        gdb.post_event(lambda: gdb.execute("interrupt"))
+    th = threading.Thread(target=drive)
+    th.start()
+    gdb.execute("continue")
+    th.join()
+    return out["seconds"]
+
+command = "wl-blocks N --exit > /dev/null"
+def status():
+    return json.loads(gdb.execute("memcheck leaks status --json", to_string=True))
+untraced = timed_run(command)
+gdb.execute("memcheck leaks track --exec wl-blocks")
+runs = []
+for first in (True, False):
+    seconds = timed_run(command)
+    runs.append({"seconds": seconds, "status": status()})
+pid = runs[-1]["status"]["reports"][-1]
+t0 = time.perf_counter()
+report = json.loads(gdb.execute(f"memcheck leaks report {pid} --json", to_string=True))
+emit({"untraced": untraced, "runs": runs, "report_summary": report["summary"],
+      "render_s": time.perf_counter() - t0})
+"""
+
+
+def tracking_cost(guest, mallocs: int) -> None:
+    script = (TRACK_SCRIPT.replace("QEMU_SCRIPTS", repr(str(guestlab.SCRIPTS)))
+              .replace("RUN_DIR", repr(str(guest.run_dir))).replace("wl-blocks N", f"wl-blocks {mallocs}"))
+    res = run_gdb(guest, script=script, timeout=1800).result()
+    print(f"tracking mode, a program making {mallocs} mallocs (no frees) and exiting; "
+          f"untraced it runs {res['untraced']:.2f} s")
+    before = {"stops": 0, "handler_s": 0.0}
+    for label, run in zip(("first run (cold: ELF, CFI and symbols parsed)", "second run (warm)"), res["runs"]):
+        st = run["status"]
+        handler_s = st["handler_ms_per_stop"] * st["stops"] / 1e3
+        stops, handler = st["stops"] - before["stops"], handler_s - before["handler_s"]
+        before = {"stops": st["stops"], "handler_s": handler_s}
+        per_malloc = (run["seconds"] - res["untraced"]) / mallocs
+        print(f"  {label}: {run['seconds']:.2f} s, {per_malloc * 1e3:.1f} ms a malloc; {stops} debug stops "
+              f"({stops / mallocs:.2f} a malloc: entry and return site, plus exec/exit); Python handlers "
+              f"{handler * 1e3 / mallocs:.1f} ms a malloc, QEMU and gdb the rest")
+    st = res["runs"][-1]["status"]
+    lost = res["report_summary"]["definitely lost"]["blocks"]
+    print(f"  exit report: {lost} definitely lost (expected {mallocs // 10}), rendered again in "
+          f"{res['render_s'] * 1e3:.0f} ms; {st['repeated_hits']} repeated hits, {st['errors']} handler errors")
+
 
 def valgrind(binary: Path) -> tuple[float, dict]:
     t0 = time.monotonic()
@@ -46,9 +106,11 @@ def valgrind(binary: Path) -> tuple[float, dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--blocks", type=int, default=100_000)
+    ap.add_argument("--tracked-mallocs", type=int, default=300)
     args = ap.parse_args()
     guest = guestlab.boot()
     try:
+        tracking_cost(guest, args.tracked_mallocs)
         guest.sh(f"wl-blocks {args.blocks} > /tmp/log/blocks.log 2>&1 &")
         guest.sh("sleep 3; grep -q ready /tmp/log/blocks.log")
         pid = guest.sh("pidof wl-blocks").split()[0]

@@ -180,14 +180,19 @@ class ElfFile:
     def addresses_of(self, names: Iterable[str]) -> dict[str, int]:
         """ELF virtual addresses of those names that are defined functions or objects here
         (.symtab and .dynsym: a stripped library still exports its API)."""
-        wanted, found = set(names), {}
+        return {name: self._addresses[name] for name in names if name in self._addresses}
+
+    @cached_property
+    def _addresses(self) -> dict[str, int]:
+        """Name -> address of every defined symbol, .symtab's before .dynsym's; read once."""
+        found: dict[str, int] = {}
         with self._parsing():
             for name in (".symtab", ".dynsym"):
                 table = self._elf.get_section_by_name(name)
                 if table is None:
                     continue
                 for symbol, _, _ in _defined_symbols(table):
-                    if symbol.name in wanted and symbol.start:
+                    if symbol.start:
                         found.setdefault(symbol.name, symbol.start)
         return found
 

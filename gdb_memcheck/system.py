@@ -81,6 +81,12 @@ class System:
     def vmas(self, process: Task) -> list[Vma]:
         return self.vma_reader.vmas(self.mm(process))
 
+    def task_pgd(self, task: Task) -> int:
+        """Physical address of a task's top-level page table, read without the VMA reader."""
+        if not task.mm:
+            raise TargetError(f"pid {task.pid} ({task.comm}) has no memory map")
+        return self.kmem.to_physical(self.kmem.u64(task.mm + self.layout_offset("struct mm_struct", "pgd")))
+
     def pgd(self, mm: MmInfo) -> int:
         """Physical address of a process's top-level page table."""
         return self.kmem.to_physical(mm.pgd)

@@ -48,16 +48,23 @@ class ModuleMap:
             if v.inode and v.name.startswith("/"):
                 self.by_address.add(v.start, v.end, v)
         self.failures: dict[str, str] = {}
+        self._modules: dict[int, Module | None] = {}
 
     def module(self, pc: int) -> Module | None:
+        """The module mapped at pc; each mapping's file is looked up once."""
         hit = self.by_address.find(pc)
         if hit is None:
             return None
-        path = hit.value.name.removesuffix(" (deleted)")
+        if hit.start not in self._modules:
+            self._modules[hit.start] = self._load(hit.value)
+        return self._modules[hit.start]
+
+    def _load(self, vma: Vma) -> Module | None:
+        path = vma.name.removesuffix(" (deleted)")
         if path in self.failures:
             return None
         try:
-            return Module(path, hit.value, self.symbols.get(path))
+            return Module(path, vma, self.symbols.get(path))
         except TargetError as e:
             self.failures[path] = str(e)
             return None

@@ -1,9 +1,10 @@
 /* Many live heap blocks for the leak-scan benchmark: N blocks of 16..256 bytes, nine in
  * ten kept on a list hanging off a global (still reachable), one in ten dropped
- * (definitely lost).  Prints its counts, then blocks until killed.
- * Usage: wl-blocks N */
+ * (definitely lost).  Prints its counts, then blocks until killed (or, with --exit, exits).
+ * Usage: wl-blocks N [--exit] */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct node {
@@ -31,6 +32,8 @@ int main(int argc, char **argv)
     printf("wl-blocks pid=%d blocks=%ld lost=%ld\n", getpid(), n, lost);
     printf("wl-blocks ready\n");
     fflush(stdout);
+    if (argc > 2 && strcmp(argv[2], "--exit") == 0)
+        return 0;
     for (;;)
         pause();
 }

@@ -270,7 +270,7 @@ class TrackingController:
             self.user_bps[address] = _Breakpoint(address, self._on_user)
 
     def _memory(self, system: System, process: Task) -> UserMemory:
-        return UserMemory(system.kmem.phys, system.pgd(system.mm(process)), system.kmem.levels)
+        return UserMemory(system.kmem.phys, system.task_pgd(process), system.kmem.levels)
 
     def _modules(self, system: System, process: Task, hooks: ProcessHooks, pcs: list[int]) -> ModuleMap:
         if hooks.modules is None or any(hooks.modules.by_address.find(pc) is None for pc in pcs):
