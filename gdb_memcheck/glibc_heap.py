@@ -1,7 +1,8 @@
 """The glibc heap of a process, walked from outside (glibc 2.36, x86-64; malloc/malloc.c):
-chunks of the main heap from the start of the brk area to the top chunk, the tcache and
-fastbin free lists (with safe-linking) that keep freed chunks looking in use, and the
-separately mmapped chunks.  Every walk is bounded and reports corruption as HeapError."""
+chunks of the main heap from the start of the brk area to the top chunk, the other
+arenas (threads') and their mmapped heaps, the tcache and fastbin free lists (with
+safe-linking) that keep freed chunks looking in use, and the separately mmapped chunks.
+Every walk is bounded and reports corruption as HeapError."""
 from __future__ import annotations
 
 import struct
@@ -24,6 +25,11 @@ ARENA_FASTBINS = 0x10                       # struct malloc_state: mutex, flags,
 ARENA_TOP = 0x60
 ARENA_SYSTEM_MEM = 0x888
 ARENA_SIZE = 0x898                          # sizeof(struct malloc_state): its pointers are malloc's, not the program's
+ARENA_NEXT = 0x870                          # malloc_state.next: the circular list of arenas
+HEAP_INFO_SIZE = 0x30                       # heap_info: ar_ptr, prev, size, mprotect_size, pagesize, pad
+HEAP_MAX_SIZE = 64 << 20                    # 2 * DEFAULT_MMAP_THRESHOLD_MAX: heaps are aligned to it
+MAX_ARENAS = 1024
+MAX_HEAPS = 1024
 MAX_CHUNKS = 1 << 22
 MAX_FREE_LIST = 1 << 16
 PAGE = 4096
@@ -119,17 +125,127 @@ def find_main_arena(read: Reader, data_ranges: Iterable[tuple[int, int]], start_
 
 def free_chunks(read: Reader, arena: MainArena, tcache: int | None) -> set[int]:
     """Chunk addresses on the tcache and fastbin lists (they keep looking in use)."""
-    free: set[int] = set()
+    free = fastbin_chunks(read, arena.address)
     if tcache is not None:
-        raw = read(tcache, TCACHE_COUNTS_SIZE + TCACHE_BINS * 8)
-        for i in range(TCACHE_BINS):
-            entry = struct.unpack_from("<Q", raw, TCACHE_COUNTS_SIZE + 8 * i)[0]
-            free.update(c - 2 * SIZE_SZ for c in _follow(read, entry, 0, f"tcache bin {i}"))
-    fast = read(arena.address + ARENA_FASTBINS, NFASTBINS * 8)
+        free |= tcache_chunks(read, tcache)
+    return free
+
+
+def tcache_chunks(read: Reader, tcache: int) -> set[int]:
+    """Chunk addresses on a thread's tcache lists (tcache: its tcache_perthread_struct)."""
+    free: set[int] = set()
+    raw = read(tcache, TCACHE_COUNTS_SIZE + TCACHE_BINS * 8)
+    for i in range(TCACHE_BINS):
+        entry = struct.unpack_from("<Q", raw, TCACHE_COUNTS_SIZE + 8 * i)[0]
+        free.update(c - 2 * SIZE_SZ for c in _follow(read, entry, 0, f"tcache bin {i}"))
+    return free
+
+
+def fastbin_chunks(read: Reader, arena: int) -> set[int]:
+    """Chunk addresses on an arena's fastbin lists."""
+    free: set[int] = set()
+    fast = read(arena + ARENA_FASTBINS, NFASTBINS * 8)
     for i in range(NFASTBINS):
         chunk = struct.unpack_from("<Q", fast, 8 * i)[0]
         free.update(_follow(read, chunk, 2 * SIZE_SZ, f"fastbin {i}"))
     return free
+
+
+@dataclass(frozen=True)
+class ArenaHeap:
+    """One mmapped heap of a non-main arena: the mapping [start, end) and where its chunks begin."""
+
+    start: int
+    end: int
+    first_chunk: int
+
+
+def other_arenas(read: Reader, main: MainArena) -> list[int]:
+    """Addresses of the arenas after main_arena on its circular `next` list (threads' arenas)."""
+    found: list[int] = []
+    arena = _u64(read, main.address + ARENA_NEXT)
+    while arena != main.address:
+        if not arena or arena % MALLOC_ALIGNMENT or arena in found or len(found) >= MAX_ARENAS:
+            raise HeapError(f"the arena list is corrupt at {arena:#x} (after {len(found)} arenas)")
+        found.append(arena)
+        arena = _u64(read, arena + ARENA_NEXT)
+    return found
+
+
+def arena_heaps(read: Reader, arena: int) -> list[ArenaHeap]:
+    """The heaps of a non-main arena, newest (the one holding top) first: each starts with a
+    heap_info naming the arena; the oldest also holds the arena itself."""
+    heap = _u64(read, arena + ARENA_TOP) & ~(HEAP_MAX_SIZE - 1)
+    heaps: list[ArenaHeap] = []
+    while True:
+        ar_ptr, prev, size = struct.unpack("<QQQ", read(heap, 24))
+        if ar_ptr != arena or not PAGE <= size <= HEAP_MAX_SIZE or len(heaps) >= MAX_HEAPS:
+            raise HeapError(f"heap at {heap:#x} does not belong to arena {arena:#x} (heap_info is corrupt)")
+        oldest = heap + HEAP_INFO_SIZE == arena
+        first = _align(arena + ARENA_SIZE) if oldest else heap + HEAP_INFO_SIZE
+        heaps.append(ArenaHeap(heap, heap + size, first))
+        if oldest:
+            return heaps
+        if prev % HEAP_MAX_SIZE:
+            raise HeapError(f"heap at {heap:#x} links to a misaligned heap {prev:#x}")
+        heap = prev
+
+
+def arena_chunks(read: Reader, arena: int) -> list[Chunk]:
+    """Every chunk of a non-main arena's heaps; the top chunk (not in use) ends the newest."""
+    top = _u64(read, arena + ARENA_TOP)
+    top_size = _u64(read, top + SIZE_SZ) & ~FLAG_BITS
+    chunks: list[Chunk] = []
+    for i, heap in enumerate(arena_heaps(read, arena)):
+        if i == 0:
+            if not heap.first_chunk <= top < top + top_size <= heap.end:
+                raise HeapError(f"arena {arena:#x} has its top chunk {top:#x} outside its heap")
+            chunks += main_heap_chunks(read, heap.first_chunk, top + top_size)
+        else:
+            chunks += fenced_chunks(read, heap.first_chunk, heap.end)
+    return chunks
+
+
+def fenced_chunks(read: Reader, start: int, end: int) -> list[Chunk]:
+    """Chunks of a full heap, up to the fencepost (a chunk smaller than MINSIZE) glibc left
+    where its top chunk was when the arena moved on to a new heap."""
+    data = read(start, end - start)
+    chunks: list[Chunk] = []
+    pos = start
+    while pos + 2 * SIZE_SZ <= end and len(chunks) < MAX_CHUNKS:
+        size = struct.unpack_from("<Q", data, pos - start + SIZE_SZ)[0] & ~FLAG_BITS
+        if size < MINSIZE:
+            return chunks
+        if size % MALLOC_ALIGNMENT or pos + size + 2 * SIZE_SZ > end:
+            raise HeapError(f"heap chunk at {pos:#x} has an impossible size {size:#x}")
+        next_size = struct.unpack_from("<Q", data, pos - start + size + SIZE_SZ)[0]
+        chunks.append(Chunk(pos, size, bool(next_size & PREV_INUSE)))
+        pos += size
+    raise HeapError(f"heap {start:#x}-{end:#x} has no fencepost")
+
+
+def thread_tcaches(read: Reader, thread_pointers: Iterable[int], candidates: Iterable[Chunk],
+                   tls_window: int = PAGE) -> set[int]:
+    """Which of the candidate chunks are threads' tcache_perthread_structs: those a thread's
+    `tcache` TLS variable points at.  glibc's static TLS lies just below the thread pointer
+    (x86-64 TLS variant II), so each thread's window [fs_base - tls_window, fs_base) is read."""
+    users = {c.user: c.address for c in candidates}
+    found: set[int] = set()
+    for tp in thread_pointers:
+        if tp < tls_window or not users:
+            continue
+        for (word,) in struct.iter_unpack("<Q", read(tp - tls_window, tls_window)):
+            if word in users:
+                found.add(users[word])
+    return found
+
+
+def _align(address: int) -> int:
+    return (address + MALLOC_ALIGNMENT - 1) & ~(MALLOC_ALIGNMENT - 1)
+
+
+def _u64(read: Reader, address: int) -> int:
+    return struct.unpack("<Q", read(address, 8))[0]
 
 
 def _follow(read: Reader, node: int, next_offset: int, name: str) -> list[int]:

@@ -24,6 +24,7 @@ class HeapScan:
     comm: str
     index: leaks.BlockIndex
     arena: glibc_heap.MainArena
+    other_arenas: int
     free_listed: int
     mmapped: int
     roots: list[leaks.Region]
@@ -31,8 +32,31 @@ class HeapScan:
     def report(self) -> leaks.LeakReport:
         blocks = self.index.blocks
         header = (f"{len(blocks)} live heap blocks (main heap {self.arena.heap_start:#x}-{self.arena.heap_end:#x}, "
-                  f"{self.mmapped} mmapped; {self.free_listed} freed chunks on tcache/fastbin lists)")
+                  f"{self.other_arenas} other arenas, {self.mmapped} mmapped; "
+                  f"{self.free_listed} freed chunks on tcache/fastbin lists)")
         return leaks.LeakReport(self.pid, self.comm, "scan", blocks, header)
+
+
+@dataclass
+class MallocState:
+    """Where malloc keeps its state in one process: what the root scan must leave out."""
+
+    arena: glibc_heap.MainArena
+    others: list[int]
+    heaps: list[glibc_heap.ArenaHeap]
+
+    @property
+    def holes(self) -> list[tuple[int, int]]:
+        """The main heap, main_arena, and the other arenas' heaps (which hold their arenas)."""
+        return [(self.arena.heap_start, self.arena.heap_end), self.arena.struct_range] + \
+            [(h.start, h.end) for h in self.heaps]
+
+
+def malloc_state(read, vmas: list[Vma], start_brk: int, brk: int) -> MallocState:
+    arena = glibc_heap.find_main_arena(read, _data_ranges(vmas), start_brk, brk)
+    others = glibc_heap.other_arenas(read, arena)
+    heaps = [h for a in others for h in glibc_heap.arena_heaps(read, a)]
+    return MallocState(arena, others, heaps)
 
 
 def scan(system: System, process: Task) -> HeapScan:
@@ -40,19 +64,41 @@ def scan(system: System, process: Task) -> HeapScan:
     mm = system.mm(process)
     vmas = system.vmas(process)
     user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.levels)
-    arena = glibc_heap.find_main_arena(user.read, _data_ranges(vmas), mm.start_brk, mm.brk)
-    chunks = glibc_heap.main_heap_chunks(user.read, arena.heap_start, arena.heap_end)
-    tcache = chunks[0] if chunks and chunks[0].size == TCACHE_CHUNK_SIZE else None
-    free = glibc_heap.free_chunks(user.read, arena, tcache.user if tcache else None)
-    blocks = [leaks.Block(c.user, c.usable) for c in chunks[:-1]
-              if c.in_use and c.address not in free and c is not tcache]
+    state = malloc_state(user.read, vmas, mm.start_brk, mm.brk)
+    chunks = glibc_heap.main_heap_chunks(user.read, state.arena.heap_start, state.arena.heap_end)
+    main_first = chunks[0]
+    for arena in state.others:
+        chunks += glibc_heap.arena_chunks(user.read, arena)
+    tcaches = _tcaches(system, process, user.read, chunks, main_first)
+    free = set().union(*(glibc_heap.fastbin_chunks(user.read, a) for a in [state.arena.address] + state.others),
+                       *(glibc_heap.tcache_chunks(user.read, t + 2 * glibc_heap.SIZE_SZ) for t in tcaches))
+    blocks = [leaks.Block(c.user, c.usable) for c in chunks
+              if c.in_use and c.address not in free and c.address not in tcaches]
+    holes = state.holes
     anon = [(v.start, v.end) for v in vmas if not v.name and v.flags & VM_READ and not v.inode]
-    mapped = glibc_heap.mmapped_chunks(user.read, anon)
+    mapped = glibc_heap.mmapped_chunks(user.read, [piece for r in anon for piece in _cut(r, holes)])
     blocks += [leaks.Block(c.user, c.usable) for c in mapped]
-    holes = [(arena.heap_start, arena.heap_end), arena.struct_range] + [(c.address, c.address + c.size) for c in mapped]
-    regions, words = roots(system, process, vmas, holes)
+    regions, words = roots(system, process, vmas, holes + [(c.address, c.address + c.size) for c in mapped])
     index = leaks.classify(blocks, user.read, regions, words)
-    return HeapScan(process.tgid, process.comm, index, arena, len(free), len(mapped), regions)
+    return HeapScan(process.tgid, process.comm, index, state.arena, len(state.others), len(free), len(mapped),
+                    regions)
+
+
+def _tcaches(system: System, process: Task, read, chunks: list[glibc_heap.Chunk],
+             main_first: glibc_heap.Chunk) -> set[int]:
+    """Chunk addresses of the threads' tcache_perthread_structs: found from each thread's
+    TLS; the main heap's first chunk is the main thread's even when its TLS cannot be read."""
+    candidates = [c for c in chunks if c.in_use and c.size == TCACHE_CHUNK_SIZE]
+    fsbase = system.layout_offset("struct task_struct", "thread.fsbase")
+    pointers = [system.kmem.u64(t.addr + fsbase) for t in system.threads(process)]
+    found = glibc_heap.thread_tcaches(read, pointers, candidates)
+    if main_first.size == TCACHE_CHUNK_SIZE and main_first.in_use:
+        found.add(main_first.address)
+    return found
+
+
+def _cut(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(r.start, r.end) for r in _minus(leaks.Region(span[0], span[1], ""), holes)]
 
 
 def _data_ranges(vmas: list[Vma]) -> list[tuple[int, int]]:
@@ -118,15 +164,16 @@ def user_registers(system: System, thread: Task) -> dict[str, int]:
 
 def classify_tracked(system: System, process: Task, blocks: list[leaks.Block]) -> leaks.BlockIndex:
     """Classify the blocks tracking mode knows (exact sizes) by the same root scan: the
-    brk heap, main_arena and every block outside the heap are left out of the roots."""
+    brk heap, the arenas and their heaps, and every block outside the heap are left out
+    of the roots."""
     mm = system.mm(process)
     vmas = system.vmas(process)
     user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.levels)
     holes = [(mm.start_brk, mm.brk)] + [(b.address - 2 * glibc_heap.SIZE_SZ, b.address + b.size)
                                         for b in blocks if not mm.start_brk <= b.address < mm.brk]
     try:
-        holes.append(glibc_heap.find_main_arena(user.read, _data_ranges(vmas), mm.start_brk, mm.brk).struct_range)
+        holes += malloc_state(user.read, vmas, mm.start_brk, mm.brk).holes
     except TargetError:
-        pass                        # no brk heap (yet): nothing of malloc's to leave out
+        pass                        # no brk heap (yet), or arenas we cannot read: the blocks still count
     regions, words = roots(system, process, vmas, holes)
     return leaks.classify(blocks, user.read, regions, words)

@@ -7,7 +7,7 @@ from functools import cached_property
 from . import paging, rss
 from .kernel import current_task
 from .memory import KernelMemory
-from .target import PartialError, Target, TargetError, i32
+from .target import PartialError, Target, TargetError
 from .tasks import Task, TaskReader
 from .vmas import MmInfo, Vma, VmaReader, path_layout_root
 
@@ -104,11 +104,6 @@ class System:
 
     def layout_offset(self, type_name: str, member: str) -> int:
         return self.target.layout(type_name).offset(member)
-
-    def live_threads(self, task: Task) -> int:
-        """signal->live of a task's thread group: how many of its threads have not exited."""
-        signal = self.kmem.u64(task.addr + self.layout_offset("struct task_struct", "signal"))
-        return i32(self.kmem.read(signal + self.layout_offset("struct signal_struct", "live"), 4))
 
     def file_path(self, file: int) -> str:
         """The path of a struct file, as /proc/PID/maps names it."""

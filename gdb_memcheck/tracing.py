@@ -109,6 +109,7 @@ class TracedProcess:
     threads: set[int] = field(default_factory=set)
     execs: int = 0
     exiting: bool = False       # its last thread entered do_exit; kept until it is reaped
+    in_exit: set[int] = field(default_factory=set)      # threads that entered do_exit
 
 
 class MappingCache:
@@ -218,9 +219,14 @@ class Tracer:
 
     def _on_exit(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
         code = i32(args[0].to_bytes(8, "little"))
-        live = system.live_threads(current)
         proc = self.processes.get(current.tgid)
-        if live > 1:
+        # The last thread to enter do_exit ends the process.  signal->live drops later in
+        # do_exit, so threads that exit_group kills together could each still count the others.
+        threads = {t.pid for t in system.threads(current)}
+        in_exit = ((proc.in_exit if proc else set()) & threads) | {current.pid}
+        if proc is not None:
+            proc.in_exit = in_exit
+        if threads - in_exit:
             if proc is not None:
                 proc.threads.discard(current.pid)
             return "thread-exit", {"code": code}

@@ -22,8 +22,9 @@ from ..unwind import RA, RBP, RSP, ModuleMap, Unwinder
 from .session import SESSION
 
 ARG_REGS = ("rdi", "rsi", "rdx", "rcx")
-# Registers a call clobbers: equal values at a second hit of an entry mean the same call
-# reported again (QEMU cut the step past the breakpoint short), not a new call.
+# Registers a call clobbers: equal values at a second hit of an entry, with no other stop
+# of the thread in between, mean the same call reported again (QEMU cut the step past the
+# breakpoint short), not a new call.
 SCRATCH_REGS = ("rax", "r8", "r9", "r10", "r11")
 AT_ENTRY = 9
 KERNEL_HOOKS = (("fork", "wake_up_new_task"), ("exec", "start_thread"), ("exit", "do_exit"))
@@ -50,6 +51,7 @@ class ProcessHooks:
     entry: int | None = None        # the program's entry point, while waiting for it after exec
     main: int | None = None         # main(), while waiting for it
     modules: ModuleMap | None = None
+    exiting: set[int] = field(default_factory=set)           # threads that entered do_exit
 
 
 class TrackingController:
@@ -166,9 +168,14 @@ class TrackingController:
 
     def _on_exit(self, system: System, current: Task, address: int) -> None:
         pid = current.tgid
-        if pid not in self.hooks:
+        hooks = self.hooks.get(pid)
+        if hooks is None:
             return
-        if system.live_threads(current) > 1:
+        # The last thread to enter do_exit reports.  signal->live cannot tell: it drops later
+        # in do_exit, so threads killed together by exit_group can each still count the others.
+        threads = {t.pid for t in system.threads(current)}
+        hooks.exiting = (hooks.exiting & threads) | {current.pid}
+        if threads - hooks.exiting:
             self.tracker.thread_exited(pid, current.pid)
             return
         proc = self.tracker.processes.get(pid)
@@ -190,7 +197,9 @@ class TrackingController:
             return
         if address in hooks.family:
             self._entry(system, current, hooks, address)
-        elif address in self.return_sites:
+            return
+        self._last_entry.pop(current.pid, None)       # the thread ran on: a next entry is a new call
+        if address in self.return_sites:
             self._return(system, current)
         if address == hooks.entry:
             self._at_entry(system, current, hooks)
@@ -202,12 +211,16 @@ class TrackingController:
         reg = SESSION.target.register
         args = [reg(r) for r in ARG_REGS]
         rsp = reg("rsp")
-        signature = (address, rsp, *args, *(reg(r) for r in SCRATCH_REGS))
+        memory = self._memory(system, current)
+        freed = args[0] if hooks.family[address] == "free" and args[0] else None
+        # a free writes into its block (tcache key or list link): a free entered again with
+        # the block unchanged is the same call, even from a loop with equal registers
+        signature = (address, rsp, *args, *(reg(r) for r in SCRATCH_REGS),
+                     memory.read(freed, 16) if freed else b"")
         if self._last_entry.get(current.pid) == signature:
             self.repeated_hits += 1
             return
         self._last_entry[current.pid] = signature
-        memory = self._memory(system, current)
         modules = self._modules(system, current, hooks, [address])
         stack = tuple(self.unwinder.unwind({RA: address, RSP: rsp, RBP: reg("rbp")}, memory.read, modules,
                                            self.depth))

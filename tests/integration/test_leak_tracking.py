@@ -38,6 +38,12 @@ def while_running(command):
 for name in PROGRAMS:
     gdb.execute(f"memcheck leaks track --exec /bin/{name}")
 logs = {name: while_running(f"{name} 2>&1") for name in PROGRAMS}
+gdb.execute("memcheck leaks track --exec wl-arenas")
+logs["wl-arenas"] = while_running(
+    "wl-arenas > /tmp/log/tracked-arenas.log 2>&1 & "
+    "while ! grep -q done /tmp/log/tracked-arenas.log; do sleep 0.2; done; "
+    "kill -USR1 $(pidof wl-arenas); while pidof wl-arenas > /dev/null; do sleep 0.2; done; "
+    "cat /tmp/log/tracked-arenas.log")
 
 # attach to the long-running leak program init started, then let it exit
 attached = int(while_running("pidof wl-leak").split()[0])
@@ -127,6 +133,20 @@ def test_leak_stacks_name_the_leaking_function_and_its_allocation_line(tracked, 
             assert any(f["function"] == "main" for f in stack[2:])
 
 
+def test_threads_leaking_in_their_own_arenas_are_tracked_exactly(tracked):
+    log = tracked["logs"]["wl-arenas"]
+    blocks = {b["address"]: b for b in tracked["reports"][program_pid(log, "wl-arenas")]["blocks"]}
+    truth = ground_truth(log)
+    for t in truth:
+        if t["kind"] == "freed":
+            assert t["addr"] not in blocks
+            continue
+        block = blocks[t["addr"]]
+        assert (block["kind"], block["size"]) == (CATEGORY[t["kind"]], t["size"]), hex(t["addr"])
+        assert block["stack"][1]["function"] == t["fn"]
+        assert any(f["function"] == "thread_main" for f in block["stack"][2:])
+
+
 def test_text_report_has_valgrind_loss_records_with_symbolized_frames(tracked):
     pid = program_pid(tracked["logs"]["wl-leak"], "wl-leak")
     out = tracked["text"][pid]
@@ -210,7 +230,8 @@ def test_attaching_to_a_running_process_forgives_what_it_had_before(tracked):
 
 def test_every_tracked_process_left_a_report_and_no_handler_failed(tracked):
     status = tracked["status"]
-    pids = {program_pid(tracked["logs"][n], n) for n in PROGRAMS} | set(children(tracked["logs"]["wl-badfree"]).values())
+    pids = {program_pid(tracked["logs"][n], n) for n in PROGRAMS + ("wl-arenas",)}
+    pids |= set(children(tracked["logs"]["wl-badfree"]).values())
     assert pids | {tracked["attached"]} == set(status["reports"])
     assert status["errors"] == 0, status["last_error"]
     assert status["processes"] == []

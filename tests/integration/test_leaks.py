@@ -71,9 +71,11 @@ def test_freed_blocks_parked_in_tcache_are_not_live(leak_program):
     assert not (freed - reused) & blocks
 
 
-def valgrind_summary(binary) -> dict[str, int]:
-    """Blocks per leak kind as valgrind counts them, running the guest's binary natively."""
-    proc = subprocess.run(["valgrind", "--leak-check=full", "--show-leak-kinds=all", str(binary)],
+def valgrind_summary(binary, stop_after: int | None = None) -> dict[str, int]:
+    """Blocks per leak kind as valgrind counts them, running the guest's binary natively
+    (a program that waits for SIGUSR1 gets it after `stop_after` seconds)."""
+    timer = ["timeout", "-s", "USR1", str(stop_after)] if stop_after else []
+    proc = subprocess.run(timer + ["valgrind", "--leak-check=full", "--show-leak-kinds=all", str(binary)],
                           capture_output=True, text=True, timeout=300)
     out = {}
     for kind in ("definitely lost", "indirectly lost", "possibly lost"):
@@ -110,3 +112,38 @@ def test_a_corrupt_heap_gives_one_clear_line(guest):
 def test_bad_targets_give_one_clear_line(guest, spec, message):
     run = run_gdb(guest, f"memcheck leaks {spec}")
     assert message in run.stderr and "Traceback" not in run.output
+
+
+@pytest.fixture(scope="module")
+def arenas(guest):
+    """A program whose two threads leak in arenas of their own, scanned while it waits."""
+    guest.sh("wl-arenas > /tmp/log/arenas.log 2>&1 &")
+    guest.sh("while ! grep -q done /tmp/log/arenas.log; do sleep 0.2; done")
+    pid = int(guest.sh("pidof wl-arenas").split()[0])
+    truth = ground_truth(guest.sh("cat /tmp/log/arenas.log"))
+    yield {"pid": pid, "truth": truth, "report": leaks_json(guest, str(pid))}
+    guest.sh(f"kill -USR1 {pid}")
+
+
+def test_scan_finds_the_lost_blocks_of_threads_arenas(arenas):
+    blocks = {b["address"]: b for b in arenas["report"]["blocks"]}
+    expected = {t["addr"]: t for t in arenas["truth"] if t["kind"] in ("definite", "indirect")}
+    assert {a for a, b in blocks.items() if b["kind"] in ("definitely lost", "indirectly lost")} == set(expected)
+    for addr, t in expected.items():
+        assert blocks[addr]["kind"] == CATEGORY[t["kind"]]
+        assert t["size"] <= blocks[addr]["size"] < t["size"] + slack(t["size"])
+    assert "2 other arenas" in arenas["report"]["header"]
+
+
+def test_blocks_freed_into_a_threads_own_tcache_are_not_live(arenas):
+    blocks = {b["address"]: b for b in arenas["report"]["blocks"]}
+    for t in arenas["truth"]:
+        if t["kind"] == "reachable":
+            assert blocks[t["addr"]]["kind"] == "still reachable"
+        if t["kind"] == "freed":
+            assert t["addr"] not in blocks
+
+
+def test_thread_arena_lost_block_counts_match_valgrind(guest, arenas):
+    ours = {k: v["blocks"] for k, v in arenas["report"]["summary"].items() if k != "still reachable"}
+    assert ours == valgrind_summary(guest.sysroot / "bin" / "wl-arenas", stop_after=5)
