@@ -16,6 +16,7 @@ from elftools.common.exceptions import DWARFError, ELFError
 from elftools.construct import ConstructError
 from elftools.elf.elffile import ELFFile
 
+from .inlines import InlineChain, inline_chain
 from .intervals import IntervalMap
 from .target import TargetError
 
@@ -233,6 +234,29 @@ class ElfFile:
                     self._load_unit(cu.cu_offset)
         hit = self._lines.find(vaddr)
         return hit.value.at(vaddr) if hit is not None else None
+
+    def inline_chain(self, vaddr: int) -> InlineChain | None:
+        """The inlined calls at an ELF virtual address (see inlines.py); None without DWARF
+        or .debug_aranges for it.  Each address is worked out once."""
+        companion = self.debug_companion
+        if companion is not None:
+            return companion.inline_chain(vaddr)
+        if vaddr not in self._chains:
+            self._chains[vaddr] = self._inline_chain(vaddr)
+        return self._chains[vaddr]
+
+    def _inline_chain(self, vaddr: int) -> InlineChain | None:
+        with self._parsing():
+            offset = self._aranges.cu_offset_at_addr(vaddr) if self._aranges is not None else None
+            if offset is None:
+                return None
+            cu = self._dwarf.get_CU_at(offset)
+            program = self._dwarf.line_program_for_CU(cu)
+            return inline_chain(cu, vaddr, _file_names(cu, program) if program is not None else {})
+
+    @cached_property
+    def _chains(self) -> dict[int, InlineChain | None]:
+        return {}
 
     @cached_property
     def _dwarf(self) -> Any:

@@ -19,6 +19,7 @@ class Frame:
     file: str | None = None
     line: int | None = None
     directory: str | None = None
+    inlined_into: tuple["Frame", ...] = ()     # the callers this function was inlined into, at the same pc
 
     def text(self) -> str:
         """valgrind's `0xPC: function (file:line)`, then where in which module."""
@@ -28,7 +29,8 @@ class Frame:
 
     def as_dict(self) -> dict:
         return {"pc": self.pc, "module": self.module, "offset": self.offset, "function": self.function,
-                "file": self.file, "line": self.line, "directory": self.directory}
+                "file": self.file, "line": self.line, "directory": self.directory,
+                "inlined_into": [f.as_dict() for f in self.inlined_into]}
 
 
 def symbolize(pcs: tuple[int, ...], modules: ModuleMap) -> list[Frame]:
@@ -47,10 +49,15 @@ def frame(pc: int, modules: ModuleMap, is_return: bool) -> Frame:
     try:
         symbol = module.elf.symbol_at(vaddr)
         line = module.elf.source_line(vaddr)
+        chain = module.elf.inline_chain(vaddr)
     except TargetError:
-        symbol = line = None
+        symbol = line = chain = None
     offset = vaddr + (1 if is_return else 0)
     function = None if symbol is None else symbol.name.split("@")[0]     # no symbol version (@@GLIBC_2.34)
+    callers: tuple[Frame, ...] = ()
+    if chain is not None and chain.calls:
+        function = chain.function
+        callers = tuple(Frame(pc, module.path, offset, c.caller, c.file, c.line, c.directory) for c in chain.calls)
     if line is None:
-        return Frame(pc, module.path, offset, function)
-    return Frame(pc, module.path, offset, function, line.file, line.line, line.directory)
+        return Frame(pc, module.path, offset, function, inlined_into=callers)
+    return Frame(pc, module.path, offset, function, line.file, line.line, line.directory, callers)

@@ -159,7 +159,13 @@ def leak_report_text(report: LeakReport, kinds: list[Kind], all_origins: bool = 
 
 
 def _stack_lines(stack: tuple, report: LeakReport) -> list[str]:
-    return [f"   {'at' if i == 0 else 'by'} {_frame(pc, report).text()}" for i, pc in enumerate(stack)]
+    """valgrind's at/by lines; a pc inside inlined code gives one line per inlined call."""
+    frames = [f for pc in stack for f in _with_inlined(_frame(pc, report))]
+    return [f"   {'at' if i == 0 else 'by'} {f.text()}" for i, f in enumerate(frames)]
+
+
+def _with_inlined(frame: Frame) -> list[Frame]:
+    return [frame, *frame.inlined_into]
 
 
 def _frame(pc: int, report: LeakReport) -> Frame:
@@ -174,13 +180,15 @@ def _unknown_stack(rec: LossRecord, report: LeakReport) -> str:
 
 def bad_free_text(bad: BadFree, frames: dict) -> str:
     """An invalid or double free, with the stack that did it (and, for a double free, the first free)."""
-    lines = [f"Invalid free: {bad.text()}"]
-    lines += [f"   {'at' if i == 0 else 'by'} {(frames.get(pc) or Frame(pc)).text()}" for i, pc in enumerate(bad.stack)]
+    lines = [f"Invalid free: {bad.text()}", *_free_stack(bad.stack, frames)]
     if bad.freed_by:
-        lines.append(" Block was free'd at")
-        lines += [f"   {'at' if i == 0 else 'by'} {(frames.get(pc) or Frame(pc)).text()}"
-                  for i, pc in enumerate(bad.freed_by)]
+        lines += [" Block was free'd at", *_free_stack(bad.freed_by, frames)]
     return "\n".join(lines)
+
+
+def _free_stack(stack: tuple, frames: dict) -> list[str]:
+    expanded = [f for pc in stack for f in _with_inlined(frames.get(pc) or Frame(pc))]
+    return [f"   {'at' if i == 0 else 'by'} {f.text()}" for i, f in enumerate(expanded)]
 
 
 def leak_report_memcheck(report: LeakReport, all_origins: bool = False) -> str:
@@ -202,9 +210,10 @@ def leak_report_memcheck(report: LeakReport, all_origins: bool = False) -> str:
                 lines.append(f"   Frame {i}: PC={pc:#010x} in module <unknown>")
                 continue
             lines.append(f"   Frame {i}: PC={pc:#010x} (relative {f.offset:#010x}) in module {f.module}")
-            if f.function:
-                where = f" @ {f.directory}/{f.file}:{f.line}" if f.file else ""
-                lines.append(f"   Routine {f.function}{where}")
+            for n, g in enumerate(_with_inlined(f)):
+                if g.function:
+                    where = f" @ {g.directory}/{g.file}:{g.line}" if g.file else ""
+                    lines.append(f"   {'Routine' if n == 0 else 'Inlined into'} {g.function}{where}")
     lines.append(f"memcheck: Process {image}[pid={report.pid}] is leaking {len(lost)} allocated blocks.")
     return "\n".join(lines) + "\n"
 
