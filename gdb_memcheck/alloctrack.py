@@ -161,12 +161,13 @@ class AllocationTracker:
             proc.add(address, size, "(before tracking)", (), self.seq, origin)
 
     def entry(self, pid: int, tid: int, via: str, args: list[int], rsp: int,
-              stack: tuple[int, ...]) -> tuple[bool, BadFree | None]:
-        """A call of `via` began.  Returns (wait for its return?, bad free found)."""
+              stack: tuple[int, ...], from_allocator: bool = False) -> tuple[bool, BadFree | None]:
+        """A call of `via` began (`from_allocator`: called from the module that defines the
+        family).  Returns (wait for its return?, bad free found)."""
         proc = self.processes[pid]
         outer = proc.pending.get(tid)
-        if outer is not None and rsp < outer.entry_rsp:
-            return False, None       # called from inside another tracked call (realloc -> malloc)
+        if outer is not None and rsp < outer.entry_rsp and from_allocator:
+            return False, None       # made by another tracked call (realloc -> malloc)
         proc.pending.pop(tid, None)
         proc.calls += 1
         sig = FAMILY[via]

@@ -48,6 +48,7 @@ class ProcessHooks:
 
     pid: int
     family: dict[int, str] = field(default_factory=dict)     # address -> function
+    allocator: str = ""             # the module that defines the family (libc, or a static executable)
     entry: int | None = None        # the program's entry point, while waiting for it after exec
     main: int | None = None         # main(), while waiting for it
     modules: ModuleMap | None = None
@@ -86,9 +87,9 @@ class TrackingController:
         system = SESSION.system()
         pid = process.tgid
         modules = ModuleMap(system.vmas(process), SESSION.symbols())
-        family = malloc_family(modules, process)
+        allocator, family = malloc_family(modules, process)
         self._start()
-        hooks = self.hooks[pid] = ProcessHooks(pid, family, modules=modules)
+        hooks = self.hooks[pid] = ProcessHooks(pid, family, allocator, modules=modules)
         self.tracker.track(pid, in_main=True, complete=len(system.threads(process)) == 1, since="attach")
         for address in family:
             self._user_bp(address)
@@ -152,8 +153,7 @@ class TrackingController:
             return
         if self.tracker.forked(current.tgid, child.tgid):
             parent = self.hooks[current.tgid]
-            self.hooks[child.tgid] = ProcessHooks(child.tgid, dict(parent.family), parent.entry, parent.main,
-                                                  parent.modules)
+            self.hooks[child.tgid] = replace(parent, pid=child.tgid, family=dict(parent.family), exiting=set())
 
     def _on_exec(self, system: System, current: Task, address: int) -> None:
         """start_thread: the new image is mapped and its auxv written; libc is not yet."""
@@ -224,7 +224,10 @@ class TrackingController:
         modules = self._modules(system, current, hooks, [address])
         stack = tuple(self.unwinder.unwind({RA: address, RSP: rsp, RBP: reg("rbp")}, memory.read, modules,
                                            self.depth))
-        wait, bad = self.tracker.entry(current.tgid, current.pid, hooks.family[address], args, rsp, stack)
+        caller = modules.module(memory.u64(rsp))
+        from_allocator = caller is not None and caller.path == hooks.allocator
+        wait, bad = self.tracker.entry(current.tgid, current.pid, hooks.family[address], args, rsp, stack,
+                                       from_allocator)
         if bad is not None:
             frames = self._symbolize(current.tgid, bad.stack + bad.freed_by + (bad.block.stack if bad.block else ()),
                                      modules)
@@ -265,7 +268,7 @@ class TrackingController:
     # -- helpers ----------------------------------------------------------------
     def _place_family(self, system: System, process: Task, hooks: ProcessHooks) -> None:
         hooks.modules = ModuleMap(system.vmas(process), SESSION.symbols())
-        hooks.family = malloc_family(hooks.modules, process)
+        hooks.allocator, hooks.family = malloc_family(hooks.modules, process)
         for address in hooks.family:
             self._user_bp(address)
 
@@ -350,9 +353,9 @@ def exec_matches(path: str, patterns: set[str]) -> bool:
     return path in patterns or path.rsplit("/", 1)[-1] in {p for p in patterns if "/" not in p}
 
 
-def malloc_family(modules: ModuleMap, process: Task) -> dict[int, str]:
-    """Run-time addresses of the malloc family in the module that defines malloc and free
-    (libc, or the executable itself when it is static)."""
+def malloc_family(modules: ModuleMap, process: Task) -> tuple[str, dict[int, str]]:
+    """The module that defines malloc and free (libc, or the executable itself when it is
+    static) and the run-time addresses of the malloc family in it."""
     tried = []
     seen = set()
     for interval in modules.by_address:
@@ -365,7 +368,7 @@ def malloc_family(modules: ModuleMap, process: Task) -> dict[int, str]:
             continue
         found = module.elf.addresses_of(alloctrack.FAMILY)
         if "malloc" in found and "free" in found:
-            return {_runtime(module, vaddr): name for name, vaddr in sorted(found.items(), reverse=True)}
+            return module.path, {_runtime(module, vaddr): name for name, vaddr in sorted(found.items(), reverse=True)}
         tried.append(vma.name)
     raise TargetError(f"pid {process.tgid} ({process.comm}): no module defines malloc and free "
                       f"(looked in {', '.join(tried) or 'no readable module'}; a static binary without symbols?)")

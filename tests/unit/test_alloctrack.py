@@ -86,10 +86,18 @@ def test_a_failed_realloc_keeps_the_old_block(tracker):
 def test_calls_made_inside_a_tracked_call_are_not_counted_twice(tracker):
     wait, _ = tracker.entry(PID, TID, "realloc", [0, 64, 0, 0], RSP, STACK)
     assert wait
-    nested, _ = tracker.entry(PID, TID, "malloc", [64, 0, 0, 0], RSP - 0x40, STACK)
+    nested, _ = tracker.entry(PID, TID, "malloc", [64, 0, 0, 0], RSP - 0x40, STACK, from_allocator=True)
     assert not nested
     assert tracker.returned(PID, TID, RSP + 8, 0x1000, NO_MEMORY)
     assert blocks(tracker) == {0x1000: 64}
+
+
+def test_a_call_that_never_returned_is_replaced_by_the_threads_next_call(tracker):
+    tracker.entry(PID, TID, "malloc", [64, 0, 0, 0], RSP, STACK)     # left by longjmp or a signal
+    wait, _ = tracker.entry(PID, TID, "malloc", [16, 0, 0, 0], RSP - 0x100, STACK)
+    assert wait
+    assert tracker.returned(PID, TID, RSP - 0x100 + 8, 0x2000, NO_MEMORY)
+    assert blocks(tracker) == {0x2000: 16}
 
 
 def test_a_return_site_reached_at_another_depth_or_by_another_thread_is_not_the_return(tracker):
