@@ -94,8 +94,7 @@ class TrackingController:
         for address in family:
             self._user_bp(address)
         seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
-        return (f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points, "
-                f"{seeded} live blocks found by a heap scan")
+        return f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points; {seeded}"
 
     def track_exec(self, path: str) -> str:
         """Track every process that executes `path` from now on, from its first instruction."""
@@ -272,14 +271,21 @@ class TrackingController:
         for address in hooks.family:
             self._user_bp(address)
 
-    def _seed(self, system: System, process: Task, origin: alloctrack.Origin) -> int:
+    def _seed(self, system: System, process: Task, origin: alloctrack.Origin) -> str:
+        """Seed the map with the blocks a heap scan finds now; say what it found.  A heap
+        that cannot be walked leaves the map incomplete: unknown frees are then counted,
+        not reported as invalid."""
+        mm = system.mm(process)
+        if mm.brk == mm.start_brk:
+            return "no heap yet"
         try:
             scan = heapscan.scan(system, process)
-        except TargetError:
-            return 0                  # no heap yet, or one we cannot read: nothing to seed
+        except TargetError as e:
+            self.tracker.processes[process.tgid].complete = False
+            return f"the heap scan failed ({e}): frees of blocks it did not see are counted, not reported"
         blocks = [(b.address, b.size) for b in scan.index.blocks]
         self.tracker.seed(process.tgid, blocks, origin)
-        return len(blocks)
+        return f"{len(blocks)} live blocks found by a heap scan"
 
     def _user_bp(self, address: int) -> None:
         if address not in self.user_bps:

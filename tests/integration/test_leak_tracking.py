@@ -3,6 +3,7 @@ tracked processes, reports taken when they exit, compared with what the programs
 about themselves (their ground truth) and with their own source lines."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -256,5 +257,19 @@ def test_a_static_binary_without_symbols_cannot_be_tracked_and_says_why(guest):
     run = run_gdb(guest, f"memcheck leaks track {pid}")
     assert re.search(rf"^memcheck leaks: pid {pid} \(wl-leak-strippe\): no module defines malloc and free "
                      r"\(looked in /bin/wl-leak-stripped; a static binary without symbols\?\)$", run.stderr, re.M)
+    assert "Traceback" not in run.output
+    guest.sh(f"kill -USR1 {pid}")
+
+
+def test_attaching_to_a_process_with_a_corrupt_heap_says_so_and_still_tracks(guest):
+    guest.sh("wl-leak --wait --corrupt > /tmp/log/track-corrupt.log 2>&1 &")
+    log = guest.sh("sleep 0.5; grep -q done /tmp/log/track-corrupt.log && cat /tmp/log/track-corrupt.log")
+    pid = program_pid(log, "wl-leak")
+    run = run_gdb(guest, f"memcheck leaks track {pid}", "memcheck leaks status --json")
+    assert re.search(rf"^memcheck leaks: tracking pid {pid} \(wl-leak\): \d+ malloc-family entry points; "
+                     r"the heap scan failed \(heap chunk at 0x[0-9a-f]+ has an impossible size 0x0\): frees of "
+                     r"blocks it did not see are counted, not reported$", run.stdout, re.M)
+    status = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("{")))
+    assert [(p["pid"], p["complete"]) for p in status["processes"]] == [(pid, False)]
     assert "Traceback" not in run.output
     guest.sh(f"kill -USR1 {pid}")
