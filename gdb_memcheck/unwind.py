@@ -144,11 +144,14 @@ class Unwinder:
         """Return addresses of up to `depth` frames, the first being registers[RA] (the pc).
 
         Stops at the outermost frame (return address undefined or zero), at a frame that
-        does not move up the stack, or where memory cannot give a plausible pc."""
+        does not move up the stack, or where memory cannot be read or give a plausible pc."""
         regs = dict(registers)
         pcs = [regs[RA]]
         while len(pcs) < depth:
-            caller = self._step(regs, read, modules, first=len(pcs) == 1)
+            try:
+                caller = self._step(regs, read, modules, first=len(pcs) == 1)
+            except TargetError:
+                break               # memory the frame needs cannot be read: the stack ends there
             if caller is None or caller[RSP] <= regs[RSP] or not 0 < caller[RA] < USER_TOP:
                 break
             regs = caller

@@ -16,9 +16,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdb_memcheck import glibc_heap, leaks, maple, paging, tasks
+from gdb_memcheck import alloctrack, glibc_heap, leaks, maple, paging, tasks
 from gdb_memcheck.dpath import PathLayout, PathResolver
+from gdb_memcheck.elfsyms import SymbolCache
 from gdb_memcheck.target import MemoryReadError, TargetError
+from gdb_memcheck.unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from gdb_memcheck.vmas import VM_EXEC, VM_READ, Vma
 from pagetables import PAGE, P, PhysMemory, Tables, U, W
 
 EXAMPLES = int(os.environ.get("MEMCHECK_FUZZ_EXAMPLES", "300"))
@@ -153,6 +156,94 @@ def test_free_list_walks_with_loops_misalignment_and_wild_links_end(stored):
         target = nodes[value % len(nodes)] if value < 0x1000 else value
         mem.words[node] = glibc_heap.reveal(target, node) if value % 3 else value
     ends_cleanly("free lists", lambda: glibc_heap._follow(mem.read, nodes[0], 0, "tcache bin 0"))
+
+
+ARENA_DATA = 0x7F00_0000_0000
+THREAD_HEAP = 0x7E00_0000_0000          # aligned to HEAP_MAX_SIZE, as glibc aligns its heaps
+
+
+def arena_memory(mutations: list[tuple[int, int]]) -> tuple[Flat, glibc_heap.MainArena]:
+    """main_arena in libc's data, linked to one thread arena whose heap holds a few chunks."""
+    mem = Flat([(ARENA_DATA, ARENA_DATA + 0x1000), (THREAD_HEAP, THREAD_HEAP + 0x4000)])
+    main = glibc_heap.MainArena(ARENA_DATA, HEAP + 0x100, HEAP, HEAP + 0x1000)
+    arena = THREAD_HEAP + glibc_heap.HEAP_INFO_SIZE
+    mem.words[ARENA_DATA + glibc_heap.ARENA_NEXT] = arena
+    mem.words[arena + glibc_heap.ARENA_NEXT] = ARENA_DATA
+    mem.words[THREAD_HEAP] = arena                                  # heap_info.ar_ptr
+    mem.words[THREAD_HEAP + 16] = 0x4000                            # heap_info.size
+    pos = (arena + glibc_heap.ARENA_SIZE + 15) & ~15
+    for size in (0x290, 0x30, 0x50):
+        mem.words[pos + 8] = size | glibc_heap.PREV_INUSE | glibc_heap.NON_MAIN_ARENA
+        pos += size
+    mem.words[pos + 8] = (THREAD_HEAP + 0x4000 - pos) | glibc_heap.PREV_INUSE
+    mem.words[arena + glibc_heap.ARENA_TOP] = pos
+    for word, value in mutations:
+        region = ARENA_DATA if word % 2 else THREAD_HEAP
+        mem.words[region + 8 * (word // 2 % 0x200)] = value
+    return mem, main
+
+
+@FUZZ
+@given(mutations=st.lists(st.tuples(st.integers(0, 0x800), WORD | st.integers(0, 0x4000)), max_size=6))
+def test_arena_walks_of_broken_arena_lists_and_heaps_end(mutations):
+    mem, main = arena_memory(mutations)
+
+    def walk():
+        for arena in glibc_heap.other_arenas(mem.read, main):
+            glibc_heap.arena_chunks(mem.read, arena)
+            glibc_heap.fastbin_chunks(mem.read, arena)
+    ends_cleanly("arenas and their heaps", walk)
+    ends_cleanly("thread tcaches", lambda: glibc_heap.thread_tcaches(
+        mem.read, [THREAD_HEAP + 0x1000, 0, 1 << 63], [glibc_heap.Chunk(THREAD_HEAP + 0x8d0, 0x290, True)]))
+
+
+# -- user stacks ---------------------------------------------------------------------------
+
+LIBC_VMA = Vma(0, 0x7FFF_F7E0_0000, 0x7FFF_F7F8_0000, VM_READ | VM_EXEC, 0, 0, 1, "/lib/x86_64-linux-gnu/libc.so.6")
+MODULES = ModuleMap([LIBC_VMA], SymbolCache("/"))
+UNWINDER = Unwinder()
+STACK = 0x7FFF_FFFF_0000
+
+
+@FUZZ
+@given(words=st.lists(WORD | st.integers(LIBC_VMA.start, LIBC_VMA.end) | st.integers(STACK, STACK + 0x1000),
+                      min_size=1, max_size=64),
+       pc=st.integers(LIBC_VMA.start, LIBC_VMA.end) | WORD, rbp=WORD | st.integers(STACK, STACK + 0x1000))
+def test_unwinding_garbage_stacks_ends_within_the_depth(words, pc, rbp):
+    mem = Flat([(STACK, STACK + 0x1000)])
+    for i, w in enumerate(words):
+        mem.words[STACK + 8 * i] = w
+
+    def unwind():
+        pcs = UNWINDER.unwind({RA: pc, RSP: STACK, RBP: rbp}, mem.read, MODULES, 16)
+        assert 1 <= len(pcs) <= 16 and pcs[0] == pc
+    ends_cleanly("user stacks", unwind)
+
+
+# -- tracking-mode allocation maps ---------------------------------------------------------
+
+CALL = st.tuples(st.sampled_from(sorted(alloctrack.FAMILY)), st.lists(WORD | st.integers(0, 64), min_size=4,
+                                                                         max_size=4),
+                 st.integers(0, 3), st.one_of(st.none(), WORD | st.integers(0, 64)), st.booleans())
+
+
+@FUZZ
+@given(calls=st.lists(CALL, max_size=40))
+def test_any_sequence_of_calls_and_returns_keeps_a_consistent_map(calls):
+    tracker = alloctrack.AllocationTracker()
+    tracker.track(1, complete=True)
+
+    def run():
+        for via, args, tid, result, nested in calls:
+            rsp = 0x7000 - (0x100 if nested else 0)
+            tracker.entry(1, tid, via, args, rsp, (1, 2), from_allocator=nested)
+            if result is not None:
+                tracker.returned(1, tid, rsp + 8, result, lambda address: address ^ 0x5A)
+        proc = tracker.processes[1]
+        assert all(address == block.address for address, block in proc.blocks.items())
+        assert not set(proc.blocks) & set(proc.freed)
+        assert len(proc.pending) <= 4
+    ends_cleanly("allocation maps", run)
 
 
 # -- leak classification -------------------------------------------------------------------
