@@ -7,7 +7,7 @@ in a PDPT or PD entry maps a 1 GiB or 2 MiB page; NX is bit 63.
 from __future__ import annotations
 
 import struct
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from itertools import compress
 from operator import sub
 from dataclasses import dataclass, field
@@ -167,17 +167,44 @@ def sign_extend(va: int, levels: int) -> int:
     return va
 
 
+@dataclass(frozen=True)
+class _Subtree:
+    """A table as last decoded: its bytes, the tables it led to, and the leaves of them all."""
+
+    content: bytes
+    children: tuple[tuple, ...]          # the child tables' keys, in walk order
+    leaves: tuple[Leaf, ...]
+
+
+class LeafMemo:
+    """Decoded page-table subtrees, remembered with every table's bytes.  A later walk still
+    reads each table, but a table whose bytes, and whose children's bytes, are unchanged
+    gives its leaves without being decoded again: the kernel half is shared by every
+    process and seldom changes.  Checked by content, so it stays valid across stops."""
+
+    def __init__(self, max_tables: int = 8192) -> None:
+        self.max_tables = max_tables
+        self.subtrees: dict[tuple, _Subtree] = {}
+        self.hits = self.misses = 0
+
+    def put(self, key: tuple, subtree: _Subtree) -> None:
+        if len(self.subtrees) >= self.max_tables:
+            self.subtrees.clear()
+        self.subtrees[key] = subtree
+
+
 def leaves(read_phys: PhysReader, root: int, levels: int, start: int = 0, end: int = 1 << 64,
-           max_tables: int = MAX_TABLES, merge_runs: bool = False) -> Iterator[Leaf]:
+           max_tables: int = MAX_TABLES, merge_runs: bool = False, memo: LeafMemo | None = None) -> Iterator[Leaf]:
     """Every present leaf overlapping [start, end), in address order.
 
     A whole table is read at once (512 entries) and only the indices that overlap the
     range are looked at.  merge_runs joins neighbouring entries of one page size that
     differ only in address (and accessed/dirty bits) into one leaf: the views want
     ranges, RSS wants pages.  A walk of corrupt tables stops with PageWalkError after `max_tables`
-    tables, having yielded what it found before.
+    tables, having yielded what it found before.  `memo` skips decoding subtrees whose
+    tables it has seen with the same bytes (every table is still read).
     """
-    walk = _Walk(read_phys, levels, _to_raw(start, levels), _to_raw(end, levels), max_tables, merge_runs)
+    walk = _Walk(read_phys, levels, _to_raw(start, levels), _to_raw(end, levels), max_tables, merge_runs, memo)
     found: list[Leaf] = []
     try:
         walk.table(root & ADDR_MASK, levels, 0, WRITABLE | USER, False, found)
@@ -210,60 +237,91 @@ class _Walk:
     hi: int
     limit: int
     merge_runs: bool
+    memo: LeafMemo | None = None
 
     def __post_init__(self) -> None:
         self.budget = self.limit
 
-    def table(self, table: int, level: int, base: int, perms: int, nx: bool, out: list[Leaf]) -> None:
+    def table(self, table: int, level: int, base: int, perms: int, nx: bool, out: list[Leaf]) -> tuple:
+        """Append the leaves under one table to `out`; return the table's memo key."""
+        content = self._read(table, level)
+        key = (table, level, base, perms, nx, self.lo, self.hi, self.merge_runs, self.levels)
+        if self.memo is not None:
+            known = self._recall(key, content)
+            if known is not None:
+                out.extend(known)
+                return key
+        start = len(out)
+        children = self._decode(content, level, base, perms, nx, out)
+        if self.memo is not None:
+            self.memo.put(key, _Subtree(content, tuple(children), tuple(out[start:])))
+        return key
+
+    def _read(self, table: int, level: int) -> bytes:
         self.budget -= 1
         if self.budget < 0:
             raise PageWalkError(f"page-table walk visited more than {self.limit} tables (corrupt tables?)", [])
         try:
-            raw_table = self.read_phys(table, 4096)
+            return self.read_phys(table, 4096)
         except MemoryReadError as e:
             raise PageWalkError(f"{LEVEL_NAMES[level]} table at {table:#x} cannot be read ({e})", []) from e
-        entries = struct.unpack("<512Q", raw_table)
+
+    def _recall(self, key: tuple, content: bytes) -> tuple[Leaf, ...] | None:
+        """The memo's leaves for a table, if its bytes and all its descendants' are unchanged."""
+        node = self.memo.subtrees.get(key)
+        if node is None or node.content != content:
+            self.memo.misses += 1
+            return None
+        for child in node.children:
+            if self._recall(child, self._read(child[0], child[1])) is None:
+                return None
+        self.memo.hits += 1
+        return node.leaves
+
+    def _decode(self, content: bytes, level: int, base: int, perms: int, nx: bool, out: list[Leaf]) -> list[tuple]:
+        """Decode one table: leaves for its pages, a walk of each lower table; returns their keys."""
         shift = LEVEL_SHIFT[level]
         first = max(0, (self.lo - base) >> shift) if self.lo > base else 0
         last = min(511, (self.hi - 1 - base) >> shift)
-        # present bits picked out at C speed: bit 0 of each entry's first byte
-        present = compress(range(first, last + 1), raw_table[8 * first:8 * (last + 1):8].translate(_BIT0))
+        entries = struct.unpack("<512Q", content)
+        present = list(_present(content, first, last))
         if level == 1:
-            self._page_table(entries, present, last, base, perms, nx, out)
-            return
+            self._page_table(entries, present, base, perms, nx, out)
+            return []
         span = 1 << shift
         breaks: list[int] | None = None      # computed on the first huge entry, if any
-        skip_to = 0
-        for index in present:
-            if index < skip_to:
-                continue
+        children = []
+        at = 0
+        while at < len(present):
+            index = present[at]
             entry = entries[index]
             raw = base | (index << shift)
             eff, enx = perms & entry, nx or bool(entry & NX)
             if level in (2, 3) and entry & HUGE:
                 if self.merge_runs and breaks is None:
-                    breaks = _step_breaks(entries, span, index, last)
-                run = _run_end(entries, breaks, index, last, span) if self.merge_runs else index + 1
-                skip_to = run
+                    breaks = _step_breaks(entries, span, index, present[-1])
+                run = _run_end(entries, breaks, index, present[-1], span) if self.merge_runs else index + 1
+                at = bisect_left(present, run, at + 1)          # past the run, without visiting it
                 out.append(Leaf(sign_extend(raw, self.levels), entry & ADDR_MASK & ~(span - 1), (run - index) * span,
                                 span, entry, bool(eff & WRITABLE), bool(eff & USER), not enx))
             else:
-                self.table(entry & ADDR_MASK, level - 1, raw, eff, enx, out)
+                at += 1
+                children.append(self.table(entry & ADDR_MASK, level - 1, raw, eff, enx, out))
+        return children
 
-    def _page_table(self, entries: tuple, present: Iterator[int], last: int, base: int, perms: int, nx: bool,
+    def _page_table(self, entries: tuple, present: list[int], base: int, perms: int, nx: bool,
                     out: list[Leaf]) -> None:
-        skip_to = 0
         breaks: list[int] | None = None
-        for index in present:
-            if index < skip_to:
-                continue
+        at = 0
+        while at < len(present):
+            index = present[at]
             entry = entries[index]
             run = index + 1
             if self.merge_runs:
                 if breaks is None:
-                    breaks = _step_breaks(entries, 4096, index, last)
-                run = _run_end(entries, breaks, index, last, 4096)
-            skip_to = run
+                    breaks = _step_breaks(entries, 4096, index, present[-1])
+                run = _run_end(entries, breaks, index, present[-1], 4096)
+            at = bisect_left(present, run, at + 1)
             eff = perms & entry
             out.append(Leaf(sign_extend(base | (index << 12), self.levels), entry & ADDR_MASK, (run - index) << 12,
                             4096, entry, bool(eff & WRITABLE), bool(eff & USER), not (nx or entry & NX)))
@@ -293,6 +351,11 @@ def _run_end(entries: tuple, breaks: list[int], index: int, last: int, step: int
 
 
 _BIT0 = bytes(i & 1 for i in range(256))
+
+
+def _present(raw_table: bytes, first: int, last: int) -> Iterator[int]:
+    """Indices in [first, last] of present entries, picked at C speed: bit 0 of each entry's first byte."""
+    return compress(range(first, last + 1), raw_table[8 * first:8 * (last + 1):8].translate(_BIT0))
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,8 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
             raise UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
         found: list[paging.Leaf] = []
         try:
-            for leaf in paging.leaves(system.kmem.phys.read, root, system.kmem.levels, start, end, merge_runs=True):
+            for leaf in paging.leaves(system.kmem.phys.read, root, system.kmem.levels, start, end, merge_runs=True,
+                                      memo=SESSION.leaf_memo):
                 found.append(leaf)
         except paging.PageWalkError as e:
             raise PartialError(str(e), found) from None

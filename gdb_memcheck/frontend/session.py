@@ -8,6 +8,7 @@ from .. import __version__, kaslr
 from ..kernel import KernelInfo, cpu_paging_mode, read_kernel_info
 from ..elfsyms import SymbolCache
 from ..memory import KernelMemory
+from ..paging import LeafMemo
 from ..system import System
 from ..target import MemoryReadError, SymbolError, TargetError
 from . import physical
@@ -27,6 +28,7 @@ class Session:
         self._kmem: KernelMemory | None = None
         self._system: System | None = None
         self._symbols: SymbolCache | None = None
+        self.leaf_memo = LeafMemo()       # keyed by table content: valid across stops
 
     def system(self) -> System:
         """The snapshot of the stopped guest; rebuilt after the guest has run."""

@@ -53,3 +53,39 @@ def test_leaves_sign_extend_kernel_addresses(tables):
     tables.map(va, 0x1000000, 1 << 21, flags=P | W)
     (leaf,) = paging.leaves(tables.mem.read, tables.root, tables.levels)
     assert leaf.virtual == va and leaf.page_size == 1 << 21 and not leaf.user
+
+
+def walk(tables: Tables, memo: paging.LeafMemo | None = None) -> list[paging.Leaf]:
+    return list(paging.leaves(tables.mem.read, tables.root, tables.levels, merge_runs=True, memo=memo))
+
+
+def test_a_remembered_walk_gives_the_same_leaves_without_decoding_again(tables):
+    for i in range(6):
+        tables.map(USER_VA + i * PAGE * 600, 0x300000 + i * PAGE)
+    tables.map(KERNEL_VA, 0x40000000, page_size=1 << 21)
+    memo = paging.LeafMemo()
+    first = walk(tables, memo)
+    tables_seen = memo.misses
+    assert memo.hits == 0 and tables_seen == len(memo.subtrees)
+    assert walk(tables, memo) == first == walk(tables)
+    assert memo.misses == tables_seen and memo.hits == tables_seen     # every table checked, none decoded
+
+
+def test_a_change_deep_in_the_tables_shows_in_the_next_remembered_walk(tables):
+    tables.map(USER_VA, 0x300000)
+    tables.map(USER_VA + PAGE, 0x301000)
+    memo = paging.LeafMemo()
+    walk(tables, memo)
+    tables.map(USER_VA + 2 * PAGE, 0x302000, flags=P | U)          # same page table, one more entry
+    after = walk(tables, memo)
+    assert after == walk(tables)
+    assert [(leaf.virtual, leaf.size, leaf.writable) for leaf in after] == [(USER_VA, 2 * PAGE, True),
+                                                                          (USER_VA + 2 * PAGE, PAGE, False)]
+
+
+def test_a_bounded_memo_forgets_rather_than_grows(tables):
+    for i in range(20):
+        tables.map(USER_VA + i * (1 << 21), 0x300000 + i * PAGE)
+    memo = paging.LeafMemo(max_tables=8)
+    assert walk(tables, memo) == walk(tables, memo) == walk(tables)
+    assert len(memo.subtrees) <= 8

@@ -76,6 +76,13 @@ def test_page_walks_of_corrupt_tables_end_with_results_or_a_walk_error(levels, m
         assert [l.virtual for l in found] == sorted(l.virtual for l in found)
     ends_cleanly("page tables: leaves", walk)
 
+    def remembered():
+        memo = paging.LeafMemo()
+        first = list(paging.leaves(mem.read, tables.root, levels, max_tables=4096, merge_runs=True, memo=memo))
+        again = list(paging.leaves(mem.read, tables.root, levels, max_tables=4096, merge_runs=True, memo=memo))
+        assert first == again
+    ends_cleanly("page tables: remembered", remembered)
+
 
 # -- maple tree --------------------------------------------------------------------------
 
