@@ -59,6 +59,7 @@ class TrackingController:
     """Places and removes the tracking breakpoints and feeds their hits to the tracker."""
 
     def __init__(self) -> None:
+        self.depth = 16                 # frames kept per allocation stack (set memcheck stack-depth)
         self.reset()
 
     def reset(self) -> None:
@@ -71,7 +72,7 @@ class TrackingController:
         self.unwinder = Unwinder()
         self.reports: list[leaks.LeakReport] = []
         self.frames: dict[int, dict[int, Frame]] = {}       # pid -> pc -> symbolized frame
-        self.depth = 12
+        self.on_user_hit = self._guarded(self._user_hit)
         self.stops = self.errors = self.repeated_hits = 0
         self._last_entry: dict[int, tuple] = {}
         self.seconds = 0.0
@@ -86,6 +87,8 @@ class TrackingController:
         """Start tracking a running process: its live blocks are taken from a heap scan."""
         system = SESSION.system()
         pid = process.tgid
+        if pid in self.hooks:
+            raise TargetError(f"pid {pid} ({process.comm}) is already tracked")
         modules = ModuleMap(system.vmas(process), SESSION.symbols())
         allocator, family = malloc_family(modules, process)
         self._start()
@@ -108,9 +111,9 @@ class TrackingController:
         for bp in list(self.user_bps.values()) + self.kernel_bps:
             if bp.is_valid():
                 bp.delete()
-        reports, bad = self.reports, self.tracker.bad_frees
+        reports, bad, frames = self.reports, self.tracker.bad_frees, self.frames
         self.reset()
-        self.reports, self.tracker.bad_frees = reports, bad
+        self.reports, self.tracker.bad_frees, self.frames = reports, bad, frames
         return count
 
     def _start(self) -> None:
@@ -129,7 +132,7 @@ class TrackingController:
         handlers = {"fork": self._on_fork, "exec": self._on_exec, "exit": self._on_exit}
         self.kernel_bps = [_Breakpoint(address, self._guarded(handlers[kind])) for kind, address in addresses]
 
-    # -- breakpoint handlers (never raise into gdb; resume unless asked) -------
+    # -- breakpoint handlers (never raise into gdb; always resume the guest) ----
     def _guarded(self, handler: Callable[[System, Task, int], None]) -> Callable[[int], bool]:
         def stop(address: int) -> bool:
             t0 = time.perf_counter()
@@ -186,9 +189,6 @@ class TrackingController:
                       f"{len(report.bad_frees)} bad frees; 'memcheck leaks report {pid}' shows them\n")
         self.tracker.forget(pid)
         self.hooks.pop(pid)
-
-    def _on_user(self, address: int) -> bool:
-        return self._guarded(self._user_hit)(address)
 
     def _user_hit(self, system: System, current: Task, address: int) -> None:
         hooks = self.hooks.get(current.tgid)
@@ -289,7 +289,7 @@ class TrackingController:
 
     def _user_bp(self, address: int) -> None:
         if address not in self.user_bps:
-            self.user_bps[address] = _Breakpoint(address, self._on_user)
+            self.user_bps[address] = _Breakpoint(address, self.on_user_hit)
 
     def _memory(self, system: System, process: Task) -> UserMemory:
         return UserMemory(system.kmem.phys, system.task_pgd(process), system.kmem.levels)

@@ -8,6 +8,7 @@ import gdb
 
 from . import physical
 from .session import SESSION
+from .leak_tracking import CONTROLLER as TRACKING
 from .trace import CONTROLLER
 
 
@@ -87,6 +88,27 @@ class EventLogParameter(gdb.Parameter):
         return f"Traced events are written to {svalue or '(no file)'}."
 
 
+class StackDepthParameter(gdb.Parameter):
+    """Frames kept for each allocation and bad free that leak tracking records (1 to 64)."""
+
+    set_doc = "Set how many frames leak tracking keeps per allocation stack."
+    show_doc = "Show how many frames leak tracking keeps per allocation stack."
+
+    def __init__(self) -> None:
+        super().__init__("memcheck stack-depth", gdb.COMMAND_DATA, gdb.PARAM_ZUINTEGER)
+        self.value = TRACKING.depth
+
+    def get_set_string(self) -> str:
+        if not 1 <= self.value <= 64:
+            self.value = TRACKING.depth
+            raise gdb.GdbError("set memcheck stack-depth: give a number of frames from 1 to 64")
+        TRACKING.depth = self.value
+        return ""
+
+    def get_show_string(self, svalue: str) -> str:
+        return f"Leak tracking keeps {svalue} frames per allocation stack."
+
+
 def register() -> list[gdb.Command | gdb.Parameter]:
     return [SetMemcheckPrefix(), ShowMemcheckPrefix(), SysrootParameter(), PhysicalReadParameter(),
-            EventLogParameter()]
+            EventLogParameter(), StackDepthParameter()]

@@ -273,3 +273,17 @@ def test_attaching_to_a_process_with_a_corrupt_heap_says_so_and_still_tracks(gue
     assert [(p["pid"], p["complete"]) for p in status["processes"]] == [(pid, False)]
     assert "Traceback" not in run.output
     guest.sh(f"kill -USR1 {pid}")
+
+
+def test_stack_depth_is_a_setting_with_a_checked_range(guest):
+    run = run_gdb(guest, "set memcheck stack-depth 8", "show memcheck stack-depth", "set memcheck stack-depth 0",
+                  "show memcheck stack-depth")
+    assert run.stdout.count("Leak tracking keeps 8 frames per allocation stack.") == 2
+    assert "set memcheck stack-depth: give a number of frames from 1 to 64" in run.stderr
+    assert "Traceback" not in run.output
+
+
+def test_tracking_a_process_twice_is_refused_in_one_line(guest):
+    run = run_gdb(guest, "memcheck leaks track wl-maps", "memcheck leaks track wl-maps")
+    assert re.search(r"^memcheck leaks: pid \d+ \(wl-maps\) is already tracked$", run.stderr, re.M)
+    assert "Traceback" not in run.output
