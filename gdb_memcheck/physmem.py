@@ -62,7 +62,10 @@ class QemuPhysicalMemory:
         self._fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Let QEMU's memory file go (a second close does nothing)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def read(self, addr: int, size: int) -> bytes:
         chunks = []

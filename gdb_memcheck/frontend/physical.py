@@ -28,6 +28,7 @@ class PhysicalPath:
     name: str
     read: Callable[[int, int], bytes]
     detail: str = ""
+    close: Callable[[], None] = lambda: None      # what it holds open (QEMU's memory file)
 
 
 def _connection():
@@ -60,7 +61,7 @@ def qemu_mem_path() -> PhysicalPath:
         mem = physmem.QemuPhysicalMemory(pid, ranges, region_hva)
     except OSError as e:
         raise TargetError(f"cannot open QEMU's memory (pid {pid}): {e.strerror}") from None
-    return PhysicalPath("qemu-mem", mem.read, f"QEMU pid {pid}")
+    return PhysicalPath("qemu-mem", mem.read, f"QEMU pid {pid}", mem.close)
 
 
 def phymemmode_path() -> PhysicalPath:

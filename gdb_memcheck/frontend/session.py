@@ -71,6 +71,8 @@ class Session:
         self.drop_physical()
 
     def drop_physical(self) -> None:
+        if self.physical is not None:
+            self.physical.close()
         self.physical = None
         self.target.physical_reader = None
         self._kmem = None

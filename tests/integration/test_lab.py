@@ -152,3 +152,23 @@ def test_text_views_are_coloured_only_when_gdb_styling_is_on(guest):
     styled = run_gdb(guest, "set style enabled on", "memcheck maps 1").stdout
     assert "\x1b[" not in plain and "/bin/busybox" in plain
     assert "\x1b[" in styled
+
+
+FD_SCRIPT = r"""
+import os, gdb
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+gdb.execute("memcheck info")
+before = open_fds()
+for _ in range(10):
+    gdb.execute("set memcheck physical-read qemu-mem")
+    gdb.execute("memcheck info")
+    gdb.execute("set memcheck physical-read directmap")
+    gdb.execute("memcheck info")
+emit({"before": before, "after": open_fds()})
+"""
+
+
+def test_switching_the_physical_read_path_leaks_no_file_descriptors(guest):
+    res = run_gdb(guest, script=FD_SCRIPT).result()
+    assert res["after"] <= res["before"]
