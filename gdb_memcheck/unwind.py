@@ -81,12 +81,21 @@ class _Row:
 
 
 class CallFrameTable:
-    """An ELF file's FDEs by start address; each FDE is decoded on first use."""
+    """An ELF file's FDEs by start address, each parsed and decoded on first use: through
+    .eh_frame_hdr's search table when there is one (glibc's 3,700 FDEs are not all parsed
+    for the few a stack needs), else from a parse of every entry."""
 
     def __init__(self, elf: ElfFile) -> None:
-        fdes = sorted(elf.call_frame_entries(), key=lambda f: f.header["initial_location"])
-        self.starts = [f.header["initial_location"] for f in fdes]
-        self.fdes = fdes
+        self.elf = elf
+        table = elf.eh_frame_search_table
+        if table is not None:
+            self.starts = [start for start, _ in table]
+            self._offsets = [offset for _, offset in table]
+            self._fdes: dict[int, Any] = {}
+        else:
+            fdes = sorted(elf.call_frame_entries(), key=lambda f: f.header["initial_location"])
+            self.starts = [f.header["initial_location"] for f in fdes]
+            self._fdes = dict(enumerate(fdes))
         self._decoded: dict[int, tuple[list[int], list[_Row]]] = {}
 
     def row(self, vaddr: int) -> _Row | None:
@@ -94,16 +103,22 @@ class CallFrameTable:
         i = bisect.bisect_right(self.starts, vaddr) - 1
         if i < 0:
             return None
-        fde = self.fdes[i]
-        if vaddr >= self.starts[i] + fde.header["address_range"]:
+        fde = self._fde(i)
+        if fde is None or vaddr >= self.starts[i] + fde.header["address_range"]:
             return None
-        pcs, rows = self._decoded.get(i) or self._decode(i)
+        pcs, rows = self._decoded.get(i) or self._decode(i, fde)
         j = bisect.bisect_right(pcs, vaddr) - 1
         return rows[j] if j >= 0 else None
 
-    def _decode(self, i: int) -> tuple[list[int], list[_Row]]:
+    def _fde(self, i: int) -> Any:
+        if i not in self._fdes:
+            entry = self.elf.frame_entry_at(self._offsets[i])
+            self._fdes[i] = entry if "initial_location" in getattr(entry, "header", {}) else None
+        return self._fdes[i]
+
+    def _decode(self, i: int, fde: Any) -> tuple[list[int], list[_Row]]:
         try:
-            table = self.fdes[i].get_decoded().table
+            table = fde.get_decoded().table
         except Exception:  # pyelftools meets an instruction it cannot decode: no CFI here
             table = []
         pcs, rows = [], []

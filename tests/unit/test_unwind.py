@@ -1,6 +1,8 @@
 """The CFI unwinder and frame symbolizer over a stack recorded from a real process: a
 program built here without frame pointers records its registers, its memory map, its
-raw stack and the true return addresses (__builtin_return_address in each function)."""
+raw stack and the true return addresses (__builtin_return_address in each function).
+Built with and without .eh_frame_hdr: FDEs are found through its search table, or by
+parsing them all."""
 from __future__ import annotations
 
 import subprocess
@@ -57,7 +59,9 @@ def record(tmp: Path, *cflags: str) -> Recording:
     return Recording(pc, rsp, rbp, truth, [parse_vma(line) for line in lines[2:]], stack)
 
 
-@pytest.fixture(scope="module", params=[("-O2", "-fomit-frame-pointer"), ("-O0",)], ids=["O2-no-fp", "O0"])
+@pytest.fixture(scope="module", params=[("-O2", "-fomit-frame-pointer"), ("-O0",),
+                                        ("-O2", "-fomit-frame-pointer", "-Wl,--no-eh-frame-hdr")],
+                ids=["O2-no-fp", "O0", "O2-no-fp-no-eh-frame-hdr"])
 def recording(request, tmp_path_factory) -> Recording:
     return record(tmp_path_factory.mktemp("unwind"), *request.param)
 
