@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gdb_memcheck.elfsyms import (ElfFile, SourceLine, SymbolCache, SymbolizationError,
                                    runtime_to_vaddr)
 from gdb_memcheck.target import TargetError
+from gdb_memcheck.unwind import CallFrameTable
 
 LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 PAGE = 0x1000
@@ -339,8 +342,27 @@ def test_every_query_on_a_truncated_file_answers_or_raises_symbolization_error(b
     cut.write_bytes(data[:int(len(data) * keep)])
     elf, main = ElfFile(cut), nm(built.pie)["main"][0]
     queries = [lambda: elf.build_id, lambda: elf.is_pie, lambda: elf.load_segments,
-               lambda: elf.symbol_at(main), lambda: elf.source_line(main)]
+               lambda: elf.symbol_at(main), lambda: elf.source_line(main), lambda: elf.addresses_of(["main"]),
+               lambda: elf.inline_chain(main), lambda: CallFrameTable(elf).row(main)]
     for query in queries:
+        try:
+            query()
+        except SymbolizationError as exc:
+            assert "\n" not in str(exc)
+
+
+@settings(max_examples=int(os.environ.get("MEMCHECK_FUZZ_EXAMPLES", "100")), deadline=None, derandomize=True,
+          database=None, suppress_health_check=list(HealthCheck))
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=16))
+def test_every_query_on_a_damaged_file_answers_or_raises_symbolization_error(built, tmp_path_factory, flips):
+    data = bytearray(built.pie.read_bytes())
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    damaged = tmp_path_factory.mktemp("damaged") / "prog"
+    damaged.write_bytes(bytes(data))
+    elf, main = ElfFile(damaged), nm(built.pie)["main"][0]
+    for query in (lambda: elf.symbol_at(main), lambda: elf.source_line(main), lambda: elf.addresses_of(["main"]),
+                  lambda: elf.inline_chain(main), lambda: CallFrameTable(elf).row(main), lambda: elf.build_id):
         try:
             query()
         except SymbolizationError as exc:
