@@ -98,6 +98,8 @@ report is kept: `report PID` shows it (`report` alone: the latest)."""
                       f"{'' if p['in_main'] else ', before main'}\n")
         gdb.write(f"exit reports: {', '.join(str(r.pid) for r in CONTROLLER.reports) or '(none)'}; "
                   f"bad frees: {len(doc['bad_frees'])}\n")
+        for line in doc["untracked"]:
+            gdb.write(f"  not tracked: {line}\n")
 
     def _report(self, args: argparse.Namespace) -> None:
         reports = CONTROLLER.reports

@@ -71,6 +71,7 @@ class TrackingController:
         self.return_sites: set[int] = set()
         self.unwinder = Unwinder()
         self.reports: list[leaks.LeakReport] = []
+        self.untracked: list[str] = []          # processes that executed a program we cannot track
         self.frames: dict[int, dict[int, Frame]] = {}       # pid -> pc -> symbolized frame
         self.on_user_hit = self._guarded(self._user_hit)
         self.stops = self.errors = self.repeated_hits = 0
@@ -245,19 +246,16 @@ class TrackingController:
     def _at_entry(self, system: System, current: Task, hooks: ProcessHooks) -> None:
         """The program's first instruction: its libraries are mapped, main is not running yet."""
         hooks.entry = None
-        self._place_family(system, current, hooks)
+        try:
+            self._place_family(system, current, hooks)
+        except TargetError as e:                 # e.g. a static binary without symbols
+            self.untracked.append(str(e))
+            gdb.write(f"memcheck: not tracking {e}\n")
+            self.tracker.forget(current.tgid)
+            del self.hooks[current.tgid]
+            return
         self._seed(system, current, alloctrack.Origin.TRANSITION)
-        exe = system.exe_path(current)
-        modules = hooks.modules
-        main = None
-        for interval in modules.by_address:
-            vma = interval.value
-            if vma.name == exe and vma.offset == 0:
-                module = modules.module(vma.start)
-                found = module.elf.addresses_of(["main"]) if module else {}
-                if "main" in found:
-                    main = _runtime(module, found["main"])
-                break
+        main = _main_address(hooks.modules, system.exe_path(current))
         if main is None:
             self.tracker.processes[current.tgid].in_main = True
         else:
@@ -350,8 +348,19 @@ class TrackingController:
                 "processes": [{"pid": p.pid, "blocks": len(p.blocks), "calls": p.calls, "returns": p.returns,
                                "in_main": p.in_main, "complete": p.complete}
                               for p in self.tracker.processes.values()],
-                "reports": [r.pid for r in self.reports],
+                "reports": [r.pid for r in self.reports], "untracked": self.untracked,
                 "bad_frees": [bad_free_json(b, self.frames.get(b.pid, {})) for b in self.tracker.bad_frees]}
+
+
+def _main_address(modules: ModuleMap, exe: str) -> int | None:
+    """Where the executable's main() is, from its symbols; None when it has none."""
+    for interval in modules.by_address:
+        vma = interval.value
+        if vma.name == exe and vma.offset == 0:
+            module = modules.module(vma.start)
+            found = module.elf.addresses_of(["main"]) if module else {}
+            return _runtime(module, found["main"]) if "main" in found else None
+    return None
 
 
 def exec_matches(path: str, patterns: set[str]) -> bool:

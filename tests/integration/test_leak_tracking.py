@@ -39,6 +39,8 @@ def while_running(command):
 for name in PROGRAMS:
     gdb.execute(f"memcheck leaks track --exec /bin/{name}")
 logs = {name: while_running(f"{name} 2>&1") for name in PROGRAMS}
+gdb.execute("memcheck leaks track --exec wl-leak-stripped")
+logs["wl-leak-stripped"] = while_running("wl-leak-stripped > /dev/null; echo ran")
 gdb.execute("memcheck leaks track --exec wl-arenas")
 logs["wl-arenas"] = while_running(
     "wl-arenas > /tmp/log/tracked-arenas.log 2>&1 & "
@@ -287,3 +289,9 @@ def test_tracking_a_process_twice_is_refused_in_one_line(guest):
     run = run_gdb(guest, "memcheck leaks track wl-maps", "memcheck leaks track wl-maps")
     assert re.search(r"^memcheck leaks: pid \d+ \(wl-maps\) is already tracked$", run.stderr, re.M)
     assert "Traceback" not in run.output
+
+
+def test_a_program_without_malloc_symbols_executed_under_tracking_is_left_alone_with_a_note(tracked):
+    assert tracked["logs"]["wl-leak-stripped"].strip() == "ran"
+    notes = tracked["status"]["untracked"]
+    assert len(notes) == 1 and re.match(r"pid \d+ \(wl-leak-strippe\): no module defines malloc and free", notes[0])
