@@ -51,6 +51,8 @@ logs["wl-arenas"] = while_running(
 # attach to the long-running leak program init started, then let it exit
 attached = int(while_running("pidof wl-leak").split()[0])
 gdb.execute(f"memcheck leaks track {attached}")
+live = q(f"memcheck leaks {attached} --json --all")
+forced_scan = q(f"memcheck leaks {attached} --scan --json")
 attach_log = while_running(f"kill -USR1 {attached}; sleep 0.5")
 
 status = q("memcheck leaks status --json")
@@ -62,7 +64,7 @@ text = {pid: gdb.execute(f"memcheck leaks report {pid} --show-reachable", to_str
 seed_format = {pid: gdb.execute(f"memcheck leaks report {pid} --format memcheck", to_string=True)
                for pid in status["reports"]}
 gdb.execute("memcheck leaks untrack")
-emit({"logs": logs, "attached": attached, "status": status, "reports": reports, "all": everything,
+emit({"logs": logs, "attached": attached, "live": live, "forced_scan": forced_scan, "status": status, "reports": reports, "all": everything,
       "text": text, "memcheck_format": seed_format})
 """
 
@@ -295,3 +297,11 @@ def test_a_program_without_malloc_symbols_executed_under_tracking_is_left_alone_
     assert tracked["logs"]["wl-leak-stripped"].strip() == "ran"
     notes = tracked["status"]["untracked"]
     assert len(notes) == 1 and re.match(r"pid \d+ \(wl-leak-strippe\): no module defines malloc and free", notes[0])
+
+
+def test_a_tracked_running_process_is_reported_from_its_map_and_scan_mode_stays_available(tracked):
+    live, scan = tracked["live"], tracked["forced_scan"]
+    assert (live["mode"], scan["mode"]) == ("tracking", "scan")
+    assert {b["origin"] for b in live["blocks"]} == {"preexisting"}
+    lost = lambda doc: sorted(b["address"] for b in doc["blocks"] if b["kind"] == "definitely lost")
+    assert lost(live) == lost(scan) and len(lost(live)) == 6
