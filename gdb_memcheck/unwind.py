@@ -20,7 +20,6 @@ Reader = Callable[[int, int], bytes]
 RBX, RBP, RSP = 3, 6, 7
 RA = 16
 CALLEE_SAVED = (RBX, RBP, 12, 13, 14, 15)
-REGISTER_NAMES = {RBX: "rbx", RBP: "rbp", RSP: "rsp", 12: "r12", 13: "r13", 14: "r14", 15: "r15", RA: "rip"}
 USER_TOP = 1 << 47
 
 

@@ -212,31 +212,34 @@ class TrackingController:
         args = [reg(r) for r in ARG_REGS]
         rsp = reg("rsp")
         memory = self._memory(system, current)
-        freed = args[0] if hooks.family[address] == "free" and args[0] else None
-        # a free writes into its block (tcache key or list link): a free entered again with
-        # the block unchanged is the same call, even from a loop with equal registers
-        signature = (address, rsp, *args, *(reg(r) for r in SCRATCH_REGS),
-                     memory.read(freed, 16) if freed else b"")
-        if self._last_entry.get(current.pid) == signature:
-            self.repeated_hits += 1
+        if self._repeated(current.pid, address, args, rsp, memory, hooks.family[address] == "free"):
             return
-        self._last_entry[current.pid] = signature
         modules = self._modules(system, current, hooks, [address])
         stack = tuple(self.unwinder.unwind({RA: address, RSP: rsp, RBP: reg("rbp")}, memory.read, modules,
                                            self.depth))
-        caller = modules.module(memory.u64(rsp))
-        from_allocator = caller is not None and caller.path == hooks.allocator
+        site = memory.u64(rsp)
+        caller = modules.module(site)
         wait, bad = self.tracker.entry(current.tgid, current.pid, hooks.family[address], args, rsp, stack,
-                                       from_allocator)
+                                       from_allocator=caller is not None and caller.path == hooks.allocator)
         if bad is not None:
             frames = self._symbolize(current.tgid, bad.stack + bad.freed_by + (bad.block.stack if bad.block else ()),
                                      modules)
             gdb.write("memcheck: " + bad_free_text(bad, frames) + "\n")
-        if wait:
-            site = memory.u64(rsp)
-            if site not in self.return_sites:
-                self.return_sites.add(site)
-                self._user_bp(site)
+        if wait and site not in self.return_sites:
+            self.return_sites.add(site)
+            self._user_bp(site)
+
+    def _repeated(self, tid: int, address: int, args: list[int], rsp: int, memory: UserMemory, free: bool) -> bool:
+        """Whether this entry hit is the thread's last one reported again (see SCRATCH_REGS).
+        A free writes into its block (tcache key or list link), so a free entered again with
+        its block unchanged is the same call, even from a loop with equal registers."""
+        block = memory.read(args[0], 16) if free and args[0] else b""
+        signature = (address, rsp, *args, *(SESSION.target.register(r) for r in SCRATCH_REGS), block)
+        if self._last_entry.get(tid) == signature:
+            self.repeated_hits += 1
+            return True
+        self._last_entry[tid] = signature
+        return False
 
     def _return(self, system: System, current: Task) -> None:
         reg = SESSION.target.register
