@@ -52,7 +52,8 @@ class MallocState:
             [(h.start, h.end) for h in self.heaps]
 
 
-def malloc_state(read, vmas: list[Vma], start_brk: int, brk: int) -> MallocState:
+def malloc_state(read: glibc_heap.Reader, vmas: list[Vma], start_brk: int, brk: int) -> MallocState:
+    """main_arena, the other arenas and their heaps, found from the process's data."""
     arena = glibc_heap.find_main_arena(read, _data_ranges(vmas), start_brk, brk)
     others = glibc_heap.other_arenas(read, arena)
     heaps = [h for a in others for h in glibc_heap.arena_heaps(read, a)]
@@ -169,11 +170,13 @@ def classify_tracked(system: System, process: Task, blocks: list[leaks.Block]) -
     mm = system.mm(process)
     vmas = system.vmas(process)
     user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.levels)
-    holes = [(mm.start_brk, mm.brk)] + [(b.address - 2 * glibc_heap.SIZE_SZ, b.address + b.size)
-                                        for b in blocks if not mm.start_brk <= b.address < mm.brk]
+    holes = [(mm.start_brk, mm.brk)]
     try:
         holes += malloc_state(user.read, vmas, mm.start_brk, mm.brk).holes
     except TargetError:
         pass                        # no brk heap (yet), or arenas we cannot read: the blocks still count
+    heaps = list(holes)                 # a few ranges: the heaps and main_arena
+    holes += [(b.address - 2 * glibc_heap.SIZE_SZ, b.address + b.size) for b in blocks
+              if not any(lo <= b.address < hi for lo, hi in heaps)]     # blocks malloc mmapped on their own
     regions, words = roots(system, process, vmas, holes)
     return leaks.classify(blocks, user.read, regions, words)
