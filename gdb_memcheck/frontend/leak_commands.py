@@ -49,6 +49,10 @@ report is kept: `report PID` shows it (`report` alone: the latest)."""
         return p
 
     def run(self, args: argparse.Namespace) -> None:
+        if args.exec_path and args.process != "track":
+            raise UsageError("--exec PATH goes with track")
+        if args.process in ("untrack", "status") and args.pid is not None:
+            raise UsageError(f"unrecognized arguments: {args.pid}")
         if args.process in ACTIONS:
             getattr(self, "_" + args.process)(args)
             return

@@ -248,6 +248,8 @@ def test_every_tracked_process_left_a_report_and_no_handler_failed(tracked):
     ("track", "memcheck leaks: track needs PID|COMM or --exec PATH"),
     ("report 99999", "memcheck leaks: no exit report for pid 99999"),
     ("report abc", "memcheck leaks: report takes a PID, not 'abc'"),
+    ("1 --exec /bin/wl-leak", "memcheck leaks: --exec PATH goes with track"),
+    ("untrack 5", "memcheck leaks: unrecognized arguments: 5"),
 ])
 def test_bad_tracking_requests_give_one_clear_line(guest, spec, message):
     run = run_gdb(guest, f"memcheck leaks {spec}")
