@@ -14,7 +14,7 @@ import gdb
 from .. import alloctrack, heapscan, leaks
 from ..memory import UserMemory
 from ..stackframes import Frame, frame
-from ..views import bad_free_json, bad_free_text
+from ..views import bad_free_json, bad_free_text, leak_report_memcheck, leak_report_text
 from ..system import System
 from ..target import TargetError, u64
 from ..tasks import Task
@@ -60,6 +60,7 @@ class TrackingController:
 
     def __init__(self) -> None:
         self.depth = 16                 # frames kept per allocation stack (set memcheck stack-depth)
+        self.exit_report = "summary"    # what a tracked process's exit prints (set memcheck exit-report)
         self.reset()
 
     def reset(self) -> None:
@@ -185,9 +186,7 @@ class TrackingController:
         if proc is not None:
             report = self._report(system, current, proc, "exited")
             self.reports.append(report)
-            lost = sum(1 for b in report.reported(False) if b.kind is not leaks.Kind.REACHABLE)
-            gdb.write(f"memcheck: pid {pid} ({current.comm}) exited: {lost} lost blocks, "
-                      f"{len(report.bad_frees)} bad frees; 'memcheck leaks report {pid}' shows them\n")
+            gdb.write(exit_report_text(report, self.exit_report))
         self.tracker.forget(pid)
         self.hooks.pop(pid)
 
@@ -353,6 +352,23 @@ class TrackingController:
                               for p in self.tracker.processes.values()],
                 "reports": [r.pid for r in self.reports], "untracked": self.untracked,
                 "bad_frees": [bad_free_json(b, self.frames.get(b.pid, {})) for b in self.tracker.bad_frees]}
+
+
+EXIT_REPORTS = ("summary", "text", "memcheck", "off")
+
+
+def exit_report_text(report: leaks.LeakReport, style: str) -> str:
+    """What a tracked process's exit prints: a line, the valgrind-style report, the
+    emulator memcheck's per-block report, or nothing."""
+    if style == "off":
+        return ""
+    if style == "text":
+        return leak_report_text(report, [leaks.Kind.DEFINITE, leaks.Kind.INDIRECT, leaks.Kind.POSSIBLE])
+    if style == "memcheck":
+        return leak_report_memcheck(report)
+    lost = sum(1 for b in report.reported(False) if b.kind is not leaks.Kind.REACHABLE)
+    return (f"memcheck: pid {report.pid} ({report.comm}) exited: {lost} lost blocks, {len(report.bad_frees)} "
+            f"bad frees; 'memcheck leaks report {report.pid}' shows them\n")
 
 
 def _main_address(modules: ModuleMap, exe: str) -> int | None:

@@ -9,6 +9,7 @@ import gdb
 from . import physical
 from .session import SESSION
 from .leak_tracking import CONTROLLER as TRACKING
+from .leak_tracking import EXIT_REPORTS
 from .trace import CONTROLLER
 
 
@@ -109,6 +110,25 @@ class StackDepthParameter(gdb.Parameter):
         return f"Leak tracking keeps {svalue} frames per allocation stack."
 
 
+class ExitReportParameter(gdb.Parameter):
+    """What a tracked process prints when it exits: summary (one line), text (valgrind's
+    loss records), memcheck (the emulator memcheck's per-block layout) or off."""
+
+    set_doc = "Set what a tracked process's exit prints."
+    show_doc = "Show what a tracked process's exit prints."
+
+    def __init__(self) -> None:
+        super().__init__("memcheck exit-report", gdb.COMMAND_DATA, gdb.PARAM_ENUM, EXIT_REPORTS)
+        self.value = TRACKING.exit_report
+
+    def get_set_string(self) -> str:
+        TRACKING.exit_report = self.value
+        return ""
+
+    def get_show_string(self, svalue: str) -> str:
+        return f"A tracked process's exit prints: {svalue}."
+
+
 def register() -> list[gdb.Command | gdb.Parameter]:
     return [SetMemcheckPrefix(), ShowMemcheckPrefix(), SysrootParameter(), PhysicalReadParameter(),
-            EventLogParameter(), StackDepthParameter()]
+            EventLogParameter(), StackDepthParameter(), ExitReportParameter()]

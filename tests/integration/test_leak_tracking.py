@@ -307,3 +307,31 @@ def test_a_tracked_running_process_is_reported_from_its_map_and_scan_mode_stays_
     assert {b["origin"] for b in live["blocks"]} == {"preexisting"}
     lost = lambda doc: sorted(b["address"] for b in doc["blocks"] if b["kind"] == "definitely lost")
     assert lost(live) == lost(scan) and len(lost(live)) == 6
+
+
+EXIT_REPORT_SCRIPT = r"""
+import gdb, threading, time
+sys.path.insert(0, QEMU_SCRIPTS)
+import guestlab
+guest = guestlab.Guest.load(RUN_DIR)
+def drive():
+    time.sleep(0.3)
+    guest.sh("wl-leak > /dev/null", timeout=300)
+    gdb.post_event(lambda: gdb.execute("interrupt"))
+gdb.execute("set memcheck exit-report memcheck")
+gdb.execute("memcheck leaks track --exec wl-leak")
+th = threading.Thread(target=drive)
+th.start()
+gdb.execute("continue")
+th.join()
+emit({"done": True})
+"""
+
+
+def test_exit_report_setting_prints_the_whole_report_when_the_process_exits(guest):
+    script = (EXIT_REPORT_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
+              .replace("RUN_DIR", repr(str(guest.run_dir))))
+    run = run_gdb(guest, script=script, timeout=300)
+    assert run.result() == {"done": True}
+    assert re.search(r"^memcheck: Process /bin/wl-leak\[pid=\d+\] is leaking 10 allocated blocks\.$", run.stdout, re.M)
+    assert "Routine leak_malloc @ " in run.stdout and "Traceback" not in run.output
