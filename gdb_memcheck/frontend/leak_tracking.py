@@ -189,6 +189,18 @@ class TrackingController:
             gdb.write(exit_report_text(report, self.exit_report))
         self.tracker.forget(pid)
         self.hooks.pop(pid)
+        if not self.hooks:
+            self._drop_user_breakpoints()
+
+    def _drop_user_breakpoints(self) -> None:
+        """No tracked process is left: its malloc-family, start-up and return-site breakpoints
+        go, so a long --exec session does not pile up breakpoints gdb re-inserts at every stop."""
+        for bp in self.user_bps.values():
+            if bp.is_valid():
+                bp.delete()
+        self.user_bps.clear()
+        self.return_sites.clear()
+        self._last_entry.clear()
 
     def _user_hit(self, system: System, current: Task, address: int) -> None:
         hooks = self.hooks.get(current.tgid)

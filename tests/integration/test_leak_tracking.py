@@ -240,6 +240,7 @@ def test_every_tracked_process_left_a_report_and_no_handler_failed(tracked):
     assert pids | {tracked["attached"]} == set(status["reports"])
     assert status["errors"] == 0, status["last_error"]
     assert status["processes"] == []
+    assert status["breakpoints"] == {"user": 0, "kernel": 3, "return_sites": 0}, "nothing left to track"
 
 
 @pytest.mark.parametrize("spec, message", [
