@@ -247,7 +247,9 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
                 found.append(leaf)
         except paging.PageWalkError as e:
             raise PartialError(str(e), found) from None
-        ranges = [r for r in paging.coalesce(found) if _has_perms(r, args.perm)]
+        ranges = paging.coalesce(found)
+        if args.perm:
+            ranges = [r for r in ranges if _has_perms(r, args.perm)]
         if args.json:
             gdb.write(to_json({"root": root, "levels": system.kmem.levels, "ranges": pagetable_json(ranges)}) + "\n")
         else:
