@@ -131,8 +131,10 @@ class ProcessAllocations:
         return block
 
     def forked(self, child: int) -> "ProcessAllocations":
-        """The child's map after fork: the same blocks, each marked inherited."""
-        copy = ProcessAllocations(child, in_main=self.in_main, complete=self.complete, since="fork")
+        """The child's map after fork: the same blocks, each marked inherited, and the same
+        memory of recent frees (a child freeing a block its parent freed frees it twice)."""
+        copy = ProcessAllocations(child, freed=OrderedDict(self.freed), in_main=self.in_main,
+                                  complete=self.complete, since="fork")
         for address, block in self.blocks.items():
             copy.blocks[address] = replace(block, origin=Origin.INHERITED)
         return copy

@@ -173,3 +173,11 @@ def test_a_thread_that_exits_inside_a_call_leaves_nothing_pending(tracker):
     tracker.entry(PID, TID + 1, "malloc", [8, 0, 0, 0], RSP, STACK)
     tracker.thread_exited(PID, TID + 1)
     assert tracker.processes[PID].pending == {}
+
+
+def test_a_child_freeing_what_its_parent_freed_before_fork_frees_it_twice(tracker):
+    call(tracker, "malloc", [24], 0x1000)
+    call(tracker, "free", [0x1000])
+    tracker.forked(PID, PID + 1)
+    wait, bad = tracker.entry(PID + 1, PID + 1, "free", [0x1000, 0, 0, 0], RSP, STACK)
+    assert bad.kind == "double free" and bad.pid == PID + 1
