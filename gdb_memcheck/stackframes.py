@@ -33,12 +33,8 @@ class Frame:
                 "inlined_into": [f.as_dict() for f in self.inlined_into]}
 
 
-def symbolize(pcs: tuple[int, ...], modules: ModuleMap) -> list[Frame]:
-    """Frames for an unwound stack: pcs[0] is where the call began, the rest are return addresses."""
-    return [frame(pc, modules, is_return=i > 0) for i, pc in enumerate(pcs)]
-
-
 def frame(pc: int, modules: ModuleMap, is_return: bool) -> Frame:
+    """One pc symbolized; a return address is looked up one byte back, inside its call."""
     lookup = pc - 1 if is_return else pc
     module = modules.module(lookup)
     if module is None:

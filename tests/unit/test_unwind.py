@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gdb_memcheck.elfsyms import SymbolCache
-from gdb_memcheck.stackframes import symbolize
+from gdb_memcheck.stackframes import Frame, frame
 from gdb_memcheck.unwind import RA, RBP, RSP, ModuleMap, Unwinder
 from gdb_memcheck.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
 
@@ -66,6 +66,11 @@ def recording(request, tmp_path_factory) -> Recording:
     return record(tmp_path_factory.mktemp("unwind"), *request.param)
 
 
+def symbolize(pcs: list[int], modules: ModuleMap) -> list[Frame]:
+    """Frames for an unwound stack: the first pc is where it stopped, the rest are return addresses."""
+    return [frame(pc, modules, is_return=i > 0) for i, pc in enumerate(pcs)]
+
+
 def unwind(rec: Recording, depth: int = 16) -> list[int]:
     modules = ModuleMap(rec.vmas, SYMBOLS)
     return UNWINDER.unwind({RA: rec.pc, RSP: rec.rsp, RBP: rec.rbp}, rec.read, modules, depth)
@@ -79,7 +84,7 @@ def test_cfi_unwinding_finds_every_true_return_address_in_order(recording):
 
 def test_unwinding_continues_through_libc_to_the_programs_entry(recording):
     modules = ModuleMap(recording.vmas, SYMBOLS)
-    frames = symbolize(tuple(unwind(recording)), modules)
+    frames = symbolize(unwind(recording), modules)
     assert frames[-1].function == "_start" and frames[-1].module.endswith("/stackdump")
     assert any(f.module and "libc.so" in f.module for f in frames[4:-1])
 
@@ -90,7 +95,7 @@ def test_depth_bounds_the_stack(recording):
 
 def test_frames_name_each_function_and_the_line_of_its_call(recording):
     modules = ModuleMap(recording.vmas, SYMBOLS)
-    frames = symbolize(tuple(unwind(recording)), modules)
+    frames = symbolize(unwind(recording), modules)
     assert [f.function for f in frames[:4]] == ["inner", "middle", "outer", "main"]
     source = SOURCE.read_text().splitlines()
     assert "inner(" in source[frames[1].line - 1]
