@@ -33,28 +33,13 @@ emit({"many_s": many_s, "many_blocks": len(many["blocks"]), "many_summary": many
 """
 
 TRACK_SCRIPT = r"""
-import gdb, json, threading, time
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
-guest = guestlab.Guest.load(RUN_DIR)
-
+import time
 def timed_run(command):
-    out = {}
-    def drive():
-        time.sleep(0.3)
-        t0 = time.monotonic()
-        guest.sh(command, timeout=900)
-        out["seconds"] = time.monotonic() - t0
-        gdb.post_event(lambda: gdb.execute("interrupt"))
-    th = threading.Thread(target=drive)
-    th.start()
-    gdb.execute("continue")
-    th.join()
-    return out["seconds"]
+    return while_running(command, timeout=900)["seconds"]
 
 command = "wl-blocks N --exit > /dev/null"
 def status():
-    return json.loads(gdb.execute("memcheck leaks status --json", to_string=True))
+    return q("memcheck leaks status --json")
 untraced = timed_run(command)
 gdb.execute("memcheck leaks track --exec wl-blocks")
 runs = []
@@ -63,20 +48,18 @@ for first in (True, False):
     runs.append({"seconds": seconds, "status": status()})
 pid = runs[-1]["status"]["reports"][-1]
 t0 = time.perf_counter()
-report = json.loads(gdb.execute(f"memcheck leaks report {pid} --json", to_string=True))
+report = q(f"memcheck leaks report {pid} --json")
 render_s = time.perf_counter() - t0
 gdb.execute("memcheck leaks track --exec wl-leak")
 timed_run("wl-leak > /dev/null")
-leak = json.loads(gdb.execute("memcheck leaks report --json", to_string=True))
+leak = q("memcheck leaks report --json")
 emit({"untraced": untraced, "runs": runs, "report_summary": report["summary"], "render_s": render_s,
       "tracked_leak_summary": leak["summary"]})
 """
 
 
 def tracking_cost(guest, mallocs: int) -> dict:
-    script = (TRACK_SCRIPT.replace("QEMU_SCRIPTS", repr(str(guestlab.SCRIPTS)))
-              .replace("RUN_DIR", repr(str(guest.run_dir))).replace("wl-blocks N", f"wl-blocks {mallocs}"))
-    res = run_gdb(guest, script=script, timeout=1800).result()
+    res = run_gdb(guest, script=TRACK_SCRIPT.replace("wl-blocks N", f"wl-blocks {mallocs}"), timeout=1800).result()
     print(f"tracking mode, a program making {mallocs} mallocs (no frees) and exiting; "
           f"untraced it runs {res['untraced']:.2f} s")
     before = {"stops": 0, "handler_s": 0.0}

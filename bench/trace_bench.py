@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from labtools import REPO, guestlab, run_gdb  # noqa: E402
+from labtools import guestlab, run_gdb  # noqa: E402
 
 VARIANTS = [
     ("all hooks, software breakpoints", ""),
@@ -23,32 +23,23 @@ VARIANTS = [
 ]
 
 SCRIPT = r"""
-import gdb, json, re, threading, time
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
+import re
 from gdb_memcheck.frontend.trace import CONTROLLER
-guest = guestlab.Guest.load(RUN_DIR)
 def jit():
     return int(re.search(r"TB flush count\s+(\d+)", guest.hmp("info jit")).group(1))
-def while_running(command):
-    out = {}
-    def drive():
-        time.sleep(0.3)
-        t0 = time.monotonic(); guest.sh(command, timeout=900); out["seconds"] = time.monotonic() - t0
-        gdb.post_event(lambda: gdb.execute("interrupt"))
-    th = threading.Thread(target=drive); th.start(); gdb.execute("continue"); th.join()
-    return out["seconds"]
-results = {"untraced": while_running("wl-churn-static all ROUNDS")}
+def timed_run(command):
+    return while_running(command, timeout=900)["seconds"]
+results = {"untraced": timed_run("wl-churn-static all ROUNDS")}
 for name, opts in VARIANTS:
     CONTROLLER.hits = 0; CONTROLLER.handler_seconds = 0.0; CONTROLLER.tracer.seq = 0
     gdb.execute("memcheck trace on " + opts)
     before = jit()
-    seconds = while_running("wl-churn-static all ROUNDS")
+    seconds = timed_run("wl-churn-static all ROUNDS")
     stops = (jit() - before) / 2
     results[name] = {"seconds": seconds, "events": CONTROLLER.tracer.seq, "stops": stops,
                      "handler_ms": CONTROLLER.handler_seconds / max(CONTROLLER.hits, 1) * 1e3}
     gdb.execute("memcheck trace off")
-results["after off"] = [while_running("wl-churn-static all ROUNDS") for _ in range(2)]
+results["after off"] = [timed_run("wl-churn-static all ROUNDS") for _ in range(2)]
 emit(results)
 """
 
@@ -59,9 +50,7 @@ def main() -> int:
     args = ap.parse_args()
     guest = guestlab.boot()
     try:
-        script = (SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-                  .replace("RUN_DIR", repr(str(guest.run_dir))).replace("ROUNDS", str(args.rounds))
-                  .replace("VARIANTS", repr(VARIANTS)))
+        script = SCRIPT.replace("ROUNDS", str(args.rounds)).replace("VARIANTS", repr(VARIANTS))
         res = run_gdb(guest, script=script, timeout=1800).result()
     finally:
         guest.stop()

@@ -13,17 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from labtools import REPO, guestlab, run_gdb  # noqa: E402
+from labtools import guestlab, run_gdb  # noqa: E402
 
 VMAS = 10_000
 
 SCRIPT = r"""
-import time, gdb
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
+import time
 from gdb_memcheck.frontend.session import SESSION
 from gdb_memcheck.tasks import TaskReader
-monitor = guestlab.Guest.load(RUN_DIR).hmp
+monitor = guest.hmp
 
 def cold():
     SESSION.on_cont(None)            # what a resume does: drop the per-stop caches
@@ -83,9 +81,7 @@ def main() -> int:
     guest = guestlab.boot()
     try:
         guest.sh("true")        # the CR3 process at the stop is then a small, idle one
-        script = (SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-                  .replace("RUN_DIR", repr(str(guest.run_dir))))
-        res = run_gdb(guest, script=script, timeout=600).result()
+        res = run_gdb(guest, script=SCRIPT, timeout=600).result()
         guest.sh(f"wl-manymaps {VMAS} > /tmp/log/many.log 2>&1 &")
         guest.sh("sleep 2; grep -q ready /tmp/log/many.log")
         pid = int(guest.sh("pidof wl-manymaps"))

@@ -3,30 +3,18 @@ gdb waits, and show the report it left at exit.  Run by demo.sh with gdb -x; the
 run directory comes in the environment as LAB_RUN_DIR."""
 import os
 import sys
-import threading
 
 import gdb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import guestlab  # noqa: E402  (this directory)
+import gdbdrive  # noqa: E402  (this directory)
+import guestlab  # noqa: E402
 
 guest = guestlab.Guest.load(os.environ["LAB_RUN_DIR"])
 
-
-def run_in_guest(command: str) -> None:
-    """Let the guest run `command` to its end, then stop it again in gdb."""
-    def drive() -> None:
-        guest.sh(command, timeout=300)
-        gdb.post_event(lambda: gdb.execute("interrupt"))
-    worker = threading.Thread(target=drive)
-    worker.start()
-    gdb.execute("continue")
-    worker.join()
-
-
 gdb.write("\n== memcheck leaks track --exec wl-leak; the guest runs wl-leak\n")
 gdb.execute("memcheck leaks track --exec wl-leak")
-run_in_guest("wl-leak > /dev/null")
+gdbdrive.while_running(guest, "wl-leak > /dev/null")
 gdb.write("\n== memcheck leaks report\n")
 gdb.execute("memcheck leaks report")
 gdb.execute("memcheck leaks untrack")

@@ -17,6 +17,24 @@ import guestlab  # noqa: E402  (lives in qemu-scripts/)
 
 RESULT_TAG = "@@RESULT "
 
+# What every gdb script of the tests and benchmarks starts with.
+SCRIPT_PRELUDE = r"""
+import json, sys
+import gdb
+sys.path[:0] = [REPO, REPO + "/qemu-scripts"]
+import gdbdrive, guestlab
+guest = guestlab.Guest.load(RUN_DIR)
+
+def emit(obj):
+    print(RESULT_TAG + json.dumps(obj), flush=True)
+
+def q(cmd):
+    return json.loads(gdb.execute(cmd, to_string=True))
+
+def while_running(command, timeout=300):
+    return gdbdrive.while_running(guest, command, timeout)
+"""
+
 
 @dataclass
 class GdbRun:
@@ -42,15 +60,17 @@ def run_gdb(guest: "guestlab.Guest", *commands: str, script: str | None = None,
             plugin: bool = True, timeout: float = 180) -> GdbRun:
     """Run gdb in batch mode against `guest`: each command with -ex, then `script` as a Python file.
 
-    The script reports results with `emit(obj)`, which prints one tagged JSON line.
+    The script reports results with `emit(obj)`, which prints one tagged JSON line; it
+    also has `guest` (this guest), `q(cmd)` (a --json command's answer) and
+    `while_running(command)` (qemu-scripts/gdbdrive.py).
     """
     extra: list[str] = []
     for c in commands:
         extra += ["-ex", c]
     tmp = None
     if script is not None:
-        prelude = (f"import json, sys\nsys.path.insert(0, {str(REPO)!r})\n"
-                   f"def emit(obj):\n    print({RESULT_TAG!r} + json.dumps(obj), flush=True)\n")
+        prelude = (SCRIPT_PRELUDE.replace("REPO", repr(str(REPO))).replace("RESULT_TAG", repr(RESULT_TAG))
+                   .replace("RUN_DIR", repr(str(guest.run_dir))))
         tmp = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
         tmp.write(prelude + script)
         tmp.close()

@@ -16,44 +16,27 @@ CATEGORY = {"definite": "definitely lost", "indirect": "indirectly lost", "possi
 PROGRAMS = ("wl-leak", "wl-leak-static", "wl-badfree")
 
 TRACK_SCRIPT = r"""
-import gdb, json, threading, time
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
-guest = guestlab.Guest.load(RUN_DIR)
-
-def q(cmd):
-    return json.loads(gdb.execute(cmd, to_string=True))
-
-def while_running(command):
-    out = {}
-    def drive():
-        time.sleep(0.3)
-        out["text"] = guest.sh(command, timeout=300)
-        gdb.post_event(lambda: gdb.execute("interrupt"))
-    th = threading.Thread(target=drive)
-    th.start()
-    gdb.execute("continue")
-    th.join()
-    return out["text"]
+def run_text(command):
+    return while_running(command)["text"]
 
 for name in PROGRAMS:
     gdb.execute(f"memcheck leaks track --exec /bin/{name}")
-logs = {name: while_running(f"{name} 2>&1") for name in PROGRAMS}
+logs = {name: run_text(f"{name} 2>&1") for name in PROGRAMS}
 gdb.execute("memcheck leaks track --exec wl-leak-stripped")
-logs["wl-leak-stripped"] = while_running("wl-leak-stripped > /dev/null; echo ran")
+logs["wl-leak-stripped"] = run_text("wl-leak-stripped > /dev/null; echo ran")
 gdb.execute("memcheck leaks track --exec wl-arenas")
-logs["wl-arenas"] = while_running(
+logs["wl-arenas"] = run_text(
     "wl-arenas > /tmp/log/tracked-arenas.log 2>&1 & "
     "while ! grep -q done /tmp/log/tracked-arenas.log; do sleep 0.2; done; "
     "kill -USR1 $(pidof wl-arenas); while pidof wl-arenas > /dev/null; do sleep 0.2; done; "
     "cat /tmp/log/tracked-arenas.log")
 
 # attach to the long-running leak program init started, then let it exit
-attached = int(while_running("pidof wl-leak").split()[0])
+attached = int(run_text("pidof wl-leak").split()[0])
 gdb.execute(f"memcheck leaks track {attached}")
 live = q(f"memcheck leaks {attached} --json --all")
 forced_scan = q(f"memcheck leaks {attached} --scan --json")
-attach_log = while_running(f"kill -USR1 {attached}; sleep 0.5")
+attach_log = run_text(f"kill -USR1 {attached}; sleep 0.5")
 
 status = q("memcheck leaks status --json")
 reports, everything = {}, {}
@@ -71,9 +54,7 @@ emit({"logs": logs, "attached": attached, "live": live, "forced_scan": forced_sc
 
 @pytest.fixture(scope="module")
 def tracked(guest):
-    script = (TRACK_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-              .replace("RUN_DIR", repr(str(guest.run_dir))).replace("PROGRAMS", repr(PROGRAMS)))
-    run = run_gdb(guest, script=script, timeout=600)
+    run = run_gdb(guest, script=TRACK_SCRIPT.replace("PROGRAMS", repr(PROGRAMS)), timeout=600)
     assert "Traceback" not in run.output, run.output
     res = run.result()
     res["reports"] = {int(k): v for k, v in res["reports"].items()}
@@ -311,28 +292,15 @@ def test_a_tracked_running_process_is_reported_from_its_map_and_scan_mode_stays_
 
 
 EXIT_REPORT_SCRIPT = r"""
-import gdb, threading, time
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
-guest = guestlab.Guest.load(RUN_DIR)
-def drive():
-    time.sleep(0.3)
-    guest.sh("wl-leak > /dev/null", timeout=300)
-    gdb.post_event(lambda: gdb.execute("interrupt"))
 gdb.execute("set memcheck exit-report memcheck")
 gdb.execute("memcheck leaks track --exec wl-leak")
-th = threading.Thread(target=drive)
-th.start()
-gdb.execute("continue")
-th.join()
+while_running("wl-leak > /dev/null")
 emit({"done": True})
 """
 
 
 def test_exit_report_setting_prints_the_whole_report_when_the_process_exits(guest):
-    script = (EXIT_REPORT_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-              .replace("RUN_DIR", repr(str(guest.run_dir))))
-    run = run_gdb(guest, script=script, timeout=300)
+    run = run_gdb(guest, script=EXIT_REPORT_SCRIPT, timeout=300)
     assert run.result() == {"done": True}
     assert re.search(r"^memcheck: Process /bin/wl-leak\[pid=\d+\] is leaking 10 allocated blocks\.$", run.stdout, re.M)
     assert "Routine leak_malloc @ " in run.stdout and "Traceback" not in run.output

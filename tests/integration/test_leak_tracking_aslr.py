@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from labtools import REPO, guestlab, run_gdb
+from labtools import guestlab, run_gdb
 from test_leak_tracking import CATEGORY, ground_truth, program_pid
 
 BOOT = guestlab.BootOptions(randmaps=True)
 COPIES = 2
 
 SCRIPT = r"""
-import gdb, json, threading, time
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
-guest = guestlab.Guest.load(RUN_DIR)
-
-def while_running(command):
-    out = {}
-    def drive():
-        time.sleep(0.3)
-        out["text"] = guest.sh(command, timeout=300)
-        gdb.post_event(lambda: gdb.execute("interrupt"))
-    th = threading.Thread(target=drive)
-    th.start()
-    gdb.execute("continue")
-    th.join()
-    return out["text"]
-
 gdb.execute("memcheck leaks track --exec wl-leak")
 runs = " ".join(f"wl-leak > /tmp/log/aslr{i}.log &" for i in range(COPIES))
-logs = while_running(f"{runs} wait; " + "; ".join(f"cat /tmp/log/aslr{i}.log; echo ====" for i in range(COPIES)))
-status = json.loads(gdb.execute("memcheck leaks status --json", to_string=True))
-reports = {pid: json.loads(gdb.execute(f"memcheck leaks report {pid} --json", to_string=True))
-           for pid in status["reports"]}
+logs = while_running(f"{runs} wait; " + "; ".join(f"cat /tmp/log/aslr{i}.log; echo ====" for i in range(COPIES)))["text"]
+status = q("memcheck leaks status --json")
+reports = {pid: q(f"memcheck leaks report {pid} --json") for pid in status["reports"]}
 emit({"logs": logs.split("====")[:COPIES], "status": status, "reports": reports})
 """
 
@@ -41,9 +23,7 @@ emit({"logs": logs.split("====")[:COPIES], "status": status, "reports": reports}
 @pytest.fixture(scope="module")
 def tracked(guest):
     assert guest.sh("cat /proc/sys/kernel/randomize_va_space").strip() == "2"
-    script = (SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-              .replace("RUN_DIR", repr(str(guest.run_dir))).replace("COPIES", str(COPIES)))
-    run = run_gdb(guest, script=script, timeout=600)
+    run = run_gdb(guest, script=SCRIPT.replace("COPIES", str(COPIES)), timeout=600)
     assert "Traceback" not in run.output, run.output
     res = run.result()
     res["reports"] = {int(k): v for k, v in res["reports"].items()}

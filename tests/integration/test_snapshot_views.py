@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from labtools import REPO, guestlab, run_gdb
+from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
 PAGE = 4096
@@ -33,23 +33,19 @@ def list_tasks(guest) -> set[tuple[int, int, str]]:
 
 
 SNAPSHOT_SCRIPT = r"""
-import gdb, json, random
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
-monitor = guestlab.Guest.load(RUN_DIR).hmp      # QEMU's own answers, asked during this stop
-def run(cmd):
-    return json.loads(gdb.execute(cmd, to_string=True))
-ps = run("memcheck ps -t --json")
+import random
+monitor = guest.hmp      # QEMU's own answers, asked during this stop
+ps = q("memcheck ps -t --json")
 pids = sorted({r["pid"] for r in ps if r["mm"] and not r["kernel_thread"]})
-maps = {pid: run(f"memcheck maps {pid} --rss --json")["maps"] for pid in pids}
-pt = run("memcheck pagetable --json")
+maps = {pid: q(f"memcheck maps {pid} --rss --json")["maps"] for pid in pids}
+pt = q("memcheck pagetable --json")
 info_mem = monitor("info mem") if INFO_MEM else ""
 rng = random.Random(1)
 leaves = [r for r in pt["ranges"]]
 samples = []
 for r in [rng.choice(leaves) for _ in range(1000)]:
     va = r["start"] + rng.randrange(0, r["size"] // 4096) * 4096 + rng.randrange(0, 4096)
-    ours = run(f"memcheck vtop {va:#x} --json")["physical"]
+    ours = q(f"memcheck vtop {va:#x} --json")["physical"]
     qemu = monitor(f"gva2gpa {va:#x}")
     samples.append([va, ours, qemu.strip()])
 emit({"ps": ps, "maps": maps, "pagetable": pt, "info_mem": info_mem, "gva2gpa": samples})
@@ -66,9 +62,8 @@ def snap(request, guest):
                         and guest.sh(f"cat /proc/{pid}/maps 2>/dev/null | head -c1; true")})
     proc_maps = {pid: guest.sh(f"cat /proc/{pid}/maps") for pid in user_pids}
     smaps = {pid: parse_smaps(guest.sh(f"cat /proc/{pid}/smaps")) for pid in user_pids}
-    script = SNAPSHOT_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-    script = script.replace("INFO_MEM", repr(getattr(request.module, "INFO_MEM_ORACLE", True)))
-    run = run_gdb(guest, script=script.replace("RUN_DIR", repr(str(guest.run_dir))), timeout=300)
+    script = SNAPSHOT_SCRIPT.replace("INFO_MEM", repr(getattr(request.module, "INFO_MEM_ORACLE", True)))
+    run = run_gdb(guest, script=script, timeout=300)
     res = run.result()
     after_ids = {(pid, tid) for pid, tid, _ in list_tasks(guest)}
     stable = {t for t in before if t[:2] in after_ids}   # a kworker's /proc comm changes with its work

@@ -13,34 +13,14 @@ import re
 
 import pytest
 
-from labtools import REPO, guestlab, run_gdb
+from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
 N = 3
 
 TRACE_SCRIPT = r"""
-import gdb, json, re, threading, time
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
+import re
 from gdb_memcheck.frontend.trace import CONTROLLER
-guest = guestlab.Guest.load(RUN_DIR)
-
-def q(cmd):
-    return json.loads(gdb.execute(cmd, to_string=True))
-
-def while_running(command):
-    out = {}
-    def drive():
-        time.sleep(0.3)
-        t0 = time.monotonic()
-        out["text"] = guest.sh(command, timeout=300)
-        out["seconds"] = time.monotonic() - t0
-        gdb.post_event(lambda: gdb.execute("interrupt"))
-    th = threading.Thread(target=drive)
-    th.start()
-    gdb.execute("continue")
-    th.join()
-    return out
 
 gdb.execute("set memcheck event-log " + EVENT_LOG_PATH)
 untraced = while_running("wl-churn-static all N2")
@@ -74,8 +54,7 @@ emit({"untraced": untraced, "runs": runs, "after_off": after_off, "status": stat
 @pytest.fixture(scope="module")
 def traced(guest, tmp_path_factory):
     log = tmp_path_factory.mktemp("trace") / "events.jsonl"
-    script = (TRACE_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-              .replace("RUN_DIR", repr(str(guest.run_dir))).replace("EVENT_LOG_PATH", repr(str(log)))
+    script = (TRACE_SCRIPT.replace("EVENT_LOG_PATH", repr(str(log)))
               .replace("N1", str(N)).replace("N2", str(2 * N)))
     run = run_gdb(guest, script=script, timeout=600)
     res = run.result()
@@ -177,10 +156,7 @@ def test_guest_runs_normally_after_gdb_quits(traced, guest):
 
 
 STOP_ON_SCRIPT = r"""
-import gdb, json, threading, time
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
-guest = guestlab.Guest.load(RUN_DIR)
+import threading, time
 gdb.execute("memcheck stop-on exec /bin/wl-maps-static")
 gdb.execute("memcheck trace on")
 def drive():
@@ -198,9 +174,7 @@ gdb.execute("memcheck trace off")
 
 
 def test_stop_on_exec_catches_a_process_at_birth(guest):
-    script = (STOP_ON_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-              .replace("RUN_DIR", repr(str(guest.run_dir))))
-    run = run_gdb(guest, script=script, timeout=300)
+    run = run_gdb(guest, script=STOP_ON_SCRIPT, timeout=300)
     res = run.result()
     assert "memcheck: stopped on" in run.stdout and "exec" in run.stdout
     assert res["last"][0]["event"] == "exec" and res["last"][0]["path"] == "/bin/wl-maps-static"
@@ -209,11 +183,8 @@ def test_stop_on_exec_catches_a_process_at_birth(guest):
 
 
 TEARDOWN_SCRIPT = r"""
-import gdb, json, threading, time
-sys.path.insert(0, QEMU_SCRIPTS)
-import guestlab
+import threading, time
 from gdb_memcheck.frontend.session import SESSION
-guest = guestlab.Guest.load(RUN_DIR)
 
 class ExitOfTrue(gdb.Breakpoint):
     # exit_notify runs after exit_mm: the task is still listed but has no mm
@@ -238,9 +209,7 @@ emit({"pid": cur.tgid, "answers": answers, "row": next(r for r in ps if r["pid"]
 
 
 def test_a_process_being_torn_down_is_listed_without_a_memory_map(guest):
-    script = (TEARDOWN_SCRIPT.replace("QEMU_SCRIPTS", repr(str(REPO / "qemu-scripts")))
-              .replace("RUN_DIR", repr(str(guest.run_dir))))
-    run = run_gdb(guest, script=script, timeout=300)
+    run = run_gdb(guest, script=TEARDOWN_SCRIPT, timeout=300)
     res = run.result()
     pid = res["pid"]
     assert res["row"]["mm"] == 0 and not res["row"]["kernel_thread"]
