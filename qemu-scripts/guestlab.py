@@ -3,7 +3,7 @@
 an HMP monitor socket and a command shell on a second serial port.
 
 Used by the tests, the benchmarks and the demo; also a command line:
-  guestlab.py boot [--kaslr] [--halt] [--smp N] [--mem MB] [--cpu MODEL] [--run-dir D]
+  guestlab.py boot [--kernel NAME] [--kaslr] [--randmaps] [--halt] [--smp N] [--mem MB] [--cpu MODEL] [--run-dir D]
   guestlab.py sh RUN_DIR 'cat /proc/1/maps'
   guestlab.py hmp RUN_DIR 'info mem'
   guestlab.py stop RUN_DIR
@@ -36,16 +36,21 @@ def say(msg: str) -> None:
     print(f"[lab] {msg}", file=sys.stderr, flush=True)
 
 
-def _script_output(name: str) -> Path:
+def _script_output(name: str, *args: str) -> Path:
     """Run a build script (it is idempotent and cached) and return the directory it prints."""
-    proc = subprocess.run(["bash", str(SCRIPTS / name)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(["bash", str(SCRIPTS / name), *args], stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise LabError(f"{name} failed with exit code {proc.returncode}")
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def kernel_dir() -> Path:
-    return _script_output("kernel.sh")
+def default_kernel() -> str:
+    """The kernel a guest boots unless told otherwise (kernel.sh names them)."""
+    return os.environ.get("GDB_MEMCHECK_KERNEL") or os.environ.get("GDB_MEMCHECK_KERNEL_ABI") or "6.1-cloud"
+
+
+def kernel_dir(kernel: str = "") -> Path:
+    return _script_output("kernel.sh", kernel or default_kernel())
 
 
 def initramfs_dir() -> Path:
@@ -69,6 +74,7 @@ class BootOptions:
     cpu: str = "qemu64"
     randmaps: bool = False
     extra_append: str = ""
+    kernel: str = ""            # a kernel.sh name or ABI; "" is default_kernel()
 
 
 @dataclass
@@ -254,7 +260,7 @@ def boot(options: BootOptions | None = None, run_dir: str | Path | None = None,
          wait: bool = True) -> Guest:
     """Build (cached) what the guest needs, start it, and wait for the ready marker."""
     options = options or BootOptions()
-    kernel, initramfs = kernel_dir(), initramfs_dir()
+    kernel, initramfs = kernel_dir(options.kernel), initramfs_dir()
     rd = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="memcheck-guest-"))
     rd.mkdir(parents=True, exist_ok=True)
     (rd / "console.log").unlink(missing_ok=True)
@@ -271,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("boot", help="start a guest and wait until it is ready")
     b.add_argument("--run-dir")
+    b.add_argument("--kernel", default="", help="6.1-cloud (default), 6.1, 6.1-rt, 6.12-cloud, 6.12, 6.12-rt or an ABI")
     b.add_argument("--kaslr", action="store_true")
+    b.add_argument("--randmaps", action="store_true", help="user address-space randomization on")
     b.add_argument("--halt", action="store_true", help="-S: stop at reset")
     b.add_argument("--smp", type=int, default=1)
     b.add_argument("--mem", type=int, default=512)
@@ -288,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.cmd == "boot":
-            opts = BootOptions(kaslr=a.kaslr, halt=a.halt, smp=a.smp, mem_mb=a.mem, cpu=a.cpu)
+            opts = BootOptions(kaslr=a.kaslr, halt=a.halt, smp=a.smp, mem_mb=a.mem, cpu=a.cpu,
+                               randmaps=a.randmaps, kernel=a.kernel)
             print(boot(opts, a.run_dir).run_dir)
         elif a.cmd == "sh":
             sys.stdout.write(Guest.load(a.run_dir).sh(a.command))
