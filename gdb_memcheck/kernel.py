@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .paging import PagingMode, paging_mode
-from .target import Target, TargetError, cstring, read_u64
+from .target import SymbolError, Target, TargetError, cstring, read_u64
 
 UTS_FIELD_LEN = 65
+FIXED_PAGE_OFFSET = {4: 0xFFFF_8880_0000_0000, 5: 0xFF11_0000_0000_0000}   # __PAGE_OFFSET_BASE_L4 / _L5
 Loader = Callable[[int], int]
 
 
@@ -49,12 +50,28 @@ def per_cpu_address(target: Target, symbol: str, cpu: int, load: Loader | None =
     return load(target.symbol_address("__per_cpu_offset") + 8 * cpu) + target.symbol_address(symbol)
 
 
+def current_task_variable(target: Target) -> tuple[str, int]:
+    """The per-CPU variable that holds the running task, and the pointer's offset in it."""
+    if target.has_symbol("current_task"):
+        return "current_task", 0
+    # 6.2 (7443b296e699, "x86/percpu: Move current_task to pcpu_hot") made it a member
+    if target.has_symbol("pcpu_hot"):
+        return "pcpu_hot", target.layout("struct pcpu_hot").offset("current_task")
+    raise SymbolError("this kernel has neither current_task nor pcpu_hot.current_task: "
+                      "the running task cannot be found")
+
+
 def current_task(target: Target, cpu: int, load: Loader | None = None) -> int:
     """Address of the task_struct running on `cpu` (`load` reads a u64; default: a virtual read)."""
     load = load or (lambda addr: read_u64(target, addr))
-    return load(per_cpu_address(target, "current_task", cpu, load))
+    symbol, offset = current_task_variable(target)
+    return load(per_cpu_address(target, symbol, cpu, load) + offset)
 
 
 def page_offset_base(target: Target) -> int:
     """Start of the kernel's direct map of all physical memory (randomized with KASLR)."""
+    # a variable only with CONFIG_DYNAMIC_MEMORY_LAYOUT (4.17, 9e5eb7f5d4a8); else the fixed __PAGE_OFFSET
+    if not target.has_symbol("page_offset_base"):
+        levels = cpu_paging_mode(target).levels
+        return FIXED_PAGE_OFFSET[5 if levels == 5 else 4]
     return read_u64(target, target.symbol_address("page_offset_base"))

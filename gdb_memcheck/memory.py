@@ -10,7 +10,8 @@ from .kernel import page_offset_base
 from .target import MemoryReadError, Target, read_u64, u64
 
 PAGE = 4096
-START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000
+START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000      # __START_KERNEL_map, the same under 4- and 5-level paging
+MASK64 = (1 << 64) - 1
 
 
 @dataclass
@@ -63,7 +64,9 @@ class KernelMemory:
         if self.direct_map <= va < self.direct_map_end:
             return va - self.direct_map
         if START_KERNEL_MAP <= va < self.image_end:
-            return va - START_KERNEL_MAP + self.phys_base
+            # phys_base wraps below zero when KASLR moved the image further in virtual
+            # than in physical memory (__phys_addr_nodebug: unsigned arithmetic)
+            return (va - START_KERNEL_MAP + self.phys_base) & MASK64
         page = va & ~(PAGE - 1)
         if page not in self._walked:
             self._walked[page] = paging.translate(self.phys.read, self.kernel_pgd, page, self.levels).physical

@@ -82,6 +82,13 @@ class Target(Protocol):
     def symbol_size(self, name: str) -> int:
         """Size in bytes of a kernel variable (e.g. init_stack: THREAD_SIZE)."""
 
+    def has_symbol(self, name: str) -> bool:
+        """Whether the kernel's debug info has this variable or out-of-line function."""
+
+    def has_function(self, name: str) -> bool:
+        """Whether the debug info has this function, out of line or only inlined (a probe
+        for static inline helpers that mark a kernel change)."""
+
     def cpu_count(self) -> int:
         """Number of vCPUs."""
 

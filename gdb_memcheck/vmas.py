@@ -86,6 +86,9 @@ class VmaReader:
             ino.offset("i_ino"), sb.offset("s_dev")
         self.special_ops = {_maybe_symbol(target, s) for s in ("special_mapping_vmops", "legacy_special_mapping_vmops")}
         self.special_ops.discard(None)
+        # 6.6 (11250fd12eb8, "mm: factor out VMA stack and heap checks") made the [heap] test
+        # strict: a VMA that only touches start_brk or brk is no longer the heap
+        self.strict_heap = target.has_function("vma_is_initial_heap")
 
     def mm(self, addr: int) -> MmInfo:
         o = self.mm_off
@@ -139,13 +142,18 @@ class VmaReader:
         anon_name = u64(raw, self.v_anon_name) if self.v_anon_name is not None else 0
         name = self._special_name(u64(raw, v["vm_ops"]), u64(raw, v["vm_private_data"]))
         if name is None:
-            if start <= mm.brk and end >= mm.start_brk:
+            if self._is_heap(start, end, mm):
                 name = "[heap]"
             elif start <= mm.start_stack <= end:
                 name = "[stack]"
             elif anon_name:
                 name = f"[anon:{self._anon_name(anon_name)}]"
         return Vma(addr, start, end, flags, 0, 0, 0, name or "")
+
+    def _is_heap(self, start: int, end: int, mm: MmInfo) -> bool:
+        if self.strict_heap:
+            return start < mm.brk and end > mm.start_brk
+        return start <= mm.brk and end >= mm.start_brk
 
     def file_path(self, file: int) -> str:
         return self._file(file)[2]

@@ -63,6 +63,23 @@ class GdbTarget:
                 raise SymbolError(f"no symbol {name!r} in the loaded kernel debug info") from None
         return self._symbols[key]
 
+    def has_symbol(self, name: str) -> bool:
+        try:
+            self.symbol_address(name)
+        except SymbolError:
+            return False
+        return True
+
+    def has_function(self, name: str) -> bool:
+        key = "function " + name
+        if key not in self._symbols:
+            try:
+                gdb.decode_line(name)          # linespecs find inlined-only functions too
+                self._symbols[key] = 1
+            except gdb.error:
+                self._symbols[key] = 0
+        return bool(self._symbols[key])
+
     def layout(self, type_name: str) -> StructLayout:
         if type_name not in self._layouts:
             try:

@@ -28,6 +28,7 @@ class FakeTarget:
     selected_cpu: int = 0
     pages: dict[int, bytearray] = field(default_factory=dict)
     windows: list[tuple[int, int, int]] = field(default_factory=list)   # (virtual, size, physical)
+    inline_functions: set[str] = field(default_factory=set)             # only inlined: no address
 
     # --- building the guest -------------------------------------------------------------
     def add_ram(self, addr: int, size: int) -> None:
@@ -100,6 +101,12 @@ class FakeTarget:
         if name not in self.sizes:
             raise SymbolError(f"no size for {name!r}")
         return self.sizes[name]
+
+    def has_symbol(self, name: str) -> bool:
+        return name in self.symbols
+
+    def has_function(self, name: str) -> bool:
+        return name in self.symbols or name in self.inline_functions
 
     def cpu_count(self) -> int:
         return len(self.registers)

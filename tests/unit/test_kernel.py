@@ -153,8 +153,45 @@ def test_current_task_of_an_unreadable_per_cpu_area_raises_memory_read_error():
         current_task(target, 1)
 
 
+def kernel_with_pcpu_hot() -> FakeTarget:
+    """A 6.2+ kernel: no current_task variable; the task is pcpu_hot.current_task."""
+    target = booted_kernel()
+    del target.symbols["current_task"]
+    target.symbols["pcpu_hot"] = CURRENT_TASK
+    target.layouts["struct pcpu_hot"] = StructLayout("struct pcpu_hot", 64, {"current_task": Field(0, 8),
+                                                                             "preempt_count": Field(8, 4)})
+    return target
+
+
+@pytest.mark.parametrize("cpu", [0, 1])
+def test_current_task_is_read_from_pcpu_hot_when_the_kernel_has_no_current_task_variable(cpu):
+    assert current_task(kernel_with_pcpu_hot(), cpu) == TASKS[cpu]
+
+
+def test_current_task_uses_the_member_offset_of_pcpu_hot_current_task():
+    target = kernel_with_pcpu_hot()
+    target.layouts["struct pcpu_hot"] = StructLayout("struct pcpu_hot", 64, {"current_task": Field(16, 8)})
+    target.write_u64(PER_CPU_AREAS[0] + CURRENT_TASK + 16, TASKS[1])
+    assert current_task(target, 0) == TASKS[1]
+
+
+def test_current_task_on_a_kernel_with_neither_variable_raises_one_symbol_error():
+    target = booted_kernel()
+    del target.symbols["current_task"]
+    with pytest.raises(SymbolError, match="neither current_task nor pcpu_hot"):
+        current_task(target, 0)
+
+
 def test_page_offset_base_is_the_value_of_the_variable():
     assert page_offset_base(booted_kernel()) == 0xFFFF_8880_0000_0000
+
+
+@pytest.mark.parametrize("cr4, base", [(CR4_BOOTED, 0xFFFF_8880_0000_0000),
+                                       (CR4_BOOTED | CR4_LA57, 0xFF11_0000_0000_0000)])
+def test_page_offset_base_without_the_variable_is_the_fixed_base_of_the_paging_mode(cr4, base):
+    target = booted_kernel(cr4)
+    del target.symbols["page_offset_base"]
+    assert page_offset_base(target) == base
 
 
 # --- KernelInfo.summary -------------------------------------------------------------------
