@@ -15,7 +15,7 @@ class GdbTarget:
     """Implements gdb_memcheck.target.Target over gdb's remote connection to QEMU."""
 
     def __init__(self) -> None:
-        self._symbols: dict[str, int] = {}
+        self._symbols: dict[str, int | None] = {}
         self._layouts: dict[str, StructLayout] = {}
         self.physical_reader: PhysicalRead | None = None
         self._cpu_of_thread: dict[int, int] = {}
@@ -51,8 +51,11 @@ class GdbTarget:
             try:
                 self._symbols[name] = int(gdb.parse_and_eval(f"(unsigned long)&{name}"))
             except gdb.error:
-                raise SymbolError(f"no symbol {name!r} in the loaded kernel debug info") from None
-        return self._symbols[name]
+                self._symbols[name] = None      # a failed lookup searches every symtab: 10-50 ms
+        address = self._symbols[name]
+        if address is None:
+            raise SymbolError(f"no symbol {name!r} in the loaded kernel debug info")
+        return address
 
     def symbol_size(self, name: str) -> int:
         key = "sizeof " + name
