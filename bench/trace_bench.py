@@ -31,13 +31,13 @@ def timed_run(command):
     return while_running(command, timeout=900)["seconds"]
 results = {"untraced": timed_run("wl-churn-static all ROUNDS")}
 for name, opts in VARIANTS:
-    CONTROLLER.hits = 0; CONTROLLER.handler_seconds = 0.0; CONTROLLER.tracer.seq = 0
+    CONTROLLER.tracer.seq = 0
     gdb.execute("memcheck trace on " + opts)
     before = jit()
     seconds = timed_run("wl-churn-static all ROUNDS")
     stops = (jit() - before) / 2
     results[name] = {"seconds": seconds, "events": CONTROLLER.tracer.seq, "stops": stops,
-                     "handler_ms": CONTROLLER.handler_seconds / max(CONTROLLER.hits, 1) * 1e3}
+                     "handler_ms": CONTROLLER.stats.ms_per_hit}
     gdb.execute("memcheck trace off")
 results["after off"] = [timed_run("wl-churn-static all ROUNDS") for _ in range(2)]
 emit(results)

@@ -6,7 +6,7 @@ from functools import cached_property
 
 from . import paging, rss
 from .kernel import current_task
-from .memory import KernelMemory
+from .memory import KernelMemory, UserMemory
 from .target import PartialError, Target, TargetError
 from .tasks import Task, TaskReader
 from .vmas import MmInfo, Vma, VmaReader, path_layout_root
@@ -86,6 +86,10 @@ class System:
         if not task.mm:
             raise TargetError(f"pid {task.pid} ({task.comm}) has no memory map")
         return self.kmem.to_physical(self.kmem.u64(task.mm + self.layout_offset("struct mm_struct", "pgd")))
+
+    def user_memory(self, task: Task) -> UserMemory:
+        """A reader of `task`'s user memory through its own page tables."""
+        return UserMemory(self.kmem.phys, self.task_pgd(task), self.kmem.levels)
 
     def pgd(self, mm: MmInfo) -> int:
         """Physical address of a process's top-level page table."""

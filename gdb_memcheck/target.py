@@ -55,8 +55,11 @@ class StructLayout:
         return member in self.fields
 
     def offset(self, member: str) -> int:
+        return self.member(member).offset
+
+    def member(self, member: str) -> Field:
         try:
-            return self.fields[member].offset
+            return self.fields[member]
         except KeyError:
             raise SymbolError(f"{self.name} has no member {member!r} in this kernel") from None
 

@@ -1,7 +1,6 @@
-"""Live tracing from kernel breakpoints: which functions to hook on this kernel, how to
-decode their arguments into events, and the state the events keep — a process table
-and, per mm, a mapping cache invalidated by a generation counter (every thread sharing
-an mm bumps the same counter; views re-read VMAs only when it moved)."""
+"""Live tracing: kernel events (from kevents) kept as a log, and the state they keep — a
+process table and, per mm, a mapping cache invalidated by a generation counter (every
+thread sharing an mm bumps the same counter; views re-read VMAs only when it moved)."""
 from __future__ import annotations
 
 import json
@@ -9,68 +8,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .kevents import KernelEvent, exit_code
 from .system import System
-from .target import TargetError, cstring, i32, u64
-from .tasks import Task
+from .target import TargetError
 from .vmas import Vma
 
-REGS = "regs"           # arguments in rdi, rsi, rdx, rcx, r8, r9
-PT_REGS = "pt_regs"     # a syscall wrapper: rdi points at the user's saved registers
-ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
-PT_REGS_ARGS = ("di", "si", "dx", "r10", "r8", "r9")
-
-
-@dataclass(frozen=True)
-class HookSpec:
-    """One traced kernel event and the functions that can report it, best first."""
-
-    group: str
-    candidates: tuple[tuple[str, str], ...]
-    nargs: int
-    why: str
-
-
-HOOKS = (
-    HookSpec("new-task", (("wake_up_new_task", REGS),), 1,
-             "every fork/clone/kthread passes here once, task complete"),
-    HookSpec("exec", (("setup_new_exec", REGS), ("begin_new_exec", REGS)), 1,
-             "after the new mm is installed; bprm names the image"),
-    HookSpec("exit", (("do_exit", REGS),), 1, "every thread's exit, before exit_mm tears the mm down"),
-    HookSpec("mmap", (("mmap_region", REGS),), 5, "the address is chosen, nothing mapped yet"),
-    HookSpec("munmap", (("__vm_munmap", REGS), ("__x64_sys_munmap", PT_REGS)), 2,
-             "munmap(2) itself, not the unmaps mmap_region does internally"),
-    HookSpec("mprotect", (("do_mprotect_pkey", REGS), ("__x64_sys_mprotect", PT_REGS)), 3, "once per call"),
-    HookSpec("brk", (("__x64_sys_brk", PT_REGS),), 1, "brk(2) entry"),
-)
-
-
-@dataclass(frozen=True)
-class ChosenHook:
-    """The function placed for a hook group, its address, and why that one."""
-
-    group: str
-    symbol: str
-    address: int
-    args: str
-    nargs: int
-    reason: str
-
-
-def choose_hooks(resolve: Callable[[str], "int | None"]) -> tuple[list[ChosenHook], list[str]]:
-    """Probe the kernel for each group's candidates; return the chosen hooks and the groups left out."""
-    chosen, missing = [], []
-    for spec in HOOKS:
-        tried = []
-        for symbol, args in spec.candidates:
-            address = resolve(symbol)
-            if address is not None:
-                note = f"; not in this kernel: {', '.join(tried)}" if tried else ""
-                chosen.append(ChosenHook(spec.group, symbol, address, args, spec.nargs, spec.why + note))
-                break
-            tried.append(symbol)
-        else:
-            missing.append(f"{spec.group}: none of {', '.join(tried)} in this kernel")
-    return chosen, missing
+TRACED_GROUPS = ("new-task", "exec", "exit", "mmap", "munmap", "mprotect", "brk")
 
 
 @dataclass(frozen=True)
@@ -165,6 +108,8 @@ class Tracer:
         self.seq = 0
         self.counts: dict[str, int] = {}
         self.rules: list[StopRule] = []
+        self.log: Callable[[str], None] | None = None     # where each event goes as a JSON line
+        self.last_stop: Event | None = None
 
     # -- start ------------------------------------------------------------------
     def seed(self, system: System) -> None:
@@ -178,35 +123,37 @@ class Tracer:
             self.processes[proc.tgid] = traced
 
     # -- events -----------------------------------------------------------------
-    def handle(self, hook: ChosenHook, cpu: int, args: list[int], system: System) -> Event:
-        """Decode one hit of `hook` on vCPU `cpu` (args already taken from registers)."""
-        current = system.current(cpu)
-        kind, details = getattr(self, "_on_" + hook.group.replace("-", "_"))(args, current, system)
+    def on_event(self, event: KernelEvent, system: System) -> bool:
+        """Log one kernel event, update the table; True when a stop-on rule matches."""
+        details = getattr(self, "_on_" + event.kind.replace("-", "_"))(event, system)
         self.seq += 1
-        event = Event(self.seq, cpu, current.tgid, current.pid, current.comm, kind, details)
-        self.events.append(event)
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        return event
+        current = event.current
+        logged = Event(self.seq, event.cpu, current.tgid, current.pid, current.comm, event.kind, details)
+        self.events.append(logged)
+        self.counts[event.kind] = self.counts.get(event.kind, 0) + 1
+        if self.log is not None:
+            self.log(event_json_line(logged))
+        self.last_stop = logged if self.should_stop(logged) else None
+        return self.last_stop is not None
 
     def should_stop(self, event: Event) -> bool:
         return any(rule.matches(event) for rule in self.rules)
 
-    def _on_new_task(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
-        child = system.tasks.task(args[0])
-        if child.pid == child.tgid:
-            parent = self.processes.get(child.ppid)
-            image = parent.image if parent else ""
-            self.processes[child.tgid] = TracedProcess(child.tgid, child.ppid, child.comm, image, child.mm,
-                                                       {child.pid})
-            return "fork", {"child": child.pid, "mm": child.mm}
-        proc = self.processes.get(child.tgid)
-        if proc is not None:
-            proc.threads.add(child.pid)
-        return "clone", {"child": child.pid}
+    def _on_fork(self, event: KernelEvent, system: System) -> dict:
+        child = event.child
+        parent = self.processes.get(child.ppid)
+        image = parent.image if parent else ""
+        self.processes[child.tgid] = TracedProcess(child.tgid, child.ppid, child.comm, image, child.mm, {child.pid})
+        return {"child": child.pid, "mm": child.mm}
 
-    def _on_exec(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
-        path = _read_cstring(system, u64(system.kmem.read(args[0] + system.layout_offset(
-            "struct linux_binprm", "filename"), 8)))
+    def _on_clone(self, event: KernelEvent, system: System) -> dict:
+        proc = self.processes.get(event.child.tgid)
+        if proc is not None:
+            proc.threads.add(event.child.pid)
+        return {"child": event.child.pid}
+
+    def _on_exec(self, event: KernelEvent, system: System) -> dict:
+        current, path = event.current, event.path
         proc = self.processes.setdefault(current.tgid, TracedProcess(current.tgid, current.ppid, current.comm,
                                                                       path, current.mm, {current.pid}))
         if proc.mm and proc.mm != current.mm:
@@ -215,29 +162,25 @@ class Tracer:
         proc.comm = path.rsplit("/", 1)[-1][:15]
         proc.threads = {current.pid}
         self.mappings.bump(current.mm)
-        return "exec", {"path": path}
+        return {"path": path}
 
-    def _on_exit(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
-        code = i32(args[0].to_bytes(8, "little"))
-        proc = self.processes.get(current.tgid)
-        # The last thread to enter do_exit ends the process.  signal->live drops later in
-        # do_exit, so threads that exit_group kills together could each still count the others.
-        threads = {t.pid for t in system.threads(current)}
-        in_exit = ((proc.in_exit if proc else set()) & threads) | {current.pid}
+    def _on_thread_exit(self, event: KernelEvent, system: System) -> dict:
+        proc = self.processes.get(event.current.tgid)
         if proc is not None:
-            proc.in_exit = in_exit
-        if threads - in_exit:
-            if proc is not None:
-                proc.threads.discard(current.pid)
-            return "thread-exit", {"code": code}
+            proc.threads.discard(event.current.pid)
+        return {"code": exit_code(event)}
+
+    def _on_exit(self, event: KernelEvent, system: System) -> dict:
+        tgid = event.current.tgid
+        proc = self.processes.get(tgid)
         if proc is not None:
             proc.exiting = True
             self.mappings.forget(proc.mm)
             proc.mm = 0
             for other in self.processes.values():
-                if other.ppid == current.tgid:
+                if other.ppid == tgid:
                     other.ppid = 1
-        return "exit", {"code": code}
+        return {"code": exit_code(event)}
 
     def prune(self, system: System) -> None:
         """Forget exited processes that have been reaped (no longer on the task list);
@@ -246,26 +189,26 @@ class Tracer:
         for pid in [pid for pid, proc in self.processes.items() if proc.exiting and pid not in alive]:
             del self.processes[pid]
 
-    def _on_mmap(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
-        file, addr, length, flags, pgoff = args[:5]
-        self.mappings.bump(current.mm)
+    def _on_mmap(self, event: KernelEvent, system: System) -> dict:
+        file, addr, length, flags, pgoff = event.args[:5]
+        self.mappings.bump(event.current.mm)
         details = {"start": addr, "end": addr + length, "flags": flags}
         if file:
             details["path"] = system.file_path(file)
             details["offset"] = pgoff << 12
-        return "mmap", details
+        return details
 
-    def _on_munmap(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
-        self.mappings.bump(current.mm)
-        return "munmap", {"start": args[0], "end": args[0] + args[1]}
+    def _on_munmap(self, event: KernelEvent, system: System) -> dict:
+        self.mappings.bump(event.current.mm)
+        return {"start": event.args[0], "end": event.args[0] + event.args[1]}
 
-    def _on_mprotect(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
-        self.mappings.bump(current.mm)
-        return "mprotect", {"start": args[0], "end": args[0] + args[1], "prot": args[2]}
+    def _on_mprotect(self, event: KernelEvent, system: System) -> dict:
+        self.mappings.bump(event.current.mm)
+        return {"start": event.args[0], "end": event.args[0] + event.args[1], "prot": event.args[2]}
 
-    def _on_brk(self, args: list[int], current: Task, system: System) -> tuple[str, dict]:
-        self.mappings.bump(current.mm)
-        return "brk", {"brk": args[0]}
+    def _on_brk(self, event: KernelEvent, system: System) -> dict:
+        self.mappings.bump(event.current.mm)
+        return {"brk": event.args[0]}
 
     # -- views ------------------------------------------------------------------
     def traced_vmas(self, system: System, pid: int) -> list[Vma]:
@@ -285,13 +228,3 @@ class Tracer:
 def event_json_line(event: Event) -> str:
     return json.dumps(event.as_dict())
 
-
-def _read_cstring(system: System, addr: int, limit: int = 4096) -> str:
-    """A NUL-terminated string in kernel memory, read page by page."""
-    out = b""
-    while len(out) < limit:
-        chunk = system.kmem.read(addr + len(out), 4096 - ((addr + len(out)) & 0xFFF))
-        out += chunk
-        if b"\0" in chunk:
-            break
-    return cstring(out)

@@ -60,8 +60,8 @@ report is kept: `report PID` shows it (`report` alone: the latest)."""
             raise UsageError(f"unrecognized arguments: {args.pid}")
         system = SESSION.system()
         process = pick_process(system, args.process)
-        if process.tgid in CONTROLLER.tracker.processes and not args.scan:
-            report = CONTROLLER.live_report(system, process)
+        if CONTROLLER.tracker.tracks(process.tgid) and not args.scan:
+            report = CONTROLLER.tracker.live_report(system, process)
         else:
             report = heapscan.scan(system, process).report()
         self._show(report, args)
@@ -100,13 +100,13 @@ report is kept: `report PID` shows it (`report` alone: the latest)."""
         for p in doc["processes"]:
             gdb.write(f"  pid {p['pid']}: {p['blocks']} live blocks, {p['calls']} calls, {p['returns']} returns"
                       f"{'' if p['in_main'] else ', before main'}\n")
-        gdb.write(f"exit reports: {', '.join(str(r.pid) for r in CONTROLLER.reports) or '(none)'}; "
+        gdb.write(f"exit reports: {', '.join(str(r.pid) for r in CONTROLLER.tracker.reports) or '(none)'}; "
                   f"bad frees: {len(doc['bad_frees'])}\n")
         for line in doc["untracked"]:
             gdb.write(f"  not tracked: {line}\n")
 
     def _report(self, args: argparse.Namespace) -> None:
-        reports = CONTROLLER.reports
+        reports = CONTROLLER.tracker.reports
         if args.pid is not None:
             if not args.pid.isdigit():
                 raise UsageError(f"report takes a PID, not {args.pid!r}")

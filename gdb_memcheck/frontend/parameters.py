@@ -9,7 +9,7 @@ import gdb
 from . import physical
 from .session import SESSION
 from .leak_tracking import CONTROLLER as TRACKING
-from .leak_tracking import EXIT_REPORTS
+from ..malloc_tracker import EXIT_REPORTS
 from .trace import CONTROLLER
 
 
@@ -97,13 +97,13 @@ class StackDepthParameter(gdb.Parameter):
 
     def __init__(self) -> None:
         super().__init__("memcheck stack-depth", gdb.COMMAND_DATA, gdb.PARAM_ZUINTEGER)
-        self.value = TRACKING.depth
+        self.value = TRACKING.tracker.depth
 
     def get_set_string(self) -> str:
         if not 1 <= self.value <= 64:
-            self.value = TRACKING.depth
+            self.value = TRACKING.tracker.depth
             raise gdb.GdbError("set memcheck stack-depth: give a number of frames from 1 to 64")
-        TRACKING.depth = self.value
+        TRACKING.tracker.depth = self.value
         return ""
 
     def get_show_string(self, svalue: str) -> str:
@@ -119,10 +119,10 @@ class ExitReportParameter(gdb.Parameter):
 
     def __init__(self) -> None:
         super().__init__("memcheck exit-report", gdb.COMMAND_DATA, gdb.PARAM_ENUM, EXIT_REPORTS)
-        self.value = TRACKING.exit_report
+        self.value = TRACKING.tracker.exit_report
 
     def get_set_string(self) -> str:
-        TRACKING.exit_report = self.value
+        TRACKING.tracker.exit_report = self.value
         return ""
 
     def get_show_string(self, svalue: str) -> str:

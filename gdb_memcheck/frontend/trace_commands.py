@@ -9,6 +9,7 @@ from .. import tracing
 from ..views import maps_json, maps_text, to_json
 from .commands import ArgParser, JsonSubcommand, Subcommand, UsageError, emit
 from .session import SESSION
+from .breakpoints import KERNEL_HOOKS
 from .trace import CONTROLLER
 
 
@@ -36,7 +37,7 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
 
     def _on(self, args: argparse.Namespace) -> None:
         groups = [g for g in args.only.split(",") if g]
-        known = {spec.group for spec in tracing.HOOKS}
+        known = set(tracing.TRACED_GROUPS)
         if set(groups) - known:
             raise UsageError(f"unknown hook group {', '.join(sorted(set(groups) - known))}; "
                              f"groups: {' '.join(sorted(known))}")
@@ -48,24 +49,23 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
         gdb.write(f"memcheck trace: {CONTROLLER.stop_tracing()} hooks removed\n")
 
     def _status(self, args: argparse.Namespace) -> None:
-        c = CONTROLLER
-        doc = {"active": c.active, "hits": c.hits, "events": c.tracer.seq, "repeated_hits": c.duplicates,
-               "counts": c.tracer.counts,
-               "handler_ms_per_hit": (c.handler_seconds / c.hits * 1e3) if c.hits else 0.0,
-               "errors": c.errors, "last_error": c.last_error or None,
+        c, stats = CONTROLLER, CONTROLLER.stats
+        doc = {"active": c.active, "hits": stats.hits, "events": c.tracer.seq, "repeated_hits": stats.repeated,
+               "counts": c.tracer.counts, "handler_ms_per_hit": stats.ms_per_hit,
+               "errors": stats.errors, "last_error": stats.last_error or None,
                "mapping_reads": c.tracer.mappings.reads, "mapping_cache_hits": c.tracer.mappings.hits,
                "hooks": [{"group": h.group, "symbol": h.symbol, "address": h.address, "reason": h.reason}
-                         for h in c.hooks], "missing": c.missing,
+                         for h in c.hooks], "missing": KERNEL_HOOKS.missing if c.active else [],
                "stop_on": [vars(r) for r in c.tracer.rules]}
         if args.json:
             gdb.write(to_json(doc) + "\n")
             return
-        lines = [f"tracing {'on' if c.active else 'off'}: {c.hits} hits, {c.tracer.seq} events, "
-                 f"{doc['handler_ms_per_hit']:.2f} ms handler time per hit, {c.errors} errors"]
+        lines = [f"tracing {'on' if c.active else 'off'}: {stats.hits} hits, {c.tracer.seq} events, "
+                 f"{stats.ms_per_hit:.2f} ms handler time per hit, {stats.errors} errors"]
         lines += [f"  {h.group:<9} {h.symbol:<20} {h.address:#x}  {h.reason}" for h in c.hooks]
-        lines += [f"  missing   {m}" for m in c.missing]
-        if c.last_error:
-            lines.append(f"  last error: {c.last_error}")
+        lines += [f"  missing   {m}" for m in doc["missing"]]
+        if stats.last_error:
+            lines.append(f"  last error: {stats.last_error}")
         gdb.write("\n".join(lines) + "\n")
 
     def _table(self, args: argparse.Namespace) -> None:

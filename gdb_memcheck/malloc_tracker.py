@@ -1,0 +1,410 @@
+"""Tracking mode of `memcheck leaks`, without gdb: breakpoints on the malloc family of each
+tracked process (filtered by pid, since the same virtual address runs in every process),
+one on the return site of each call that hands out a block, and three kernel events from
+the shared event source: fork (the child inherits the map), exec-ready (the map starts
+again at the program's entry) and exit (the leak report, taken before the mm is torn down).
+The frontend places the breakpoints this asks for and hands their hits back."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Protocol
+
+from . import alloctrack, heapscan, leaks
+from .elfsyms import SymbolCache
+from .kevents import HitStats, KernelEvent, RepeatedHits
+from .memory import UserMemory
+from .stackframes import Frame, frame
+from .system import System
+from .target import TargetError, u64
+from .tasks import Task
+from .unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from .views import bad_free_json, bad_free_text, leak_report_memcheck, leak_report_text
+
+KERNEL_GROUPS = ("new-task", "exec-ready", "exit")
+ARG_REGS = ("rdi", "rsi", "rdx", "rcx")
+# Registers a call clobbers: equal values at a second hit of an entry, with no other stop
+# of the thread in between, mean the same call reported again, not a new call.
+SCRATCH_REGS = ("rax", "r8", "r9", "r10", "r11")
+AT_ENTRY = 9
+EXIT_REPORTS = ("summary", "text", "memcheck", "off")
+
+
+class Heap(Protocol):
+    """What the heap walker tells tracking: the blocks live now, and their classification."""
+
+    def live_blocks(self, system: System, process: Task) -> list[tuple[int, int]]:
+        """(address, usable size) of every live block, from a scan of the process's heap."""
+
+    def classify(self, system: System, process: Task, blocks: list[leaks.Block]) -> None:
+        """Sort tracked blocks into leak kinds by a root scan of the process."""
+
+
+class GlibcHeap:
+    """The Heap of a glibc process, walked from outside (heapscan)."""
+
+    def live_blocks(self, system: System, process: Task) -> list[tuple[int, int]]:
+        return [(b.address, b.size) for b in heapscan.scan(system, process).index.blocks]
+
+    def classify(self, system: System, process: Task, blocks: list[leaks.Block]) -> None:
+        heapscan.classify_tracked(system, process, blocks)
+
+
+class UserBreakpoints(Protocol):
+    """Where the tracker's user-space breakpoints go (gdb breakpoints, or a test's set)."""
+
+    def insert(self, address: int) -> None:
+        """Place a breakpoint at `address` whose hits come back through MallocTracker.user_hit."""
+
+    def remove_all(self) -> None:
+        """Delete every breakpoint placed through insert()."""
+
+
+@dataclass
+class ProcessHooks:
+    """Where the malloc family of one tracked process lives, and its start-up breakpoints."""
+
+    pid: int
+    family: dict[int, str] = field(default_factory=dict)     # address -> function
+    allocator: str = ""             # the module that defines the family (libc, or a static executable)
+    entry: int | None = None        # the program's entry point, while waiting for it after exec
+    main: int | None = None         # main(), while waiting for it
+    modules: ModuleMap | None = None
+
+
+class MallocTracker:
+    """Follows tracked processes through their malloc-family calls and kernel events."""
+
+    def __init__(self, breakpoints: UserBreakpoints, symbols: Callable[[], SymbolCache],
+                 notify: Callable[[str], None], heap: Heap | None = None) -> None:
+        self.breakpoints, self.symbols, self.notify = breakpoints, symbols, notify
+        self.heap = heap or GlibcHeap()
+        self.depth = 16                 # frames kept per allocation stack (set memcheck stack-depth)
+        self.exit_report = "summary"    # what a tracked process's exit prints (set memcheck exit-report)
+        self.reports: list[leaks.LeakReport] = []
+        self.frames: dict[int, dict[int, Frame]] = {}       # pid -> pc -> symbolized frame
+        self.tracker = alloctrack.AllocationTracker()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget what is tracked (not the reports, bad frees and their frames)."""
+        bad = self.tracker.bad_frees
+        self.tracker = alloctrack.AllocationTracker()
+        self.tracker.bad_frees = bad
+        self.hooks: dict[int, ProcessHooks] = {}
+        self.exec_paths: set[str] = set()
+        self.user_addresses: set[int] = set()
+        self.return_sites: set[int] = set()
+        self.unwinder = Unwinder()
+        self.untracked: list[str] = []          # processes that executed a program we cannot track
+        self.stats = HitStats()                 # user-space stops
+        self.repeats = RepeatedHits()
+
+    # -- what to track --------------------------------------------------------
+    def track_process(self, system: System, process: Task) -> str:
+        """Start tracking a running process: its live blocks are taken from a heap scan."""
+        pid = process.tgid
+        if pid in self.hooks:
+            raise TargetError(f"pid {pid} ({process.comm}) is already tracked")
+        modules = ModuleMap(system.vmas(process), self.symbols())
+        allocator, family = malloc_family(modules, process)
+        hooks = self.hooks[pid] = ProcessHooks(pid, family, allocator, modules=modules)
+        self.tracker.track(pid, in_main=True, complete=len(system.threads(process)) == 1, since="attach")
+        for address in family:
+            self._insert(address)
+        seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
+        return f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points; {seeded}"
+
+    def track_exec(self, path: str) -> str:
+        """Track every process that executes `path` from now on, from its first instruction."""
+        self.exec_paths.add(path)
+        return f"tracking processes that execute {path}"
+
+    # -- kernel events ----------------------------------------------------------
+    def on_event(self, event: KernelEvent, system: System) -> bool:
+        """fork, exec-ready, exit and thread-exit of tracked processes; never stops."""
+        handler = getattr(self, "_on_" + event.kind.replace("-", "_"), None)
+        if handler is not None:
+            handler(event, system)
+        return False
+
+    def _on_fork(self, event: KernelEvent, system: System) -> None:
+        parent = self.hooks.get(event.current.tgid)
+        child = event.child.tgid
+        if parent is not None and self.tracker.forked(event.current.tgid, child):
+            self.hooks[child] = replace(parent, pid=child, family=dict(parent.family))
+
+    def _on_exec_ready(self, event: KernelEvent, system: System) -> None:
+        """start_thread: the new image is mapped and its auxv written; libc is not yet."""
+        current = event.current
+        pid = current.tgid
+        if pid not in self.hooks and not exec_matches(system.exe_path(current), self.exec_paths):
+            return
+        self.tracker.forget(pid)
+        self.tracker.track(pid, in_main=False, complete=True, since="exec")
+        entry = auxv_entry(system, current)
+        self.hooks[pid] = ProcessHooks(pid, entry=entry)
+        self._insert(entry)
+
+    def _on_thread_exit(self, event: KernelEvent, system: System) -> None:
+        if event.current.tgid in self.hooks:
+            self.tracker.thread_exited(event.current.tgid, event.current.pid)
+
+    def _on_exit(self, event: KernelEvent, system: System) -> None:
+        current = event.current
+        if self.hooks.get(current.tgid) is None:
+            return
+        proc = self.tracker.processes.get(current.tgid)
+        if proc is not None:
+            report = self._report(system, current, proc, "exited")
+            self.reports.append(report)
+            self.notify(exit_report_text(report, self.exit_report))
+        self.tracker.forget(current.tgid)
+        self.hooks.pop(current.tgid)
+        if not self.hooks:
+            self._drop_user_breakpoints()
+
+    def _drop_user_breakpoints(self) -> None:
+        """No tracked process is left: its malloc-family, start-up and return-site breakpoints
+        go, so a long --exec session does not pile up breakpoints gdb re-inserts at every stop."""
+        self.breakpoints.remove_all()
+        self.user_addresses.clear()
+        self.return_sites.clear()
+        self.repeats.clear()
+
+    # -- user-space breakpoints -------------------------------------------------
+    def user_hit(self, address: int, cpu: int, system: Callable[[], System]) -> bool:
+        """A malloc-family entry, return site, program entry or main was hit; never stops."""
+        def handle() -> bool:
+            snapshot = system()
+            self._user_hit(snapshot, snapshot.current(cpu), address)
+            return False
+        return self.stats.run(f"{address:#x}", handle)
+
+    def _user_hit(self, system: System, current: Task, address: int) -> None:
+        hooks = self.hooks.get(current.tgid)
+        if hooks is None:
+            return
+        if address in hooks.family:
+            self._entry(system, current, hooks, address)
+            return
+        self.repeats.forget(current.pid)         # the thread ran on: a next entry is a new call
+        if address in self.return_sites:
+            self._return(system, current)
+        if address == hooks.entry:
+            self._at_entry(system, current, hooks)
+        if address == hooks.main:
+            hooks.main = None
+            self.tracker.processes[current.tgid].in_main = True
+
+    def _entry(self, system: System, current: Task, hooks: ProcessHooks, address: int) -> None:
+        reg = system.target.register
+        args = [reg(r) for r in ARG_REGS]
+        rsp = reg("rsp")
+        memory = system.user_memory(current)
+        if self._repeated(system, current.pid, address, args, rsp, memory, hooks.family[address] == "free"):
+            return
+        modules = self._modules(system, current, hooks, [address])
+        stack = tuple(self.unwinder.unwind({RA: address, RSP: rsp, RBP: reg("rbp")}, memory.read, modules,
+                                           self.depth))
+        site = memory.u64(rsp)
+        caller = modules.module(site)
+        wait, bad = self.tracker.entry(current.tgid, current.pid, hooks.family[address], args, rsp, stack,
+                                       from_allocator=caller is not None and caller.path == hooks.allocator)
+        if bad is not None:
+            frames = self._symbolize(current.tgid, bad.stack + bad.freed_by + (bad.block.stack if bad.block else ()),
+                                     modules)
+            self.notify("memcheck: " + bad_free_text(bad, frames) + "\n")
+        if wait and site not in self.return_sites:
+            self.return_sites.add(site)
+            self._insert(site)
+
+    def _repeated(self, system: System, tid: int, address: int, args: list[int], rsp: int,
+                  memory: UserMemory, free: bool) -> bool:
+        """Whether this entry hit is the thread's last one reported again (see SCRATCH_REGS).
+        A free writes into its block (tcache key or list link), so a free entered again with
+        its block unchanged is the same call, even from a loop with equal registers."""
+        block = memory.read(args[0], 16) if free and args[0] else b""
+        scratch = tuple(system.target.register(r) for r in SCRATCH_REGS)
+        if self.repeats.seen(tid, (address, rsp, *args, *scratch, block)):
+            self.stats.repeated += 1
+            return True
+        return False
+
+    def _return(self, system: System, current: Task) -> None:
+        reg = system.target.register
+        self.tracker.returned(current.tgid, current.pid, reg("rsp"), reg("rax"),
+                              lambda address: system.user_memory(current).u64(address))
+
+    def _at_entry(self, system: System, current: Task, hooks: ProcessHooks) -> None:
+        """The program's first instruction: its libraries are mapped, main is not running yet."""
+        hooks.entry = None
+        try:
+            self._place_family(system, current, hooks)
+        except TargetError as e:                 # e.g. a static binary without symbols
+            self.untracked.append(str(e))
+            self.notify(f"memcheck: not tracking {e}\n")
+            self.tracker.forget(current.tgid)
+            del self.hooks[current.tgid]
+            return
+        self._seed(system, current, alloctrack.Origin.TRANSITION)
+        main = main_address(hooks.modules, system.exe_path(current))
+        if main is None:
+            self.tracker.processes[current.tgid].in_main = True
+        else:
+            hooks.main = main
+            self._insert(main)
+
+    # -- helpers ----------------------------------------------------------------
+    def _insert(self, address: int) -> None:
+        if address not in self.user_addresses:
+            self.user_addresses.add(address)
+            self.breakpoints.insert(address)
+
+    def _place_family(self, system: System, process: Task, hooks: ProcessHooks) -> None:
+        hooks.modules = ModuleMap(system.vmas(process), self.symbols())
+        hooks.allocator, hooks.family = malloc_family(hooks.modules, process)
+        for address in hooks.family:
+            self._insert(address)
+
+    def _seed(self, system: System, process: Task, origin: alloctrack.Origin) -> str:
+        """Seed the map with the blocks a heap scan finds now; say what it found.  A heap
+        that cannot be walked leaves the map incomplete: unknown frees are then counted,
+        not reported as invalid."""
+        mm = system.mm(process)
+        if mm.brk == mm.start_brk:
+            return "no heap yet"
+        try:
+            blocks = self.heap.live_blocks(system, process)
+        except TargetError as e:
+            self.tracker.processes[process.tgid].complete = False
+            return f"the heap scan failed ({e}): frees of blocks it did not see are counted, not reported"
+        self.tracker.seed(process.tgid, blocks, origin)
+        return f"{len(blocks)} live blocks found by a heap scan"
+
+    def _modules(self, system: System, process: Task, hooks: ProcessHooks, pcs: list[int]) -> ModuleMap:
+        if hooks.modules is None or any(hooks.modules.by_address.find(pc) is None for pc in pcs):
+            hooks.modules = ModuleMap(system.vmas(process), self.symbols())
+        return hooks.modules
+
+    def _symbolize(self, pid: int, pcs: tuple[int, ...], modules: ModuleMap) -> dict[int, Frame]:
+        """Frames for these pcs of `pid`, each symbolized once and kept with the process."""
+        known = self.frames.setdefault(pid, {})
+        hooks = self.hooks.get(pid)
+        family = hooks.family if hooks else {}
+        for pc in pcs:
+            if pc not in known:
+                found = frame(pc, modules, is_return=pc not in family)
+                # an entry point is named as the program called it, not by glibc's alias
+                known[pc] = replace(found, function=family[pc]) if pc in family else found
+        return known
+
+    # -- reports ----------------------------------------------------------------
+    def _report(self, system: System, process: Task, proc: alloctrack.ProcessAllocations,
+                when: str) -> leaks.LeakReport:
+        """Classify a tracked process's live blocks now and symbolize their stacks."""
+        blocks = [leaks.Block(a.address, a.size, stack=a.stack, origin=a.origin.value, via=a.via)
+                  for a in proc.live()]
+        self.heap.classify(system, process, blocks)
+        hooks = self.hooks.get(process.tgid)
+        modules = hooks.modules if hooks and hooks.modules else ModuleMap(system.vmas(process), self.symbols())
+        frames = self._symbolize(process.tgid, tuple(pc for b in blocks for pc in b.stack), modules)
+        bad = [b for b in self.tracker.bad_frees if b.pid == process.tgid]
+        header = (f"{len(blocks)} live blocks tracked since {proc.since} ({proc.calls} calls), {when}; "
+                  f"{proc.untracked_frees} frees of blocks the tracking never saw")
+        return leaks.LeakReport(process.tgid, process.comm, "tracking", blocks, header,
+                                system.exe_path(process), dict(frames), bad)
+
+    def tracks(self, pid: int) -> bool:
+        """Whether `pid` has an allocation map now."""
+        return pid in self.tracker.processes
+
+    def live_report(self, system: System, process: Task) -> leaks.LeakReport:
+        """`memcheck leaks PID` of a tracked process: its map as it is at this stop."""
+        return self._report(system, process, self.tracker.processes[process.tgid], "live")
+
+    def status(self, kernel: HitStats) -> dict:
+        """Costs and state; `kernel` holds the stats of this tracker's kernel events."""
+        stops = kernel.hits + self.stats.hits
+        seconds = kernel.seconds + self.stats.seconds
+        last_error = self.stats.last_error or kernel.last_error
+        return {"exec_paths": sorted(self.exec_paths), "stops": stops,
+                "repeated_hits": self.stats.repeated + kernel.repeated,
+                "handler_ms_per_stop": seconds / stops * 1e3 if stops else 0.0,
+                "errors": kernel.errors + self.stats.errors, "last_error": last_error or None,
+                "breakpoints": {"user": len(self.user_addresses), "return_sites": len(self.return_sites)},
+                "processes": [{"pid": p.pid, "blocks": len(p.blocks), "calls": p.calls, "returns": p.returns,
+                               "in_main": p.in_main, "complete": p.complete}
+                              for p in self.tracker.processes.values()],
+                "reports": [r.pid for r in self.reports], "untracked": self.untracked,
+                "bad_frees": [bad_free_json(b, self.frames.get(b.pid, {})) for b in self.tracker.bad_frees]}
+
+
+def exit_report_text(report: leaks.LeakReport, style: str) -> str:
+    """What a tracked process's exit prints: a line, the valgrind-style report, the
+    emulator memcheck's per-block report, or nothing."""
+    if style == "off":
+        return ""
+    if style == "text":
+        return leak_report_text(report, [leaks.Kind.DEFINITE, leaks.Kind.INDIRECT, leaks.Kind.POSSIBLE])
+    if style == "memcheck":
+        return leak_report_memcheck(report)
+    lost = sum(1 for b in report.reported(False) if b.kind is not leaks.Kind.REACHABLE)
+    return (f"memcheck: pid {report.pid} ({report.comm}) exited: {lost} lost blocks, {len(report.bad_frees)} "
+            f"bad frees; 'memcheck leaks report {report.pid}' shows them\n")
+
+
+def auxv_entry(system: System, task: Task) -> int:
+    """AT_ENTRY from the mm's saved auxiliary vector: where the program itself starts."""
+    saved = system.target.layout("struct mm_struct").member("saved_auxv")
+    auxv = system.kmem.read(task.mm + saved.offset, saved.size)
+    for i in range(0, len(auxv), 16):
+        key, value = u64(auxv, i), u64(auxv, i + 8)
+        if key == AT_ENTRY:
+            return value
+        if key == 0:
+            break
+    raise TargetError(f"pid {task.tgid} has no AT_ENTRY in its auxiliary vector")
+
+
+def main_address(modules: ModuleMap, exe: str) -> int | None:
+    """Where the executable's main() is, from its symbols; None when it has none."""
+    for interval in modules.by_address:
+        vma = interval.value
+        if vma.name == exe and vma.offset == 0:
+            module = modules.module(vma.start)
+            found = module.elf.addresses_of(["main"]) if module else {}
+            return runtime_address(module, found["main"]) if "main" in found else None
+    return None
+
+
+def exec_matches(path: str, patterns: set[str]) -> bool:
+    """`--exec` takes a full guest path, or a bare name that matches any directory."""
+    return path in patterns or path.rsplit("/", 1)[-1] in {p for p in patterns if "/" not in p}
+
+
+def malloc_family(modules: ModuleMap, process: Task) -> tuple[str, dict[int, str]]:
+    """The module that defines malloc and free (libc, or the executable itself when it is
+    static) and the run-time addresses of the malloc family in it."""
+    tried = []
+    seen = set()
+    for interval in modules.by_address:
+        vma = interval.value
+        if vma.name in seen:
+            continue
+        seen.add(vma.name)
+        module = modules.module(vma.start)
+        if module is None:
+            continue
+        found = module.elf.addresses_of(alloctrack.FAMILY)
+        if "malloc" in found and "free" in found:
+            return module.path, {runtime_address(module, vaddr): name
+                                 for name, vaddr in sorted(found.items(), reverse=True)}
+        tried.append(vma.name)
+    raise TargetError(f"pid {process.tgid} ({process.comm}): no module defines malloc and free "
+                      f"(looked in {', '.join(tried) or 'no readable module'}; a static binary without symbols?)")
+
+
+def runtime_address(module, vaddr: int) -> int:
+    """The run-time address of an ELF virtual address of `module`."""
+    base = module.vma.start - module.elf.vaddr_for_file_offset(module.vma.offset)
+    return base + vaddr

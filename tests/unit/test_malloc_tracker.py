@@ -1,0 +1,272 @@
+"""Leak tracking without gdb: the MallocTracker over a fake guest whose process maps a real
+static program (built here, so its malloc family, main and CFI are real), fed kernel
+events and breakpoint hits as the frontend would feed them."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from fake_system import SAVED_AUXV, FakeSystem
+from gdb_memcheck import kevents, leaks
+from gdb_memcheck.elfsyms import SymbolCache
+from gdb_memcheck.kevents import KernelEvent
+from gdb_memcheck.malloc_tracker import AT_ENTRY, MallocTracker
+from gdb_memcheck.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
+
+SOURCE = Path(__file__).with_name("programs") / "mallocs.c"
+STACK_TOP = 0x7FFF_F000
+HOOK = {g: kevents.ChosenHook(g, g, 0, kevents.REGS, 1, "") for g in kevents.GROUPS}
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prog")
+    exe = out / "mallocs"
+    subprocess.run(["gcc", "-g", "-O0", "-static", "-no-pie", "-o", str(exe), str(SOURCE)], check=True)
+    subprocess.run(["strip", "-o", str(out / "mallocs-stripped"), str(exe)], check=True)
+    return exe
+
+
+def symbols_of(exe: Path) -> dict[str, int]:
+    with exe.open("rb") as f:
+        elf = ELFFile(f)
+        table = elf.get_section_by_name(".symtab")
+        return {s.name: s["st_value"] for s in table.iter_symbols() if s["st_value"]} | {"_entry": elf["e_entry"]}
+
+
+def load_segments(exe: Path) -> list[Vma]:
+    """The program's PT_LOAD segments mapped at their link addresses, as the kernel maps them."""
+    vmas = []
+    with exe.open("rb") as f:
+        for seg in ELFFile(f).iter_segments():
+            if seg["p_type"] != "PT_LOAD":
+                continue
+            start, end = seg["p_vaddr"] & ~0xFFF, (seg["p_vaddr"] + seg["p_filesz"] + 0xFFF) & ~0xFFF
+            flags = (VM_READ if seg["p_flags"] & 4 else 0) | (VM_WRITE if seg["p_flags"] & 2 else 0) | \
+                    (VM_EXEC if seg["p_flags"] & 1 else 0)
+            vmas.append(Vma(0, start, end, flags, seg["p_offset"] & ~0xFFF, 0x801, 7, str(exe)))
+    return vmas
+
+
+class FakeHeap:
+    """Heap scans see `live`; classification marks every block definitely lost but `reachable`."""
+
+    def __init__(self) -> None:
+        self.live: list[tuple[int, int]] = []
+        self.reachable: set[int] = set()
+
+    def live_blocks(self, system, process):
+        return list(self.live)
+
+    def classify(self, system, process, blocks):
+        for b in blocks:
+            b.kind = leaks.Kind.REACHABLE if b.address in self.reachable else leaks.Kind.DEFINITE
+
+
+class Breakpoints:
+    def __init__(self) -> None:
+        self.placed: set[int] = set()
+
+    def insert(self, address: int) -> None:
+        assert address not in self.placed, "each address is placed once"
+        self.placed.add(address)
+
+    def remove_all(self) -> None:
+        self.placed.clear()
+
+
+class Guest:
+    """A fake guest, a tracker over it, and the frontend's side of the conversation."""
+
+    def __init__(self, exe: Path) -> None:
+        self.system = FakeSystem()
+        self.sym = symbols_of(exe)
+        self.exe = exe
+        self.heap, self.bps, self.said = FakeHeap(), Breakpoints(), []
+        self.tracker = MallocTracker(self.bps, lambda: SymbolCache("/"), self.said.append, self.heap)
+
+    def process(self, pid: int, exe: Path | None = None, threads: int = 1, ppid: int = 1):
+        exe = exe or self.exe
+        task = self.system.spawn(pid, ppid=ppid, comm=exe.name[:15], exe=str(exe), threads=threads)
+        proc = self.system.processes[pid]
+        proc.vmas = load_segments(exe)
+        auxv = proc.mm.addr + SAVED_AUXV
+        self.system.kmem.write(auxv, bytes(48 * 8))
+        self.system.kmem.write_u64(auxv, AT_ENTRY)
+        self.system.kmem.write_u64(auxv + 8, symbols_of(exe)["_entry"] if exe == self.exe else 0x401000)
+        return task
+
+    def event(self, kind: str, task, child=None) -> None:
+        group = {"fork": "new-task", "clone": "new-task", "thread-exit": "exit"}.get(kind, kind)
+        self.system.run_on(0, task, rsp=0x100)
+        self.tracker.on_event(KernelEvent(kind, HOOK[group], 0, task, (), child), self.system)
+
+    def at(self, symbol_or_address, task, **regs) -> None:
+        """The thread `task` hits the breakpoint at a symbol (or address) with these registers."""
+        address = self.sym[symbol_or_address] if isinstance(symbol_or_address, str) else symbol_or_address
+        assert address in self.bps.placed, f"no breakpoint at {symbol_or_address}"
+        regs = {"rsp": STACK_TOP - 0x100, "rbp": 0, "rax": 0, **{r: 0 for r in
+                ("rdi", "rsi", "rdx", "rcx", "r8", "r9", "r10", "r11")}, **regs}
+        self.system.run_on(0, task, **regs)
+        assert self.tracker.user_hit(address, 0, lambda: self.system) is False
+        assert self.tracker.stats.errors == 0, self.tracker.stats.last_error
+
+    def call(self, function: str, task, args: tuple = (), result: int = 0, rsp: int = STACK_TOP - 0x100) -> None:
+        """A whole call from main: entry (return address main+9 on the stack), then its return."""
+        site = self.sym["main"] + 9
+        self.system.processes[task.tgid].memory.write_u64(rsp, site)
+        self.at(function, task, rsp=rsp, **dict(zip(("rdi", "rsi", "rdx", "rcx"), args)))
+        if function != "free":
+            self.at(site, task, rsp=rsp + 8, rax=result)
+
+    def started(self, pid: int = 100, threads: int = 1):
+        """A process that executed the program, reached its entry and main."""
+        self.tracker.track_exec(self.exe.name)
+        task = self.process(pid, threads=threads)
+        self.event("exec-ready", task)
+        self.at("_entry", task)
+        self.at("main", task)
+        return task
+
+
+@pytest.fixture
+def guest(program) -> Guest:
+    return Guest(program)
+
+
+def live(guest: Guest, pid: int = 100) -> dict[int, tuple[int, str]]:
+    return {a.address: (a.size, a.origin.value) for a in guest.tracker.tracker.processes[pid].live()}
+
+
+def test_an_exec_of_a_tracked_program_waits_for_its_entry_then_places_the_malloc_family(guest):
+    guest.tracker.track_exec("mallocs")
+    task = guest.process(100)
+    guest.event("exec-ready", task)
+    assert guest.bps.placed == {guest.sym["_entry"]}, "nothing but the entry before the program runs"
+    guest.at("_entry", task)
+    for name in ("malloc", "calloc", "realloc", "free", "main"):
+        assert guest.sym[name] in guest.bps.placed, name
+
+
+def test_a_process_executing_another_program_is_left_alone(guest, program):
+    guest.tracker.track_exec("/bin/other")
+    guest.event("exec-ready", guest.process(100))
+    assert guest.bps.placed == set() and not guest.tracker.tracks(100)
+
+
+def test_a_call_becomes_a_block_of_its_exact_size_when_it_returns_with_its_stack(guest):
+    task = guest.started()
+    guest.call("malloc", task, (40,), result=0x4C_0010)
+    guest.call("calloc", task, (3, 8), result=0x4C_0050)
+    assert live(guest) == {0x4C_0010: (40, "own"), 0x4C_0050: (24, "own")}
+    stack = guest.tracker.tracker.processes[100].blocks[0x4C_0010].stack
+    assert stack[:2] == (guest.sym["malloc"], guest.sym["main"] + 9), "allocator entry, then its caller"
+
+
+def test_a_free_removes_the_block_and_a_second_free_is_reported_with_both_stacks(guest):
+    task = guest.started()
+    guest.call("malloc", task, (40,), result=0x4C_0010)
+    guest.call("free", task, (0x4C_0010,))
+    assert live(guest) == {}
+    guest.call("free", task, (0x4C_0010,), rsp=STACK_TOP - 0x200)
+    [bad] = guest.tracker.tracker.bad_frees
+    assert (bad.kind, bad.address, bad.block.size) == ("double free", 0x4C_0010, 40)
+    said = "".join(guest.said)
+    assert "Invalid free: free(0x4c0010) by pid 100/100: double free" in said
+    free_frame = f"{guest.sym['free']:#x}: free"
+    assert said.count(free_frame) == 2, "the second free's stack, then the first free's"
+    assert " Block was free'd at" in said and "main (mallocs.c:" in said
+
+
+def test_a_free_of_a_pointer_never_allocated_is_an_invalid_free(guest):
+    task = guest.started()
+    guest.call("free", task, (0x4D_0000,))
+    assert [b.kind for b in guest.tracker.tracker.bad_frees] == ["invalid free"]
+
+
+def test_the_same_entry_hit_twice_with_equal_registers_is_one_call(guest):
+    task = guest.started()
+    guest.system.processes[100].memory.write_u64(STACK_TOP - 0x100, guest.sym["main"] + 9)
+    guest.at("malloc", task, rdi=40)
+    guest.at("malloc", task, rdi=40)
+    assert guest.tracker.stats.repeated == 1
+    assert guest.tracker.tracker.processes[100].calls == 1
+
+
+def test_blocks_allocated_before_main_are_transition_and_forgiven_in_the_report(guest):
+    guest.tracker.track_exec("mallocs")
+    task = guest.process(100)
+    guest.event("exec-ready", task)
+    guest.at("_entry", task)
+    guest.call("malloc", task, (33,), result=0x4C_0010)           # a constructor, before main
+    guest.at("main", task)
+    guest.call("malloc", task, (40,), result=0x4C_0050)
+    assert live(guest) == {0x4C_0010: (33, "transition"), 0x4C_0050: (40, "own")}
+    guest.event("exit", task)
+    [report] = guest.tracker.reports
+    assert [b.address for b in report.reported(all_origins=False)] == [0x4C_0050]
+
+
+def test_a_forked_child_is_tracked_with_an_inherited_copy_of_the_map(guest):
+    parent = guest.started()
+    guest.call("malloc", parent, (40,), result=0x4C_0010)
+    child = guest.process(101, ppid=100)
+    guest.event("fork", parent, child=child)
+    assert live(guest, 101) == {0x4C_0010: (40, "inherited")}
+    guest.call("malloc", child, (8,), result=0x4C_0090)
+    assert live(guest, 101) == {0x4C_0010: (40, "inherited"), 0x4C_0090: (8, "own")}
+    assert live(guest, 100) == {0x4C_0010: (40, "own")}
+
+
+def test_a_thread_exit_keeps_tracking_and_the_last_exit_reports_and_clears_breakpoints(guest):
+    task = guest.started(threads=2)
+    guest.call("malloc", task, (40,), result=0x4C_0010)
+    guest.heap.reachable = set()
+    guest.event("thread-exit", guest.system.processes[100].threads[1])
+    assert guest.tracker.reports == [] and guest.tracker.tracks(100)
+    guest.event("exit", task)
+    [report] = guest.tracker.reports
+    assert [(b.address, b.size, b.kind) for b in report.blocks] == [(0x4C_0010, 40, leaks.Kind.DEFINITE)]
+    assert guest.said[-1].startswith("memcheck: pid 100 (mallocs) exited: 1 lost blocks, 0 bad frees")
+    assert guest.bps.placed == set() and guest.tracker.user_addresses == set()
+
+
+def test_attaching_seeds_the_live_blocks_of_a_heap_scan_as_preexisting(guest):
+    task = guest.process(100)
+    guest.system.processes[100].mm = guest.system.processes[100].mm.__class__(
+        **{**guest.system.processes[100].mm.__dict__, "brk": 0x1002_1000})
+    guest.heap.live = [(0x1000_0010, 24), (0x1000_0030, 100)]
+    said = guest.tracker.track_process(guest.system, task)
+    assert "2 live blocks found by a heap scan" in said
+    assert live(guest) == {0x1000_0010: (24, "preexisting"), 0x1000_0030: (100, "preexisting")}
+
+
+def test_tracking_a_process_twice_is_refused(guest):
+    task = guest.process(100)
+    guest.tracker.track_process(guest.system, task)
+    with pytest.raises(kevents.TargetError, match="already tracked"):
+        guest.tracker.track_process(guest.system, task)
+
+
+def test_a_program_without_malloc_symbols_is_left_alone_with_a_note(guest, program):
+    stripped = program.with_name("mallocs-stripped")
+    guest.tracker.track_exec("mallocs-stripped")
+    task = guest.process(100, exe=stripped)
+    guest.system.kmem.write_u64(task.mm + SAVED_AUXV + 8, symbols_of(program)["_entry"])
+    guest.event("exec-ready", task)
+    guest.at(symbols_of(program)["_entry"], task)
+    assert not guest.tracker.tracks(100)
+    assert "no module defines malloc and free" in guest.tracker.untracked[0]
+    assert guest.said[-1].startswith("memcheck: not tracking pid 100")
+
+
+def test_a_hit_that_cannot_be_handled_is_counted_as_an_error_not_raised(guest):
+    task = guest.started()
+    guest.system.run_on(0, task)                    # no registers at all
+    assert guest.tracker.user_hit(guest.sym["malloc"], 0, lambda: guest.system) is False
+    assert guest.tracker.stats.errors == 1
+    assert "no register" in guest.tracker.stats.last_error
