@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+
 from .paging import PagingMode, paging_mode
 from .target import SymbolError, Target, TargetError, cstring, read_u64
 
@@ -75,3 +79,64 @@ def page_offset_base(target: Target) -> int:
         levels = cpu_paging_mode(target).levels
         return FIXED_PAGE_OFFSET[5 if levels == 5 else 4]
     return read_u64(target, target.symbol_address("page_offset_base"))
+
+
+BANNER_BYTES = 256
+SHF_ALLOC = SH_FLAGS.SHF_ALLOC
+
+
+def vmlinux_bytes(path: str, vaddr: int, size: int) -> bytes:
+    """Bytes of the vmlinux file at a link-time address (from its allocated sections),
+    read without loading the whole file: a vmlinux with debug info is hundreds of MB."""
+    try:
+        with open(path, "rb") as f:
+            for section in ELFFile(f).iter_sections():
+                if section["sh_type"] != "SHT_PROGBITS" or not section["sh_flags"] & SHF_ALLOC:
+                    continue
+                start = section["sh_addr"]
+                if start <= vaddr < start + section["sh_size"]:
+                    f.seek(section["sh_offset"] + vaddr - start)
+                    return f.read(min(size, start + section["sh_size"] - vaddr))
+    except (OSError, ELFError) as e:
+        raise TargetError(f"cannot read {path}: {e}") from None
+    raise TargetError(f"{path} has no data at {vaddr:#x}")
+
+
+def banner_mismatch(vmlinux_banner: bytes, guest_banner: bytes, running: str | None = None) -> str | None:
+    """Why the loaded vmlinux is not the running kernel, or None when their linux_banner
+    strings agree (the banner names the release, the build host and the build number).
+    `running` is the guest's own banner where it could be found elsewhere in its memory."""
+    ours, theirs = cstring(vmlinux_banner).strip(), cstring(guest_banner).strip()
+    if ours == theirs:
+        return None
+    guest = f"the guest runs '{short_banner(running)}'" if running else \
+        "the guest does not hold its banner at linux_banner"
+    return (f"the loaded vmlinux is not the running kernel: the vmlinux is '{short_banner(ours)}', {guest}; "
+            f"load the running kernel's vmlinux (with debug info)")
+
+
+def short_banner(banner: str) -> str:
+    """'Linux version RELEASE (builder) (compiler) #1 SMP ...' without the builder and compiler."""
+    words = banner.split()
+    if len(words) < 3 or words[:2] != ["Linux", "version"]:
+        return banner[:80]
+    build = banner.find(" #")
+    return f"Linux {words[2]}" + (banner[build:] if build >= 0 else "")
+
+
+def find_banner(read_physical: Callable[[int, int], bytes], ram_end: int, chunk: int = 1 << 20) -> str | None:
+    """The first 'Linux version ...' line in guest-physical memory below `ram_end` (the
+    kernel's rodata, or the first record of its log), or None."""
+    marker, overlap = b"Linux version ", BANNER_BYTES
+    for start in range(0, ram_end, chunk):
+        try:
+            data = read_physical(start, min(chunk + overlap, ram_end - start))
+        except TargetError:
+            continue
+        at = data.find(marker)
+        while at >= 0:
+            text = data[at:at + BANNER_BYTES].split(b"\0", 1)[0].split(b"\n", 1)[0]
+            if b" #" in text and text.isascii() and all(32 <= c < 127 for c in text):
+                return text.decode().strip()
+            at = data.find(marker, at + 1)
+    return None

@@ -43,9 +43,9 @@ class PageCache:
 class KernelMemory:
     """Reads kernel virtual memory through physical memory wherever the address allows."""
 
-    def __init__(self, target: Target, levels: int = 4) -> None:
+    def __init__(self, target: Target, levels: int = 4, phys: PageCache | None = None) -> None:
         self.target = target
-        self.phys = PageCache(target)
+        self.phys = phys or PageCache(target)
         self.levels = levels
         self.direct_map = page_offset_base(target)
         self.direct_map_end = self.direct_map + read_u64(target, target.symbol_address("max_pfn")) * PAGE

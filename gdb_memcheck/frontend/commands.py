@@ -234,15 +234,15 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
         if mode.levels == 0:
             gdb.write(f"{mode.value}: no page tables are in use; physical addresses equal linear ones\n")
             return
-        system = SESSION.system()
-        root = table_root(system, args.process, args.kernel, args.cr3)
+        root = table_root(args.process, args.kernel, args.cr3)
         start, end = parse_range(args.vrange)
         bad = set(args.perm) - set("uwxk")
         if bad:
             raise UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
         found: list[paging.Leaf] = []
+        levels = mode.levels
         try:
-            for leaf in paging.leaves(system.kmem.phys.read, root, system.kmem.levels, start, end, merge_runs=True,
+            for leaf in paging.leaves(SESSION.pages().read, root, levels, start, end, merge_runs=True,
                                       memo=SESSION.leaf_memo):
                 found.append(leaf)
         except paging.PageWalkError as e:
@@ -251,9 +251,9 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
         if args.perm:
             ranges = [r for r in ranges if _has_perms(r, args.perm)]
         if args.json:
-            gdb.write(to_json({"root": root, "levels": system.kmem.levels, "ranges": pagetable_json(ranges)}) + "\n")
+            gdb.write(to_json({"root": root, "levels": levels, "ranges": pagetable_json(ranges)}) + "\n")
         else:
-            emit(f"# {system.kmem.levels}-level tables at {root:#x}\n" + pagetable_text(ranges))
+            emit(f"# {levels}-level tables at {root:#x}\n" + pagetable_text(ranges))
 
 
 def _has_perms(r: paging.Range, perms: str) -> bool:
@@ -273,13 +273,15 @@ def parse_range(text: str | None) -> tuple[int, int]:
     return start, end
 
 
-def table_root(system, spec: str | None, kernel: bool = False, cr3: str | None = None) -> int:
-    """Physical address of the top-level table to walk."""
-    if kernel:
-        return system.kmem.kernel_pgd
+def table_root(spec: str | None, kernel: bool = False, cr3: str | None = None) -> int:
+    """Physical address of the top-level table to walk; only a process or the kernel's
+    tables need kernel structures (and a vmlinux that matches the guest)."""
     if cr3:
         return paging.cr3_table(parse_address(cr3))
+    if kernel:
+        return SESSION.system().kmem.kernel_pgd
     if spec:
+        system = SESSION.system()
         return system.pgd(system.mm(system.find(spec)))
     return paging.cr3_table(SESSION.target.register("cr3"))
 
@@ -308,12 +310,11 @@ Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk sto
         if mode.levels == 0:
             gdb.write(f"{mode.value}: virtual {va:#x} is physical {va:#x}\n")
             return
-        system = SESSION.system()
-        if not paging.is_canonical(va, system.kmem.levels):
-            raise TargetError(f"{va:#x} is not a canonical {system.kmem.levels}-level address")
-        root = table_root(system, args.process)
+        if not paging.is_canonical(va, mode.levels):
+            raise TargetError(f"{va:#x} is not a canonical {mode.levels}-level address")
+        root = table_root(args.process)
         try:
-            tr = system.translate(root, va)
+            tr = paging.translate(SESSION.pages().read, root, va, mode.levels)
             steps, physical, stop = tr.steps, tr.physical, ""
         except paging.PageWalkError as e:
             steps, physical, stop = e.steps, None, str(e)

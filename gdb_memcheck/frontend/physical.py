@@ -29,6 +29,7 @@ class PhysicalPath:
     read: Callable[[int, int], bytes]
     detail: str = ""
     close: Callable[[], None] = lambda: None      # what it holds open (QEMU's memory file)
+    ram_end: int = 0                              # end of guest RAM, where the path knows it
 
 
 def _connection():
@@ -61,7 +62,7 @@ def qemu_mem_path() -> PhysicalPath:
         mem = physmem.QemuPhysicalMemory(pid, ranges, region_hva)
     except OSError as e:
         raise TargetError(f"cannot open QEMU's memory (pid {pid}): {e.strerror}") from None
-    return PhysicalPath("qemu-mem", mem.read, f"QEMU pid {pid}", mem.close)
+    return PhysicalPath("qemu-mem", mem.read, f"QEMU pid {pid}", mem.close, max(r.end + 1 for r in ranges))
 
 
 def phymemmode_path() -> PhysicalPath:

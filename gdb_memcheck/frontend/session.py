@@ -2,12 +2,15 @@
 the gdb event hooks that keep caches honest (per stop, per objfile, per connection)."""
 from __future__ import annotations
 
+import functools
+
 import gdb
 
 from .. import __version__, kaslr
-from ..kernel import KernelInfo, cpu_paging_mode, read_kernel_info
+from ..kernel import (BANNER_BYTES, KernelInfo, banner_mismatch, cpu_paging_mode, find_banner, read_kernel_info,
+                      vmlinux_bytes)
 from ..elfsyms import SymbolCache
-from ..memory import KernelMemory
+from ..memory import KernelMemory, PageCache
 from ..paging import LeafMemo
 from ..system import System
 from ..target import MemoryReadError, SymbolError, TargetError
@@ -25,13 +28,18 @@ class Session:
         self.kernel: KernelInfo | None = None
         self.slide_applied = 0
         self.last_line = ""
+        self.mismatch: str | None = None          # why the loaded vmlinux is not the running kernel
         self._kmem: KernelMemory | None = None
+        self._pages: PageCache | None = None
         self._system: System | None = None
         self._symbols: SymbolCache | None = None
         self.leaf_memo = LeafMemo()       # keyed by table content: valid across stops
 
     def system(self) -> System:
-        """The snapshot of the stopped guest; rebuilt after the guest has run."""
+        """The snapshot of the stopped guest; rebuilt after the guest has run.  Refused when
+        the vmlinux is another kernel's: its structure offsets would read garbage."""
+        if self.mismatch:
+            raise TargetError(self.mismatch)
         if self._system is None:
             self._system = System(self.target, self.kmem())
         return self._system
@@ -49,12 +57,19 @@ class Session:
     def kmem(self) -> KernelMemory:
         """Fast kernel-memory reader; its page cache lives until the guest runs again."""
         if self._kmem is None:
-            self.physical_path()
             levels = cpu_paging_mode(self.target).levels
             if levels == 0:
                 raise TargetError("paging is off: there is no kernel memory to read yet")
-            self._kmem = KernelMemory(self.target, levels)
+            self._kmem = KernelMemory(self.target, levels, self.pages())
         return self._kmem
+
+    def pages(self) -> PageCache:
+        """Guest-physical pages read during this stop: all a page walk by CR3 needs, so it
+        works without kernel symbols that match (see `mismatch`)."""
+        if self._pages is None:
+            self.physical_path()
+            self._pages = PageCache(self.target)
+        return self._pages
 
     # -- physical memory ------------------------------------------------------
     def physical_path(self) -> physical.PhysicalPath:
@@ -76,6 +91,7 @@ class Session:
         self.physical = None
         self.target.physical_reader = None
         self._kmem = None
+        self._pages = None
         self._system = None
 
     def require_guest(self) -> None:
@@ -99,10 +115,34 @@ class Session:
         slide = self._measure_slide()
         if slide:
             self._relocate(self.slide_applied + slide)
+        self.mismatch = self._banner_mismatch()
+        if self.mismatch:
+            self.kernel = None
+            return self.mismatch
         self.kernel = read_kernel_info(self.target, None if slide is None else self.slide_applied)
         path = self.physical_path()
         cpus = self.target.cpu_count()
         return f"{self.kernel.summary()}; {cpus} vCPU{'s' if cpus > 1 else ''}; physical reads via {path.name} ({path.detail})"
+
+    def _banner_mismatch(self) -> str | None:
+        """Compare linux_banner in the vmlinux file with the guest's memory at its address."""
+        path = self._vmlinux_path()
+        address = self.target.symbol_address("linux_banner")
+        try:
+            guest = self.target.read_virtual(address, BANNER_BYTES)
+        except MemoryReadError:
+            guest = b""
+        mismatch = banner_mismatch(_file_banner(path, address - self.slide_applied), guest)
+        if mismatch and self.physical_path().name == "qemu-mem":          # 0.3 ms a MiB: find the real one
+            mismatch = banner_mismatch(_file_banner(path, address - self.slide_applied), guest,
+                                       find_banner(self.target.read_physical, self.physical_path().ram_end))
+        return mismatch
+
+    def _vmlinux_path(self) -> str:
+        path = gdb.current_progspace().filename or (gdb.objfiles()[0].filename if gdb.objfiles() else None)
+        if not path:
+            raise SymbolError("no kernel symbol file is loaded")
+        return path
 
     def _measure_slide(self) -> int | None:
         """Slide of the running kernel relative to the symbols gdb has now; None if not measurable."""
@@ -114,9 +154,7 @@ class Session:
 
     def _relocate(self, slide: int) -> None:
         """Reload the kernel's symbols at `slide`, keeping per-CPU symbols zero-based."""
-        path = gdb.current_progspace().filename or (gdb.objfiles()[0].filename if gdb.objfiles() else None)
-        if not path:
-            raise SymbolError("KASLR is on but no kernel symbol file is loaded to relocate")
+        path = self._vmlinux_path()
         confirm = gdb.parameter("confirm")
         gdb.execute("set confirm off")
         try:
@@ -145,11 +183,14 @@ class Session:
         self._system = None
         if self._kmem is not None:
             self._kmem.clear()
+        if self._pages is not None:
+            self._pages.clear()
 
     def on_objfiles_changed(self, _event) -> None:
         self.target.forget_debug_info()
         self._kmem = None
         self._system = None
+        self.mismatch = None
 
     def on_disconnect(self, _event) -> None:
         self.drop_physical()
@@ -167,6 +208,11 @@ class Session:
         gdb.events.exited.connect(self.on_disconnect)
         if hasattr(gdb.events, "connection_removed"):
             gdb.events.connection_removed.connect(self.on_disconnect)
+
+
+@functools.lru_cache(maxsize=4)
+def _file_banner(path: str, link_address: int) -> bytes:
+    return vmlinux_bytes(path, link_address, BANNER_BYTES)
 
 
 SESSION = Session()

@@ -5,8 +5,8 @@ import pytest
 
 from fakes import CR0_AT_RESET, CR0_BOOTED, CR4_BOOTED, EFER_BOOTED, FakeTarget
 from gdb_memcheck.kernel import (
-    UTS_FIELD_LEN, KernelInfo, cpu_paging_mode, current_task, page_offset_base, per_cpu_address, read_kernel_info,
-    uts_field)
+    UTS_FIELD_LEN, KernelInfo, banner_mismatch, cpu_paging_mode, current_task, find_banner, page_offset_base,
+    per_cpu_address, read_kernel_info, uts_field)
 from gdb_memcheck.paging import CR4_LA57, CR4_PAE, PagingMode
 from gdb_memcheck.target import Field, MemoryReadError, StructLayout, SymbolError, TargetError
 
@@ -227,3 +227,41 @@ def test_struct_layout_offset_of_a_missing_member_raises_symbol_error_naming_the
 def test_a_symbol_error_is_a_target_error():
     with pytest.raises(TargetError):
         StructLayout("struct mm_struct", 0).offset("pgd")
+
+
+# --- a vmlinux that is not the running kernel ---------------------------------------------
+
+BANNER_61 = (b"Linux version 6.1.0-57-cloud-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) "
+             b"12.2.0, GNU ld 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-11-26)\n\0")
+BANNER_612 = (b"Linux version 6.12.117+deb12-cloud-amd64 (debian-kernel@lists.debian.org) (gcc-12 12.2.0) "
+              b"#1 SMP PREEMPT_DYNAMIC Debian 6.12.117-1~deb12u1 (2026-11-14)\n\0")
+
+
+def test_a_vmlinux_whose_banner_the_guest_holds_is_the_running_kernel():
+    assert banner_mismatch(BANNER_61 + b"\xAA" * 16, BANNER_61 + b"\x55" * 16) is None
+
+
+def test_another_builds_vmlinux_is_named_in_one_line_with_the_kernel_the_guest_runs():
+    line = banner_mismatch(BANNER_61, b"\x90" * 64, running=BANNER_612[:-2].decode())
+    assert line == ("the loaded vmlinux is not the running kernel: the vmlinux is 'Linux 6.1.0-57-cloud-amd64 #1 "
+                    "SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-11-26)', the guest runs 'Linux "
+                    "6.12.117+deb12-cloud-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.12.117-1~deb12u1 (2026-11-14)'; "
+                    "load the running kernel's vmlinux (with debug info)")
+    assert "\n" not in line
+
+
+def test_without_the_guests_own_banner_the_mismatch_still_says_what_is_wrong():
+    line = banner_mismatch(BANNER_61, b"")
+    assert "the guest does not hold its banner at linux_banner" in line
+
+
+def test_the_guests_banner_is_found_in_physical_memory_past_partial_copies():
+    ram = bytearray(3 << 20)
+    ram[0x10_0000:0x10_0020] = b"Linux version 6.12.117+deb12-clo"          # a truncated copy first
+    ram[0x20_0ff0:0x20_0ff0 + len(BANNER_612)] = BANNER_612                  # across a 1 MiB chunk boundary
+    found = find_banner(lambda addr, size: bytes(ram[addr:addr + size]), len(ram))
+    assert found == BANNER_612[:-2].decode()
+
+
+def test_no_banner_in_physical_memory_is_none():
+    assert find_banner(lambda addr, size: bytes(size), 4 << 20) is None
