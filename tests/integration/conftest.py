@@ -1,19 +1,57 @@
 """Integration fixtures: one lab guest per test module, booted with the module's BOOT options.
 
-A module sets `BOOT = guestlab.BootOptions(...)` to change how its guest boots.
+A module sets `BOOT = guestlab.BootOptions(...)` to change how its guest boots.  The kernel
+comes from GDB_MEMCHECK_KERNEL (kernel.sh names it: 6.1-cloud, 6.12-cloud, ...).  With
+GDB_MEMCHECK_BOOT (a comma list of kaslr, la57, randmaps) every module that boots the
+default configuration boots that one instead; modules that pin a configuration of their
+own (reset, SMP, ...) are deselected in such a pass, and pytest reports them as deselected.
 If the guest cannot be built or booted the tests fail (they are never skipped).
 """
 from __future__ import annotations
+
+import os
+from dataclasses import replace
 
 import pytest
 
 from labtools import guestlab
 
+BOOT_ENV = "GDB_MEMCHECK_BOOT"
+CONFIGURATIONS = {"kaslr": {"kaslr": True}, "la57": {"cpu": "qemu64,+la57"}, "randmaps": {"randmaps": True}}
+
+
+def boot_overlay() -> dict:
+    """The BootOptions fields GDB_MEMCHECK_BOOT asks for."""
+    overlay: dict = {}
+    for name in filter(None, os.environ.get(BOOT_ENV, "").split(",")):
+        if name not in CONFIGURATIONS:
+            raise pytest.UsageError(f"{BOOT_ENV}: unknown configuration {name!r}; known: {', '.join(CONFIGURATIONS)}")
+        overlay.update(CONFIGURATIONS[name])
+    return overlay
+
+
+def module_boot(module) -> guestlab.BootOptions:
+    options = getattr(module, "BOOT", guestlab.BootOptions())
+    overlay = boot_overlay()
+    return replace(options, **overlay) if overlay and options == guestlab.BootOptions() else options
+
+
+def pytest_report_header(config):
+    return [f"lab kernel: {guestlab.default_kernel()}; boot configuration: {os.environ.get(BOOT_ENV) or 'default'}"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if not boot_overlay():
+        return
+    pinned = [item for item in items if getattr(item.module, "BOOT", guestlab.BootOptions()) != guestlab.BootOptions()]
+    if pinned:
+        config.hook.pytest_deselected(items=pinned)
+        items[:] = [item for item in items if item not in pinned]
+
 
 @pytest.fixture(scope="module")
 def guest(request, tmp_path_factory):
-    options = getattr(request.module, "BOOT", guestlab.BootOptions())
-    g = guestlab.boot(options, tmp_path_factory.mktemp("guest"))
+    g = guestlab.boot(module_boot(request.module), tmp_path_factory.mktemp("guest"))
     yield g
     g.stop()
 
@@ -21,3 +59,10 @@ def guest(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def uname_r(guest) -> str:
     return guest.sh("uname -r").strip()
+
+
+@pytest.fixture(scope="module")
+def expected_load_line(guest, uname_r) -> str:
+    """What the plugin's load line must say of this guest's kernel, paging and KASLR."""
+    levels = 5 if "+la57" in guest.options.cpu else 4
+    return f"Linux {uname_r} x86_64, {levels}-level paging, KASLR {'slide' if guest.options.kaslr else 'off'}"

@@ -10,13 +10,15 @@ from labtools import guestlab, run_gdb
 BOOT = guestlab.BootOptions(kaslr=True)
 
 AFTER_LOAD = r"""
-from gdb_memcheck.kernel import current_task
+from gdb_memcheck.kernel import current_task, current_task_variable
 from gdb_memcheck.frontend.session import SESSION
 import gdb
 t = SESSION.target
 task = current_task(t, 0)
 comm = t.read_virtual(task + t.layout("struct task_struct").offset("comm"), 16).split(b"\0")[0].decode()
-emit({"stext": t.symbol_address("_stext"), "current_task_sym": t.symbol_address("current_task"),
+per_cpu_name = current_task_variable(t)[0]
+emit({"stext": t.symbol_address("_stext"), "per_cpu_name": per_cpu_name,
+      "per_cpu_sym": t.symbol_address(per_cpu_name),
       "init_task_comm": gdb.parse_and_eval("init_task.comm").string(), "current_comm": comm})
 """
 
@@ -28,9 +30,13 @@ def kallsyms(guest, name: str) -> int:
 
 @pytest.fixture(scope="module")
 def link_addresses(guest) -> dict:
-    run = run_gdb(guest, "p/x (unsigned long)&_stext", "p/x (unsigned long)&current_task", plugin=False)
+    """Link-time addresses, without the plugin: _stext, and the per-CPU variable that holds
+    the running task (current_task up to 6.1, pcpu_hot since 6.2), whichever exists."""
+    run = run_gdb(guest, "p/x (unsigned long)&_stext", "p/x (unsigned long)&current_task",
+                  "p/x (unsigned long)&pcpu_hot", plugin=False)
     values = re.findall(r"^\$\d+ = (0x[0-9a-f]+)", run.stdout, re.M)
-    return {"_stext": int(values[0], 16), "current_task": int(values[1], 16)}
+    assert len(values) == 2, run.output
+    return {"_stext": int(values[0], 16), "per_cpu": int(values[1], 16)}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,7 @@ def test_load_line_reports_the_slide_the_guest_really_has(guest, loaded, link_ad
 def test_symbols_are_relocated_and_per_cpu_symbols_stay_zero_based(guest, loaded, link_addresses):
     res = loaded.result()
     assert res["stext"] == kallsyms(guest, "_stext")
-    assert res["current_task_sym"] == link_addresses["current_task"]
+    assert res["per_cpu_sym"] == link_addresses["per_cpu"], res["per_cpu_name"]
 
 
 def test_kernel_data_reads_through_relocated_symbols(loaded, guest):

@@ -1,4 +1,5 @@
-"""The lab and the plugin skeleton on a guest booted normally (4-level paging, no KASLR)."""
+"""The lab and the plugin skeleton on a guest booted in the pass's configuration (normally
+4-level paging, no KASLR)."""
 from __future__ import annotations
 
 import json
@@ -12,10 +13,10 @@ from labtools import run_gdb
 PAGE = 4096
 
 
-def test_plugin_load_line_reports_the_guests_kernel_release(guest, uname_r):
+def test_plugin_load_line_reports_the_guests_kernel_release(guest, expected_load_line):
     run = run_gdb(guest)
     line = next(l for l in run.stdout.splitlines() if l.startswith("gdb_memcheck "))
-    assert f"Linux {uname_r} x86_64, 4-level paging, KASLR off" in line
+    assert expected_load_line in line
     assert "physical reads via qemu-mem" in line
     assert "Traceback" not in run.output
 

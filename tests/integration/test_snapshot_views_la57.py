@@ -12,7 +12,6 @@ from test_snapshot_views import (  # noqa: F401  (the checks and their fixture, 
     test_vtop_agrees_with_guest_pagemap_across_processes, test_vtop_agrees_with_qemu_gva2gpa_for_sampled_addresses)
 
 BOOT = guestlab.BootOptions(cpu="qemu64,+la57")
-INFO_MEM_ORACLE = False
 
 
 def test_plugin_reports_five_level_paging(guest):
