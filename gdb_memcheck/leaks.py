@@ -184,12 +184,27 @@ class LossRecord:
 
     @property
     def bytes(self) -> int:
+        """The record's own bytes: valgrind's "direct" bytes."""
         return sum(b.size for b in self.blocks)
+
+    @property
+    def indirect_bytes(self) -> int:
+        """Bytes lost through the record's definitely lost blocks (0 for other kinds)."""
+        return sum(b.indirect for b in self.blocks)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes + self.indirect_bytes
+
+
+# valgrind's order for loss records of equal size (its Reachedness enum)
+_RECORD_RANK = {Kind.REACHABLE: 0, Kind.POSSIBLE: 1, Kind.INDIRECT: 2, Kind.DEFINITE: 3}
 
 
 def loss_records(blocks: Iterable[Block], kinds: Iterable[Kind]) -> list[LossRecord]:
     """Group blocks of the wanted kinds by (kind, stack, and size when no stack is known),
-    ordered as valgrind orders them: by total bytes, smallest first."""
+    ordered as valgrind orders them: by total bytes (direct and indirect), smallest first,
+    then by kind (still reachable first, definitely lost last), then by block count."""
     wanted = set(kinds)
     groups: dict[tuple, list[Block]] = {}
     for b in blocks:
@@ -197,7 +212,7 @@ def loss_records(blocks: Iterable[Block], kinds: Iterable[Kind]) -> list[LossRec
             key = (b.kind, b.stack, None if b.stack else b.size, b.origin)
             groups.setdefault(key, []).append(b)
     records = [LossRecord(k[0], tuple(v), k[1], k[3]) for k, v in groups.items()]
-    return sorted(records, key=lambda r: (r.bytes, len(r.blocks), r.kind.value))
+    return sorted(records, key=lambda r: (r.total_bytes, _RECORD_RANK[r.kind], len(r.blocks)))
 
 
 def summary(blocks: Iterable[Block]) -> dict[Kind, tuple[int, int]]:
