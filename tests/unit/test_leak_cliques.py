@@ -135,6 +135,19 @@ def test_a_pointer_to_a_block_a_lower_clique_already_took_leaves_both_leaders_de
     assert heap.classify() == only_definite(heap.at, a1=2 * SIZE, b1=2 * SIZE)
 
 
+def test_valgrinds_leak_cycle_program_has_4_definitely_and_14_indirectly_lost_blocks():
+    # memcheck/tests/leak-cycle.c, the acceptance case of issue 15: six cycles of three,
+    # allocated in order; two stand alone, then the higher of a pair points at the lower's
+    # first block, then a pair whose first blocks point at each other
+    heap = Heap()
+    rings = [cycle(heap, f"r{n}.", [3 * n, 3 * n + 1, 3 * n + 2]) for n in range(6)]
+    heap.point(rings[3][0], rings[2][0])
+    heap.point(rings[4][0], rings[5][0])
+    heap.point(rings[5][0], rings[4][0])
+    kinds = [kind for kind, _ in heap.classify().values()]
+    assert (kinds.count(DEFINITE), kinds.count(INDIRECT)) == (4, 14)
+
+
 def test_a_cycle_is_led_by_its_lowest_block_not_by_its_first():
     heap = Heap()
     cycle(heap, "c", [2, 0, 1])
