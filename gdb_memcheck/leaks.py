@@ -1,7 +1,8 @@
 """Leak classification as valgrind's memcheck defines it (mc_leakcheck.c), from outside:
 scan the roots (readable memory outside heap blocks, live stacks above each thread's
 stack pointer, saved registers) for pointers to block starts and interiors, follow
-reached blocks, then sort the rest into definitely and indirectly lost."""
+reached blocks, then group the rest into cliques, each led by one definitely lost block
+that carries the bytes indirectly lost through it."""
 from __future__ import annotations
 
 import bisect
@@ -34,6 +35,7 @@ class Block:
     stack: tuple = field(default_factory=tuple)
     origin: str = "own"
     via: str = ""
+    indirect: int = 0               # definitely lost: bytes of the blocks lost through it
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ class BlockIndex:
 
 
 def classify(blocks: list[Block], read: Reader, roots: Iterable[Region], root_words: Iterable[int]) -> BlockIndex:
-    """Give every block its Kind.  Blocks are scanned once each, reached ones first."""
+    """Give every block its Kind, and every definitely lost block the bytes indirectly lost
+    through it.  Reached blocks are scanned first, then each unreached block once."""
     index = BlockIndex(blocks)
     reached: list[int] = []
     for region in roots:
@@ -121,30 +124,35 @@ def _propagate(index: BlockIndex, read: Reader, work: list[int]) -> None:
 
 
 def _lost(index: BlockIndex, read: Reader) -> None:
-    """Unreached blocks: the ones no other lost block points to are definitely lost (a
-    cycle's lowest block stands for it); what they reach is indirectly lost."""
-    lost = [i for i, b in enumerate(index.blocks) if b.kind is None]
-    edges = {i: [j for j, _ in index.pointers_in(read(index.blocks[i].address, index.blocks[i].size))
-                 if index.blocks[j].kind is None and j != i] for i in lost}
-    pointed = {j for targets in edges.values() for j in targets}
-    leaders = [i for i in lost if i not in pointed]
-    done: set[int] = set()
-    pending = set(lost)
-    while pending:
-        for leader in leaders:
-            index.blocks[leader].kind = Kind.DEFINITE
-            stack = [leader]
-            while stack:
-                i = stack.pop()
-                if i in done:
-                    continue
-                done.add(i)
-                pending.discard(i)
-                for j in edges[i]:
-                    if j not in done:
-                        index.blocks[j].kind = index.blocks[j].kind or Kind.INDIRECT
-                        stack.append(j)
-        leaders = [min(pending)] if pending else []
+    """Group the unreached blocks into cliques as valgrind does.  In address order, each
+    block no clique has taken yet leads a new one: definitely lost, it takes every untaken
+    block it reaches, and they become indirectly lost.  A leader of an earlier clique taken
+    this way becomes indirectly lost too, and its clique's bytes move to the new leader; a
+    block already taken by another clique stops the walk there.  So a cycle that nothing
+    else reaches is led by its lowest block, and where lost structures point into each
+    other, which leaders survive can depend on their order in memory, as in valgrind."""
+    blocks = index.blocks
+    lost = [i for i, b in enumerate(blocks) if b.kind is None]
+    edges = {i: [j for j, _ in index.pointers_in(read(blocks[i].address, blocks[i].size))
+                 if blocks[j].kind is None] for i in lost}
+    for i in lost:
+        if blocks[i].kind is None:
+            blocks[i].kind = Kind.DEFINITE
+            _gather_clique(blocks, edges, i)
+
+
+def _gather_clique(blocks: list[Block], edges: dict[int, list[int]], leader: int) -> None:
+    """Take into `leader`'s clique every block it reaches that is still untaken (never
+    reached, or leading a clique of its own), adding their bytes to its indirect total."""
+    head = blocks[leader]
+    work = [leader]
+    while work:
+        for j in edges[work.pop()]:
+            b = blocks[j]
+            if j != leader and b.kind in (None, Kind.DEFINITE):
+                head.indirect += b.size + b.indirect
+                b.kind, b.indirect = Kind.INDIRECT, 0
+                work.append(j)
 
 
 @dataclass
@@ -176,12 +184,27 @@ class LossRecord:
 
     @property
     def bytes(self) -> int:
+        """The record's own bytes: valgrind's "direct" bytes."""
         return sum(b.size for b in self.blocks)
+
+    @property
+    def indirect_bytes(self) -> int:
+        """Bytes lost through the record's definitely lost blocks (0 for other kinds)."""
+        return sum(b.indirect for b in self.blocks)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes + self.indirect_bytes
+
+
+# valgrind's order for loss records of equal size (its Reachedness enum)
+_RECORD_RANK = {Kind.REACHABLE: 0, Kind.POSSIBLE: 1, Kind.INDIRECT: 2, Kind.DEFINITE: 3}
 
 
 def loss_records(blocks: Iterable[Block], kinds: Iterable[Kind]) -> list[LossRecord]:
     """Group blocks of the wanted kinds by (kind, stack, and size when no stack is known),
-    ordered as valgrind orders them: by total bytes, smallest first."""
+    ordered as valgrind orders them: by total bytes (direct and indirect), smallest first,
+    then by kind (still reachable first, definitely lost last), then by block count."""
     wanted = set(kinds)
     groups: dict[tuple, list[Block]] = {}
     for b in blocks:
@@ -189,7 +212,7 @@ def loss_records(blocks: Iterable[Block], kinds: Iterable[Kind]) -> list[LossRec
             key = (b.kind, b.stack, None if b.stack else b.size, b.origin)
             groups.setdefault(key, []).append(b)
     records = [LossRecord(k[0], tuple(v), k[1], k[3]) for k, v in groups.items()]
-    return sorted(records, key=lambda r: (r.bytes, len(r.blocks), r.kind.value))
+    return sorted(records, key=lambda r: (r.total_bytes, _RECORD_RANK[r.kind], len(r.blocks)))
 
 
 def summary(blocks: Iterable[Block]) -> dict[Kind, tuple[int, int]]:

@@ -23,8 +23,10 @@ def slack(requested: int) -> int:
 
 
 def ground_truth(log: str) -> list[dict]:
-    return [dict(kind=m[0], addr=int(m[1], 16), size=int(m[2]))
-            for m in re.findall(r"^GT (\w+) addr=(0x[0-9a-f]+) size=(\d+)", log, re.M)]
+    """The GT lines a workload prints; `indirect` is what a definitely lost block's record
+    adds as "(N direct, M indirect)" (0 when the line does not say)."""
+    return [dict(kind=m[0], addr=int(m[1], 16), size=int(m[2]), indirect=int(m[3] or 0))
+            for m in re.findall(r"^GT (\w+) addr=(0x[0-9a-f]+) size=(\d+)\b(?:.*\bindirect=(\d+))?", log, re.M)]
 
 
 def leaks_json(guest, spec: str) -> dict:
@@ -71,17 +73,37 @@ def test_freed_blocks_parked_in_tcache_are_not_live(leak_program):
     assert not (freed - reused) & blocks
 
 
-def valgrind_summary(binary, stop_after: int | None = None) -> dict[str, int]:
-    """Blocks per leak kind as valgrind counts them, running the guest's binary natively
-    (a program that waits for SIGUSR1 gets it after `stop_after` seconds)."""
+def run_valgrind(binary, stop_after: int | None = None) -> subprocess.CompletedProcess:
+    """valgrind --leak-check=full on the guest's binary, run natively (a program that waits
+    for SIGUSR1 gets it after `stop_after` seconds); its report is on stderr."""
     timer = ["timeout", "-s", "USR1", str(stop_after)] if stop_after else []
-    proc = subprocess.run(timer + ["valgrind", "--leak-check=full", "--show-leak-kinds=all", str(binary)],
+    return subprocess.run(timer + ["valgrind", "--leak-check=full", "--show-leak-kinds=all", str(binary)],
                           capture_output=True, text=True, timeout=300)
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def leak_summary(report: str) -> dict[str, tuple[int, int]]:
+    """(bytes, blocks) per lost kind from valgrind's LEAK SUMMARY."""
     out = {}
     for kind in ("definitely lost", "indirectly lost", "possibly lost"):
-        m = re.search(rf"{kind}: [\d,]+ bytes in ([\d,]+) blocks", proc.stderr)
-        out[kind] = int(m.group(1).replace(",", ""))
+        m = re.search(rf"{kind}: ([\d,]+) bytes in ([\d,]+) blocks", report)
+        out[kind] = (number(m.group(1)), number(m.group(2)))
     return out
+
+
+def valgrind_summary(binary, stop_after: int | None = None) -> dict[str, int]:
+    """Blocks per lost kind as valgrind counts them, running the guest's binary natively."""
+    return {k: v[1] for k, v in leak_summary(run_valgrind(binary, stop_after).stderr).items()}
+
+
+def valgrind_definite_records(report: str) -> list[tuple[int, int, int]]:
+    """(direct bytes, indirect bytes, blocks) of each definitely lost loss record valgrind printed."""
+    pattern = r"([\d,]+) (?:\(([\d,]+) direct, ([\d,]+) indirect\) )?bytes in ([\d,]+) blocks are definitely lost"
+    return sorted((number(direct or total), number(indirect or "0"), number(blocks))
+                  for total, direct, indirect, blocks in re.findall(pattern, report))
 
 
 def test_lost_block_counts_match_valgrind_on_the_same_binary(guest):
@@ -147,3 +169,57 @@ def test_blocks_freed_into_a_threads_own_tcache_are_not_live(arenas):
 def test_thread_arena_lost_block_counts_match_valgrind(guest, arenas):
     ours = {k: v["blocks"] for k, v in arenas["report"]["summary"].items() if k != "still reachable"}
     assert ours == valgrind_summary(guest.sysroot / "bin" / "wl-arenas", stop_after=5)
+
+
+CLIQUES = ("wl-cliques", "wl-cliques-static")
+
+
+@pytest.fixture(scope="module")
+def cliques(guest) -> dict[str, dict]:
+    """Lost cycles pointing into cycles and trees (wl-cliques, dynamic and static), scanned
+    while the programs wait: name -> pid, ground truth, JSON report."""
+    programs = {}
+    for name in CLIQUES:
+        guest.sh(f"{name} --wait > /tmp/log/{name}.log 2>&1 &")
+        log = guest.sh(f"while ! grep -q done /tmp/log/{name}.log; do sleep 0.2; done; cat /tmp/log/{name}.log")
+        pid = int(re.search(r"pid=(\d+)", log).group(1))
+        programs[name] = {"pid": pid, "truth": ground_truth(log), "report": leaks_json(guest, str(pid))}
+    yield programs
+    for program in programs.values():
+        guest.sh(f"kill -USR1 {program['pid']}")
+
+
+@pytest.mark.parametrize("name", CLIQUES)
+def test_scan_splits_lost_cliques_as_the_program_says_valgrind_does(cliques, name):
+    blocks = {b["address"]: b for b in cliques[name]["report"]["blocks"]}
+    truth = {t["addr"]: t for t in cliques[name]["truth"]}
+    assert {a for a, b in blocks.items() if b["kind"] != "still reachable"} == \
+        {a for a, t in truth.items() if t["kind"] != "reachable"}
+    for addr, t in truth.items():
+        got = blocks[addr]
+        assert (got["kind"], got["size"], got["indirect_bytes"]) == (CATEGORY[t["kind"]], t["size"], t["indirect"]), \
+            hex(addr)
+
+
+@pytest.fixture(scope="module")
+def valgrind_cliques(guest) -> subprocess.CompletedProcess:
+    return run_valgrind(guest.sysroot / "bin" / "wl-cliques")
+
+
+def test_wl_cliques_truth_is_what_valgrind_prints_natively(valgrind_cliques):
+    truth = ground_truth(valgrind_cliques.stdout)
+    assert valgrind_definite_records(valgrind_cliques.stderr) == \
+        sorted((t["size"], t["indirect"], 1) for t in truth if t["kind"] == "definite")
+    summary = leak_summary(valgrind_cliques.stderr)
+    for kind in ("definite", "indirect", "possible"):
+        lost = [t["size"] for t in truth if t["kind"] == kind]
+        assert summary[CATEGORY[kind]] == (sum(lost), len(lost)), kind
+
+
+def test_scan_records_and_summary_of_lost_cliques_match_valgrind(cliques, valgrind_cliques):
+    report = cliques["wl-cliques"]["report"]
+    records = sorted((r["direct_bytes"], r["indirect_bytes"], r["blocks"])
+                     for r in report["loss_records"] if r["kind"] == "definitely lost")
+    assert records == valgrind_definite_records(valgrind_cliques.stderr)
+    ours = {k: (v["bytes"], v["blocks"]) for k, v in report["summary"].items() if k != "still reachable"}
+    assert ours == leak_summary(valgrind_cliques.stderr)

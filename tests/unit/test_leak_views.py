@@ -3,7 +3,7 @@ layout, and as JSON; forgiven blocks only with --all."""
 from __future__ import annotations
 
 from gdb_memcheck.alloctrack import Allocation, BadFree, Origin
-from gdb_memcheck.leaks import Block, Kind, LeakReport
+from gdb_memcheck.leaks import Block, Kind, LeakReport, Region, classify
 from gdb_memcheck.stackframes import Frame
 from gdb_memcheck.views import leak_report_json, leak_report_memcheck, leak_report_text
 
@@ -83,3 +83,53 @@ def test_scan_blocks_without_stacks_are_grouped_by_size_and_listed_by_address():
     text = leak_report_text(r, LOST)
     assert "64 bytes in 2 blocks are definitely lost in loss record 1 of 1" in text
     assert "allocation stack unknown (scan mode); blocks at 0x1000, 0x2000" in text
+
+
+def two_lost_cycles() -> LeakReport:
+    """Issue 15's shape, classified: two cycles of three 16-byte blocks, a block of the higher
+    one pointing at the first block of the lower one, nothing else pointing into either."""
+    lower, higher = [0x1000, 0x1020, 0x1040], [0x2000, 0x2020, 0x2040]
+    words = {a: b for ring in (lower, higher) for a, b in zip(ring, ring[1:] + ring[:1])}
+    words[higher[1] + 8] = lower[0]
+    read = lambda addr, size: b"".join(words.get(a, 0).to_bytes(8, "little") for a in range(addr, addr + size, 8))
+    blocks = [Block(a, 16) for a in lower + higher]
+    classify(blocks, read, [Region(0x100, 0x200, "data")], [])
+    return LeakReport(7, "prog", "scan", blocks, "h")
+
+
+def test_a_definitely_lost_record_shows_the_bytes_lost_through_it_as_valgrind_does():
+    text = leak_report_text(two_lost_cycles(), LOST)
+    assert "80 bytes in 5 blocks are indirectly lost in loss record 1 of 2\n" in text
+    assert "96 (16 direct, 80 indirect) bytes in 1 blocks are definitely lost in loss record 2 of 2\n" in text
+    assert "definitely lost:  16 bytes in 1 blocks\n   indirectly lost:  80 bytes in 5 blocks\n" in text
+
+
+def test_json_carries_direct_and_indirect_bytes_per_record_and_per_block():
+    doc = leak_report_json(two_lost_cycles())
+    definite = [r for r in doc["loss_records"] if r["kind"] == "definitely lost"]
+    assert definite == [{"kind": "definitely lost", "origin": "own", "blocks": 1, "total_bytes": 96,
+                         "direct_bytes": 16, "indirect_bytes": 80, "addresses": [0x2000]}]
+    assert {b["address"]: b["indirect_bytes"] for b in doc["blocks"] if b["indirect_bytes"]} == {0x2000: 80}
+    assert doc["summary"]["indirectly lost"] == {"bytes": 80, "blocks": 5}
+
+
+def test_memcheck_format_lists_every_lost_block_with_its_own_kind():
+    text = leak_report_memcheck(two_lost_cycles())
+    assert text.count("(indirectly lost)") == 5 and text.count("(definitely lost)") == 1
+    assert "Block 0x2000 size 16 (definitely lost)" in text
+    assert text.endswith("is leaking 6 allocated blocks.\n")
+
+
+def test_records_are_ordered_by_total_bytes_indirect_ones_included():
+    r = report(Block(0x1000, 16, Kind.DEFINITE, stack=(1,), indirect=80), block(0x2000, 90, Kind.POSSIBLE, stack=(2,)))
+    text = leak_report_text(r, LOST)
+    assert text.index("90 bytes in 1 blocks are possibly lost in loss record 1 of 2") < \
+        text.index("96 (16 direct, 80 indirect) bytes in 1 blocks are definitely lost in loss record 2 of 2")
+
+
+def test_records_of_equal_size_follow_valgrinds_kind_order():
+    kinds = [Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE, Kind.REACHABLE]
+    r = report(*(block(0x1000 * (i + 1), 40, kind, stack=(i,)) for i, kind in enumerate(kinds)))
+    records = [line for line in leak_report_text(r, kinds).splitlines() if "loss record" in line]
+    assert [line.split(" are ")[1].split(" in loss")[0] for line in records] == \
+        ["still reachable", "possibly lost", "indirectly lost", "definitely lost"]
