@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, build the lab (cached), run every test.
-# Integration tests boot real guests (one per test module); they fail, never skip,
-# when the lab cannot be built or booted.
+# Unit tests first; then the integration suite boots real guests (one per test module)
+# in four passes, two at a time: every module on the 6.1 and 6.12 cloud kernels, and the
+# default-configuration modules again with KASLR and 5-level paging (tests/passes.py).
+# Integration tests fail, never skip, when the lab cannot be built or booted.
+# With arguments, runs pytest once with them on the default kernel (GDB_MEMCHECK_KERNEL).
 set -euo pipefail
 cd "$(dirname "$0")"
 bash qemu-scripts/setup.sh
-bash qemu-scripts/kernel.sh >/dev/null
+for kernel in 6.1-cloud 6.12-cloud; do bash qemu-scripts/kernel.sh "$kernel" >/dev/null; done
 bash qemu-scripts/initramfs.sh >/dev/null
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests "$@"
+if [ $# -gt 0 ]; then
+  exec /usr/bin/python3 -m pytest -q -p no:cacheprovider "$@"
+fi
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/unit
+exec /usr/bin/python3 tests/passes.py
