@@ -44,9 +44,8 @@ def test_bad_arguments_give_one_error_line_naming_the_command(guest):
 PATHS_SCRIPT = r"""
 from gdb_memcheck.frontend import physical
 from gdb_memcheck.frontend.session import SESSION
-from gdb_memcheck.kernel import page_offset_base
 t = SESSION.target
-addrs = [0x1000000, 0x100000, 0x1f000000 - 0x3000, t.symbol_address("init_uts_ns") - 0xffffffff80000000]
+addrs = [0x1000000, 0x100000, 0x1f000000 - 0x3000, SESSION.kmem().to_physical(t.symbol_address("init_uts_ns"))]
 pages = {}
 for name in physical.PATHS:
     path = physical.open_path(name, t)
@@ -70,12 +69,13 @@ def test_a_page_reads_the_same_through_every_physical_path_and_qemus_xp(guest):
 
 TRANSLATE_SCRIPT = r"""
 from gdb_memcheck import paging
+from gdb_memcheck.kernel import cpu_paging_mode
 from gdb_memcheck.frontend.session import SESSION
 t = SESSION.target
 SESSION.physical_path()
 cr3 = t.register("cr3")
 va = t.symbol_address("init_uts_ns")
-tr = paging.translate(t.read_physical, paging.cr3_table(cr3), va, 4)
+tr = paging.translate(t.read_physical, paging.cr3_table(cr3), va, cpu_paging_mode(t).levels)
 emit({"va": va, "pa": tr.physical, "page_size": tr.page_size})
 """
 
