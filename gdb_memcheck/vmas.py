@@ -162,9 +162,7 @@ class VmaReader:
         mnt, dentry = u64(self.read(file + self.f_mnt, 8)), u64(self.read(file + self.f_dentry, 8))
         inode = u64(self.read(file + self.f_inode, 8))
         sb = u64(self.read(inode + self.i_sb, 8))
-        path = self.paths.path(mnt, dentry)
-        if self.paths.unlinked(dentry):
-            path += " (deleted)"
+        path = self.paths.d_path(mnt, dentry)
         return u32(self.read(sb + self.s_dev, 4)), u64(self.read(inode + self.i_ino, 8)), path
 
     def _special_name(self, ops: int, private: int) -> str | None:
