@@ -45,7 +45,14 @@ class Vma:
         """Exactly the line /proc/PID/maps prints for this VMA (without the newline)."""
         head = (f"{self.start:08x}-{self.end:08x} {self.perms} {self.offset:08x} "
                 f"{self.dev >> MINORBITS:02x}:{self.dev & ((1 << MINORBITS) - 1):02x} {self.inode} ")
-        return f"{head.ljust(MAPS_NAME_COLUMN)} {self.name}" if self.name else head
+        return f"{head.ljust(MAPS_NAME_COLUMN)} {mangle_path(self.name)}" if self.name else head
+
+
+def mangle_path(name: str) -> str:
+    """seq_path()'s escaping with the "\\n" that show_map_vma asks for (fs/seq_file.c
+    mangle_path): a newline becomes \\012, nothing else changes.  Only file paths go
+    through it in the kernel; the other names cannot hold a newline."""
+    return name.replace("\n", "\\012")
 
 
 @dataclass(frozen=True)
