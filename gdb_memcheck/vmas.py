@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 from . import maple
 from .dpath import PathLayout, PathResolver
-from .target import PartialError, Target, TargetError, cstring, u32, u64
+from .target import PartialError, StructLayout, Target, TargetError, cstring, u32, u64
 
 Reader = Callable[[int, int], bytes]
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE = 0x1, 0x2, 0x4, 0x8, 0x80
@@ -16,6 +16,7 @@ MINORBITS = 20
 PAGE_SHIFT = 12
 MAX_VMAS = 1 << 20
 MAPS_NAME_COLUMN = 72   # seq_setwidth(m, 25 + sizeof(void *) * 6 - 1)
+ANON_VMA_NAME_MAX_LEN = 80
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,15 @@ class VmaReader:
                                             "vm_ops", "vm_private_data")}
         if self.use_list:
             self.v["vm_next"] = vma.offset("vm_next")
-        self.v_anon_name = vma.offset("anon_name") if vma.has("anon_name") else None
+        # anon_vma_name() is NULL without CONFIG_ANON_VMA_NAME (5.17, 9a10064f5625, "mm: add a field to
+        # store names for private anonymous memory"); its one out-of-line copy is the probe (6.1 keeps
+        # the field either way).  Debian 12's 6.1 and 6.12 kernels leave it off.
+        named = vma.has("anon_name") and target.has_symbol("anon_vma_name")
+        self.v_anon_name = vma.offset("anon_name") if named else None
+        self.anon_name_text = target.layout("struct anon_vma_name").offset("name") if named else 0
+        # 6.2 (d09e8ca6cb93, "mm: anonymous shared memory naming") moved anon_name out of its union with
+        # the file-only `shared` node and names shared anonymous (shmem) mappings [anon_shmem:NAME]
+        self.anon_shmem = named and not _overlaps(vma, "anon_name", "shared")
         f, ino, sb = target.layout("struct file"), target.layout("struct inode"), target.layout("struct super_block")
         self.f_mnt, self.f_dentry = f.offset("f_path.mnt"), f.offset("f_path.dentry")
         self.f_inode, self.i_sb, self.i_ino, self.s_dev = f.offset("f_inode"), ino.offset("i_sb"), \
@@ -142,11 +151,11 @@ class VmaReader:
         raw = self.read(addr, self.vma_size)
         start, end, flags = u64(raw, v["vm_start"]), u64(raw, v["vm_end"]), u64(raw, v["vm_flags"])
         file = u64(raw, v["vm_file"])
+        anon_name = self._anon_name_pointer(raw, file)
         if file:
             dev, ino, path = self._file(file)
-            return Vma(addr, start, end, flags, u64(raw, v["vm_pgoff"]) << PAGE_SHIFT, dev, ino, path)
-        # anon_name shares a union with the file-only interval-tree node (6.1: anon_vma_name())
-        anon_name = u64(raw, self.v_anon_name) if self.v_anon_name is not None else 0
+            name = f"[anon_shmem:{self._anon_name(anon_name)}]" if anon_name else path
+            return Vma(addr, start, end, flags, u64(raw, v["vm_pgoff"]) << PAGE_SHIFT, dev, ino, name)
         name = self._special_name(u64(raw, v["vm_ops"]), u64(raw, v["vm_private_data"]))
         if name is None:
             if self._is_heap(start, end, mm):
@@ -177,8 +186,22 @@ class VmaReader:
             return cstring(self.read(u64(self.read(private, 8)), 64))
         return None
 
+    def _anon_name_pointer(self, raw: bytes, file: int) -> int:
+        """vma->anon_name where anon_vma_name() returns it, else 0 (in 6.1 a file VMA's
+        union holds its interval-tree node there)."""
+        if self.v_anon_name is None or (file and not self.anon_shmem):
+            return 0
+        return u64(raw, self.v_anon_name)
+
     def _anon_name(self, anon_name: int) -> str:
-        return cstring(self.read(anon_name + 4, 256))
+        """The text of a struct anon_vma_name (prctl caps it at ANON_VMA_NAME_MAX_LEN)."""
+        return cstring(self.read(anon_name + self.anon_name_text, ANON_VMA_NAME_MAX_LEN))
+
+
+def _overlaps(layout: StructLayout, member: str, other: str) -> bool:
+    """Whether `member` starts inside `other` (they share a union), by the debug info's offsets."""
+    inner, outer = layout.fields[member], layout.fields.get(other)
+    return outer is not None and outer.offset <= inner.offset < outer.offset + outer.size
 
 
 def _maybe_symbol(target: Target, name: str) -> int | None:

@@ -1,9 +1,11 @@
 """VMA names as each kernel's /proc/PID/maps gives them, over kernel objects built in a
-FakeTarget: newline escaping."""
+FakeTarget: newline escaping, and anonymous names where 6.1 and 6.12 keep them."""
 from __future__ import annotations
 
+import pytest
+
 from gdb_memcheck.vmas import Vma, mangle_path
-from kernel_objects import MM, SHARED, Kernel, pseudo_file
+from kernel_objects import MM, SHARED, Kernel, name_of, pseudo_file
 
 
 # --- escaping -----------------------------------------------------------------------------
@@ -23,3 +25,43 @@ def test_a_memfd_named_with_a_newline_is_escaped_in_its_maps_line():
     mnt, dentry = pseudo_file(kernel, b"memfd:a\nb", "simple_dname")
     vma = kernel.vma(0x7000_0000, 0x7000_1000, SHARED, file=kernel.file(mnt, dentry, kernel.inode(9, dev=1)))
     assert kernel.reader().vma(vma, MM).maps_line().endswith(" /memfd:a\\012b (deleted)")
+
+
+# --- anonymous names ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["6.1", "6.12"])
+def test_a_named_private_anonymous_mapping_is_anon_name(version):
+    kernel = Kernel(version)
+    vma = kernel.vma(0x7000_0000, 0x7000_5000, anon_name=kernel.anon_name(b"wl-names-private"))
+    assert name_of(kernel, vma) == "[anon:wl-names-private]"
+
+
+def test_on_6_12_a_named_shared_anonymous_mapping_is_anon_shmem():
+    kernel = Kernel("6.12")
+    mnt, dentry = pseudo_file(kernel, b"dev/zero", "simple_dname")
+    file = kernel.file(mnt, dentry, kernel.inode(11, dev=1))
+    vma = kernel.vma(0x7000_0000, 0x7000_6000, SHARED, file=file, anon_name=kernel.anon_name(b"wl-names-shared"))
+    assert name_of(kernel, vma) == "[anon_shmem:wl-names-shared]"
+
+
+def test_on_6_1_a_file_vmas_union_word_is_its_tree_node_not_a_name():
+    kernel = Kernel("6.1")
+    mnt, dentry = pseudo_file(kernel, b"dev/zero", "simple_dname")
+    file = kernel.file(mnt, dentry, kernel.inode(11, dev=1))
+    vma = kernel.vma(0x7000_0000, 0x7000_6000, SHARED, file=file, union_word=kernel.anon_name(b"not-a-name"))
+    assert name_of(kernel, vma) == "/dev/zero (deleted)"
+
+
+@pytest.mark.parametrize("version", ["6.1", "6.12"])
+def test_without_config_anon_vma_name_a_set_word_is_not_read_as_a_name(version):
+    kernel = Kernel(version, anon_vma_name=False)
+    vma = kernel.vma(0x7000_0000, 0x7000_5000, anon_name=0xDEAD_BEEF_0000)
+    assert name_of(kernel, vma) == ""
+
+
+def test_the_heap_and_the_stack_win_over_an_anonymous_name():
+    kernel = Kernel()
+    name = kernel.anon_name(b"x")
+    heap = kernel.vma(MM.start_brk, MM.brk, anon_name=name)
+    stack = kernel.vma(MM.start_stack - 0x21000, MM.start_stack + 0x1000, anon_name=name)
+    assert [name_of(kernel, heap), name_of(kernel, stack)] == ["[heap]", "[stack]"]
