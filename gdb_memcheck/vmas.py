@@ -102,8 +102,9 @@ class VmaReader:
             ino.offset("i_ino"), sb.offset("s_dev")
         self.special_ops = {_maybe_symbol(target, s) for s in ("special_mapping_vmops", "legacy_special_mapping_vmops")}
         self.special_ops.discard(None)
-        # 6.6 (11250fd12eb8, "mm: factor out VMA stack and heap checks") made the [heap] test
-        # strict: a VMA that only touches start_brk or brk is no longer the heap
+        # 6.7 (d3bb89ea9c13, "mm: fix VMA heap bounds checking") made the [heap] test strict: a VMA that
+        # only touches start_brk or brk is no longer the heap.  The probe is the helper it fixed,
+        # vma_is_initial_heap, which 6.6 (11250fd12eb8) factored out: a 6.6 without the fix counts as strict
         self.strict_heap = target.has_function("vma_is_initial_heap")
 
     def mm(self, addr: int) -> MmInfo:
@@ -160,6 +161,7 @@ class VmaReader:
         if name is None:
             if self._is_heap(start, end, mm):
                 name = "[heap]"
+            # the [stack] test is the same in 6.1 (is_stack) and 6.12 (vma_is_initial_stack)
             elif start <= mm.start_stack <= end:
                 name = "[stack]"
             elif anon_name:

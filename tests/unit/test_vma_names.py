@@ -1,10 +1,11 @@
 """VMA names as each kernel's /proc/PID/maps gives them, over kernel objects built in a
-FakeTarget: newline escaping, and anonymous names where 6.1 and 6.12 keep them."""
+FakeTarget: newline escaping, anonymous names where 6.1 and 6.12 keep them, and the
+[heap] and [stack] rules."""
 from __future__ import annotations
 
 import pytest
 
-from gdb_memcheck.vmas import Vma, mangle_path
+from gdb_memcheck.vmas import MmInfo, Vma, mangle_path
 from kernel_objects import MM, SHARED, Kernel, name_of, pseudo_file
 
 
@@ -65,3 +66,31 @@ def test_the_heap_and_the_stack_win_over_an_anonymous_name():
     heap = kernel.vma(MM.start_brk, MM.brk, anon_name=name)
     stack = kernel.vma(MM.start_stack - 0x21000, MM.start_stack + 0x1000, anon_name=name)
     assert [name_of(kernel, heap), name_of(kernel, stack)] == ["[heap]", "[stack]"]
+
+
+# --- [heap] and [stack] edges --------------------------------------------------------------
+
+@pytest.mark.parametrize("strict, start, end, heap", [
+    (False, 0x4FFF_B000, MM.start_brk, True),      # 6.1: ends exactly at start_brk (a static binary's bss)
+    (True, 0x4FFF_B000, MM.start_brk, False),      # 6.12: touching is not overlapping
+    (False, MM.brk, MM.brk + 0x1000, True),        # 6.1: starts exactly at brk
+    (True, MM.brk, MM.brk + 0x1000, False),
+    (True, MM.start_brk, MM.brk, True),
+])
+def test_the_heap_rule_is_inclusive_before_6_7_and_strict_after(strict, start, end, heap):
+    kernel = Kernel(strict_heap=strict)
+    assert (name_of(kernel, kernel.vma(start, end)) == "[heap]") is heap
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_with_no_heap_yet_only_the_inclusive_rule_names_a_vma_ending_at_start_brk(strict):
+    kernel = Kernel(strict_heap=strict)
+    mm = MmInfo(0x1000, 0, MM.start_brk, MM.start_brk, MM.start_stack, 0, 0, 0)
+    assert (name_of(kernel, kernel.vma(0x4FFF_B000, MM.start_brk), mm) == "[heap]") is not strict
+
+
+@pytest.mark.parametrize("start, end", [(0x7FFD_0000, MM.start_stack), (MM.start_stack, 0x7FFF_FFFF_F000)])
+def test_the_stack_rule_includes_both_ends_on_every_kernel(start, end):
+    for strict in (False, True):
+        kernel = Kernel(strict_heap=strict)
+        assert name_of(kernel, kernel.vma(start, end)) == "[stack]"
