@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 from . import maple
 from .dpath import PathLayout, PathResolver
-from .target import PartialError, Target, TargetError, cstring, u32, u64
+from .target import PartialError, StructLayout, Target, TargetError, cstring, u32, u64
 
 Reader = Callable[[int, int], bytes]
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE = 0x1, 0x2, 0x4, 0x8, 0x80
@@ -16,6 +16,7 @@ MINORBITS = 20
 PAGE_SHIFT = 12
 MAX_VMAS = 1 << 20
 MAPS_NAME_COLUMN = 72   # seq_setwidth(m, 25 + sizeof(void *) * 6 - 1)
+ANON_VMA_NAME_MAX_LEN = 80
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,14 @@ class Vma:
         """Exactly the line /proc/PID/maps prints for this VMA (without the newline)."""
         head = (f"{self.start:08x}-{self.end:08x} {self.perms} {self.offset:08x} "
                 f"{self.dev >> MINORBITS:02x}:{self.dev & ((1 << MINORBITS) - 1):02x} {self.inode} ")
-        return f"{head.ljust(MAPS_NAME_COLUMN)} {self.name}" if self.name else head
+        return f"{head.ljust(MAPS_NAME_COLUMN)} {mangle_path(self.name)}" if self.name else head
+
+
+def mangle_path(name: str) -> str:
+    """seq_path()'s escaping with the "\\n" that show_map_vma asks for (fs/seq_file.c
+    mangle_path): a newline becomes \\012, nothing else changes.  Only file paths go
+    through it in the kernel; the other names cannot hold a newline."""
+    return name.replace("\n", "\\012")
 
 
 @dataclass(frozen=True)
@@ -79,15 +87,24 @@ class VmaReader:
                                             "vm_ops", "vm_private_data")}
         if self.use_list:
             self.v["vm_next"] = vma.offset("vm_next")
-        self.v_anon_name = vma.offset("anon_name") if vma.has("anon_name") else None
+        # anon_vma_name() is NULL without CONFIG_ANON_VMA_NAME (5.17, 9a10064f5625, "mm: add a field to
+        # store names for private anonymous memory"); its one out-of-line copy is the probe (6.1 keeps
+        # the field either way).  Debian 12's 6.1 and 6.12 kernels leave it off.
+        named = vma.has("anon_name") and target.has_symbol("anon_vma_name")
+        self.v_anon_name = vma.offset("anon_name") if named else None
+        self.anon_name_text = target.layout("struct anon_vma_name").offset("name") if named else 0
+        # 6.2 (d09e8ca6cb93, "mm: anonymous shared memory naming") moved anon_name out of its union with
+        # the file-only `shared` node and names shared anonymous (shmem) mappings [anon_shmem:NAME]
+        self.anon_shmem = named and not _overlaps(vma, "anon_name", "shared")
         f, ino, sb = target.layout("struct file"), target.layout("struct inode"), target.layout("struct super_block")
         self.f_mnt, self.f_dentry = f.offset("f_path.mnt"), f.offset("f_path.dentry")
         self.f_inode, self.i_sb, self.i_ino, self.s_dev = f.offset("f_inode"), ino.offset("i_sb"), \
             ino.offset("i_ino"), sb.offset("s_dev")
         self.special_ops = {_maybe_symbol(target, s) for s in ("special_mapping_vmops", "legacy_special_mapping_vmops")}
         self.special_ops.discard(None)
-        # 6.6 (11250fd12eb8, "mm: factor out VMA stack and heap checks") made the [heap] test
-        # strict: a VMA that only touches start_brk or brk is no longer the heap
+        # 6.7 (d3bb89ea9c13, "mm: fix VMA heap bounds checking") made the [heap] test strict: a VMA that
+        # only touches start_brk or brk is no longer the heap.  The probe is the helper it fixed,
+        # vma_is_initial_heap, which 6.6 (11250fd12eb8) factored out: a 6.6 without the fix counts as strict
         self.strict_heap = target.has_function("vma_is_initial_heap")
 
     def mm(self, addr: int) -> MmInfo:
@@ -135,15 +152,16 @@ class VmaReader:
         raw = self.read(addr, self.vma_size)
         start, end, flags = u64(raw, v["vm_start"]), u64(raw, v["vm_end"]), u64(raw, v["vm_flags"])
         file = u64(raw, v["vm_file"])
+        anon_name = self._anon_name_pointer(raw, file)
         if file:
             dev, ino, path = self._file(file)
-            return Vma(addr, start, end, flags, u64(raw, v["vm_pgoff"]) << PAGE_SHIFT, dev, ino, path)
-        # anon_name shares a union with the file-only interval-tree node (6.1: anon_vma_name())
-        anon_name = u64(raw, self.v_anon_name) if self.v_anon_name is not None else 0
+            name = f"[anon_shmem:{self._anon_name(anon_name)}]" if anon_name else path
+            return Vma(addr, start, end, flags, u64(raw, v["vm_pgoff"]) << PAGE_SHIFT, dev, ino, name)
         name = self._special_name(u64(raw, v["vm_ops"]), u64(raw, v["vm_private_data"]))
         if name is None:
             if self._is_heap(start, end, mm):
                 name = "[heap]"
+            # the [stack] test is the same in 6.1 (is_stack) and 6.12 (vma_is_initial_stack)
             elif start <= mm.start_stack <= end:
                 name = "[stack]"
             elif anon_name:
@@ -162,9 +180,7 @@ class VmaReader:
         mnt, dentry = u64(self.read(file + self.f_mnt, 8)), u64(self.read(file + self.f_dentry, 8))
         inode = u64(self.read(file + self.f_inode, 8))
         sb = u64(self.read(inode + self.i_sb, 8))
-        path = self.paths.path(mnt, dentry)
-        if self.paths.unlinked(dentry):
-            path += " (deleted)"
+        path = self.paths.d_path(mnt, dentry)
         return u32(self.read(sb + self.s_dev, 4)), u64(self.read(inode + self.i_ino, 8)), path
 
     def _special_name(self, ops: int, private: int) -> str | None:
@@ -172,8 +188,22 @@ class VmaReader:
             return cstring(self.read(u64(self.read(private, 8)), 64))
         return None
 
+    def _anon_name_pointer(self, raw: bytes, file: int) -> int:
+        """vma->anon_name where anon_vma_name() returns it, else 0 (in 6.1 a file VMA's
+        union holds its interval-tree node there)."""
+        if self.v_anon_name is None or (file and not self.anon_shmem):
+            return 0
+        return u64(raw, self.v_anon_name)
+
     def _anon_name(self, anon_name: int) -> str:
-        return cstring(self.read(anon_name + 4, 256))
+        """The text of a struct anon_vma_name (prctl caps it at ANON_VMA_NAME_MAX_LEN)."""
+        return cstring(self.read(anon_name + self.anon_name_text, ANON_VMA_NAME_MAX_LEN))
+
+
+def _overlaps(layout: StructLayout, member: str, other: str) -> bool:
+    """Whether `member` starts inside `other` (they share a union), by the debug info's offsets."""
+    inner, outer = layout.fields[member], layout.fields.get(other)
+    return outer is not None and outer.offset <= inner.offset < outer.offset + outer.size
 
 
 def _maybe_symbol(target: Target, name: str) -> int | None:

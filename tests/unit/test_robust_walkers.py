@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gdb_memcheck import alloctrack, glibc_heap, leaks, maple, paging, tasks
-from gdb_memcheck.dpath import PathLayout, PathResolver
+from gdb_memcheck.dpath import DNAME_FORMATS, PathLayout, PathResolver
 from gdb_memcheck.elfsyms import SymbolCache
 from gdb_memcheck.target import MemoryReadError, TargetError
 from gdb_memcheck.unwind import RA, RBP, RSP, ModuleMap, Unwinder
@@ -286,21 +286,32 @@ def test_classification_gives_every_block_a_kind_and_respects_root_pointers(bloc
 
 # -- dentry paths ------------------------------------------------------------------------
 
-LAYOUT = PathLayout(d_parent=0x18, d_name_len=0x24, d_name_ptr=0x28, d_hash_pprev=0x10, mnt_in_mount=0x20,
-                    mnt_parent=0x10, mnt_mountpoint=0x18, mnt_root=0x0)
+DNAMES = {0xFFFF_FFFF_8130_0000 + 0x100 * i: name for i, name in enumerate(DNAME_FORMATS)}
+LAYOUT = PathLayout(d_parent=0x18, d_name_len=0x24, d_name_ptr=0x28, d_hash_pprev=0x10, d_op=0x30, d_inode=0x38,
+                    d_fsdata=0x40, op_d_dname=0x8, i_ino=0x40, mnt_in_mount=0x20, mnt_parent=0x10,
+                    mnt_mountpoint=0x18, mnt_root=0x0, dnames=DNAMES, dmabuf_name=0x10)
+OPS = 0x1800                    # each dentry's own dentry_operations, 0x10 apart
+POINTER = WORD | st.integers(0x1000, 0x9000)
 
 
 @FUZZ
-@given(parents=st.lists(st.integers(0, 8), min_size=1, max_size=8), lengths=st.lists(WORD, min_size=8,
-                                                                                        max_size=8))
-def test_path_walks_over_looping_dentries_end(parents, lengths):
+@given(parents=st.lists(st.integers(0, 8), min_size=1, max_size=8),
+       lengths=st.lists(WORD, min_size=8, max_size=8),
+       d_dnames=st.lists(st.sampled_from([0, *DNAMES]) | WORD, min_size=8, max_size=8),
+       wild_ops=st.lists(st.none() | WORD, min_size=8, max_size=8),
+       pointers=st.lists(POINTER, min_size=8, max_size=8))
+def test_path_walks_over_looping_dentries_and_wild_d_dnames_end(parents, lengths, d_dnames, wild_ops, pointers):
     mem = Flat([(0x1000, 0x9000)])
     dentries = [0x2000 + 0x100 * i for i in range(len(parents))]
-    for d, p, n in zip(dentries, parents, lengths):
-        mem.words[d + LAYOUT.d_parent] = dentries[p % len(dentries)]
-        mem.words[d + 0x20] = (n & 0xFFFF_FFFF) << 32          # qstr.len
+    for i, d in enumerate(dentries):
+        mem.words[d + LAYOUT.d_parent] = dentries[parents[i] % len(dentries)]
+        mem.words[d + 0x20] = (lengths[i] & 0xFFFF_FFFF) << 32          # qstr.len
         mem.words[d + LAYOUT.d_name_ptr] = 0x8000
+        mem.words[d + LAYOUT.d_inode] = mem.words[d + LAYOUT.d_fsdata] = pointers[i]
+        if d_dnames[i]:
+            mem.words[d + LAYOUT.d_op] = OPS + 0x10 * i if wild_ops[i] is None else wild_ops[i]
+            mem.words[OPS + 0x10 * i + LAYOUT.op_d_dname] = d_dnames[i]
     mount = 0x1000
     mem.words[mount + LAYOUT.mnt_parent] = mount
     resolver = PathResolver(mem.read, LAYOUT, mount + LAYOUT.mnt_in_mount, 0x1)
-    ends_cleanly("dentry paths", lambda: resolver.path(mount + LAYOUT.mnt_in_mount, dentries[0]))
+    ends_cleanly("dentry paths", lambda: resolver.d_path(mount + LAYOUT.mnt_in_mount, dentries[0]))
