@@ -65,11 +65,26 @@ def current_task_variable(target: Target) -> tuple[str, int]:
                       "the running task cannot be found")
 
 
+@dataclass(frozen=True)
+class CurrentTask:
+    """Where each vCPU's running task pointer is: __per_cpu_offset[cpu] + `offset`."""
+
+    per_cpu_offset: int         # &__per_cpu_offset
+    offset: int                 # the variable's per-CPU offset plus the member's
+
+    @classmethod
+    def from_target(cls, target: Target) -> "CurrentTask":
+        symbol, member = current_task_variable(target)
+        return cls(target.symbol_address("__per_cpu_offset"), target.symbol_address(symbol) + member)
+
+    def task(self, cpu: int, load: Loader) -> int:
+        """Address of the task_struct running on `cpu` (`load` reads a u64)."""
+        return load(load(self.per_cpu_offset + 8 * cpu) + self.offset)
+
+
 def current_task(target: Target, cpu: int, load: Loader | None = None) -> int:
     """Address of the task_struct running on `cpu` (`load` reads a u64; default: a virtual read)."""
-    load = load or (lambda addr: read_u64(target, addr))
-    symbol, offset = current_task_variable(target)
-    return load(per_cpu_address(target, symbol, cpu, load) + offset)
+    return CurrentTask.from_target(target).task(cpu, load or (lambda addr: read_u64(target, addr)))
 
 
 def page_offset_base(target: Target) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from . import paging, rss
-from .kernel import current_task
+from .kernel import CurrentTask
 from .memory import KernelMemory, UserMemory
 from .target import PartialError, Target, TargetError
 from .tasks import Task, TaskReader
@@ -13,14 +13,25 @@ from .vmas import MmInfo, Vma, VmaReader, path_layout_root
 
 
 class System:
-    """Snapshot queries over a stopped guest; build a new one after the guest runs."""
+    """Snapshot queries over a stopped guest; build a new one after the guest runs.
+    `readers` keeps what depends only on the debug info (offsets, symbol addresses) from
+    one stop to the next; its owner empties it when the symbols or `kmem` change."""
 
-    def __init__(self, target: Target, kmem: KernelMemory) -> None:
+    def __init__(self, target: Target, kmem: KernelMemory, readers: dict | None = None) -> None:
         self.target, self.kmem = target, kmem
+        self.readers = {} if readers is None else readers
 
-    @cached_property
+    @property
     def tasks(self) -> TaskReader:
-        return TaskReader(self.target, self.kmem.read)
+        if "tasks" not in self.readers:
+            self.readers["tasks"] = TaskReader(self.target, self.kmem.read)
+        return self.readers["tasks"]
+
+    @property
+    def current_task(self) -> CurrentTask:
+        if "current" not in self.readers:
+            self.readers["current"] = CurrentTask.from_target(self.target)
+        return self.readers["current"]
 
     @cached_property
     def processes(self) -> list[Task]:
@@ -48,11 +59,11 @@ class System:
         return list(self.tasks.threads(process))
 
     def current(self, cpu: int) -> Task:
-        return self.tasks.task(current_task(self.target, cpu, self.kmem.u64))
+        return self.tasks.task(self.current_task.task(cpu, self.kmem.u64))
 
     def running(self) -> dict[int, int]:
         """Task address -> vCPU for the task each vCPU is running."""
-        return {current_task(self.target, cpu, self.kmem.u64): cpu for cpu in range(self.target.cpu_count())}
+        return {self.current_task.task(cpu, self.kmem.u64): cpu for cpu in range(self.target.cpu_count())}
 
     def find(self, spec: str) -> Task:
         """A process by pid or by comm (a comm must name exactly one process)."""

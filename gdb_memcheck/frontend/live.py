@@ -67,11 +67,12 @@ class GdbTarget:
         return self._symbols[key]
 
     def has_symbol(self, name: str) -> bool:
-        try:
-            self.symbol_address(name)
-        except SymbolError:
-            return False
-        return True
+        if name not in self._symbols:
+            try:
+                self.symbol_address(name)
+            except SymbolError:
+                return False
+        return self._symbols[name] is not None
 
     def has_function(self, name: str) -> bool:
         key = "function " + name

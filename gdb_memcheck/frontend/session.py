@@ -31,6 +31,7 @@ class Session:
         self.mismatch: str | None = None          # why the loaded vmlinux is not the running kernel
         self._kmem: KernelMemory | None = None
         self._pages: PageCache | None = None
+        self._readers: dict = {}                  # System readers, kept while kmem and symbols stay
         self._system: System | None = None
         self._symbols: SymbolCache | None = None
         self.leaf_memo = LeafMemo()       # keyed by table content: valid across stops
@@ -41,7 +42,7 @@ class Session:
         if self.mismatch:
             raise TargetError(self.mismatch)
         if self._system is None:
-            self._system = System(self.target, self.kmem())
+            self._system = System(self.target, self.kmem(), self._readers)
         return self._system
 
     def symbols(self) -> SymbolCache:
@@ -92,6 +93,7 @@ class Session:
         self.target.physical_reader = None
         self._kmem = None
         self._pages = None
+        self._readers = {}
         self._system = None
 
     def require_guest(self) -> None:
@@ -189,6 +191,7 @@ class Session:
     def on_objfiles_changed(self, _event) -> None:
         self.target.forget_debug_info()
         self._kmem = None
+        self._readers = {}
         self._system = None
         self.mismatch = None
 
