@@ -9,6 +9,7 @@ from .kernel import CurrentTask
 from .memory import KernelMemory, UserMemory
 from .target import PartialError, Target, TargetError
 from .tasks import Task, TaskReader
+from .dpath import PathLayout
 from .vmas import MmInfo, Vma, VmaReader, path_layout_root
 
 
@@ -47,9 +48,14 @@ class System:
     @cached_property
     def vma_reader(self) -> VmaReader:
         """Paths are rooted at init's fs root, as a reader in init's namespace sees them
-        (init is the first task after init_task, so this reads two tasks, not all)."""
+        (init is the first task after init_task, so this reads two tasks, not all).  The
+        offsets are kept between stops; the root and the names read are this stop's."""
         init = next((p for p in self.tasks.processes() if p.pid == 1), None) or self.processes[0]
-        return VmaReader(self.target, self.kmem.read, path_layout_root(self.target, self.kmem.read, init.addr))
+        if "vmas" not in self.readers:
+            self.readers["paths"] = PathLayout.from_target(self.target)
+            self.readers["vmas"] = VmaReader(self.target, self.kmem.read, None)
+        root = path_layout_root(self.target, self.kmem.read, init.addr, self.readers["paths"])
+        return self.readers["vmas"].with_paths(root)
 
     @cached_property
     def pages(self) -> rss.PageInfo:

@@ -3,6 +3,7 @@ on kernels that still have it, the mm->mmap list; named as /proc/PID/maps names 
 (fs/proc/task_mmu.c show_map_vma)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -73,7 +74,7 @@ class MmInfo:
 class VmaReader:
     """Reads VMAs and their names with offsets from the kernel's debug info."""
 
-    def __init__(self, target: Target, read: Reader, resolver: PathResolver) -> None:
+    def __init__(self, target: Target, read: Reader, resolver: PathResolver | None) -> None:
         self.read, self.paths = read, resolver
         mm, vma = target.layout("struct mm_struct"), target.layout("struct vm_area_struct")
         self.mm_off = {k: mm.offset(k) for k in ("pgd", "start_brk", "brk", "start_stack", "total_vm", "map_count",
@@ -106,6 +107,12 @@ class VmaReader:
         # only touches start_brk or brk is no longer the heap.  The probe is the helper it fixed,
         # vma_is_initial_heap, which 6.6 (11250fd12eb8) factored out: a 6.6 without the fix counts as strict
         self.strict_heap = target.has_function("vma_is_initial_heap")
+
+    def with_paths(self, resolver: PathResolver) -> "VmaReader":
+        """The same offsets, naming files through `resolver` (one stop's root and names)."""
+        reader = copy.copy(self)
+        reader.paths = resolver
+        return reader
 
     def mm(self, addr: int) -> MmInfo:
         o = self.mm_off
@@ -213,7 +220,7 @@ def _maybe_symbol(target: Target, name: str) -> int | None:
         return None
 
 
-def path_layout_root(target: Target, read: Reader, task_addr: int) -> PathResolver:
+def path_layout_root(target: Target, read: Reader, task_addr: int, layout: PathLayout | None = None) -> PathResolver:
     """A PathResolver rooted at a task's fs->root (the reader's root, as d_path uses)."""
     t, fs = target.layout("struct task_struct"), target.layout("struct fs_struct")
     fs_addr = u64(read(task_addr + t.offset("fs"), 8))
@@ -221,4 +228,4 @@ def path_layout_root(target: Target, read: Reader, task_addr: int) -> PathResolv
         raise TargetError(f"task {task_addr:#x} has no fs_struct to take a root from")
     root_mnt = u64(read(fs_addr + fs.offset("root.mnt"), 8))
     root_dentry = u64(read(fs_addr + fs.offset("root.dentry"), 8))
-    return PathResolver(read, PathLayout.from_target(target), root_mnt, root_dentry)
+    return PathResolver(read, layout or PathLayout.from_target(target), root_mnt, root_dentry)
