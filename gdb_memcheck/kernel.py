@@ -58,7 +58,7 @@ def current_task_variable(target: Target) -> tuple[str, int]:
     """The per-CPU variable that holds the running task, and the pointer's offset in it."""
     if target.has_symbol("current_task"):
         return "current_task", 0
-    # 6.2 (7443b296e699, "x86/percpu: Move current_task to pcpu_hot") made it a member
+    # 6.2 (e57ef2ed97c1, "x86: Put hot per CPU variables into a struct") made it a member of pcpu_hot
     if target.has_symbol("pcpu_hot"):
         return "pcpu_hot", target.layout("struct pcpu_hot").offset("current_task")
     raise SymbolError("this kernel has neither current_task nor pcpu_hot.current_task: "
@@ -89,7 +89,8 @@ def current_task(target: Target, cpu: int, load: Loader | None = None) -> int:
 
 def page_offset_base(target: Target) -> int:
     """Start of the kernel's direct map of all physical memory (randomized with KASLR)."""
-    # a variable only with CONFIG_DYNAMIC_MEMORY_LAYOUT (4.17, 9e5eb7f5d4a8); else the fixed __PAGE_OFFSET
+    # a variable where the layout can move: 4.8 (CONFIG_RANDOMIZE_MEMORY), 4.17 (CONFIG_DYNAMIC_MEMORY_LAYOUT);
+    # else the fixed __PAGE_OFFSET of the paging mode
     if not target.has_symbol("page_offset_base"):
         levels = cpu_paging_mode(target).levels
         return FIXED_PAGE_OFFSET[5 if levels == 5 else 4]

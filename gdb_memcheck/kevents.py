@@ -33,7 +33,7 @@ HOOKS = (
     HookSpec("new-task", (("wake_up_new_task", REGS),), 1,
              "every fork/clone/kthread passes here once, task complete"),
     HookSpec("exec", (("setup_new_exec", REGS),
-                      # 5.9 (2388777a0a59, "exec: Rename flush_old_exec begin_new_exec")
+                      # 5.9 ("exec: Rename flush_old_exec begin_new_exec"), should setup_new_exec be inlined
                       ("begin_new_exec", REGS)), 1,
              "after the new mm is installed; bprm names the image"),
     HookSpec("exec-ready", (("start_thread", REGS),), 3,
