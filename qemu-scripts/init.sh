@@ -16,6 +16,11 @@ stty -F /dev/ttyS1 raw -echo
 while true; do
   sh -c 'while IFS= read -r line; do eval "$line"; done' </dev/ttyS1 >/dev/ttyS1 2>&1
 done &
-sleep 0.2
+# ready only once the long-lived workloads have said so (a loaded host can make that slow)
+for i in $(seq 300); do
+  grep -q ready /tmp/log/wl-maps.log && grep -q ready /tmp/log/wl-maps-static.log \
+    && grep -q done /tmp/log/wl-leak.log && break
+  sleep 0.1
+done
 echo "INIT ready $(uname -r)"
 while true; do sleep 3600; done
