@@ -199,17 +199,29 @@ class Guest:
     def sh(self, command: str, timeout: float = 60.0) -> str:
         """Run one shell line in the guest (over ttyS1) and return its output.
 
-        Raises LabError when the command exits non-zero or no answer comes in time.
+        Raises LabError when the command exits non-zero or no answer comes in time.  A line
+        the guest's shell received garbled (a syntax error in our own framing, seen once in
+        a few hundred commands on a loaded host) did not run, and is sent once more.
         """
-        tag = os.urandom(4).hex()
         if command.rstrip().endswith("&"):
             command += " :"          # "cmd &; echo" is a syntax error, "cmd & :; echo" is not
+        for attempt in (1, 2):
+            try:
+                return self._sh_once(command, timeout)
+            except GarbledLine:
+                if attempt == 2:
+                    raise
+                say(f"the guest's shell received a garbled line; sending it again: {command}")
+        raise AssertionError("unreachable")
+
+    def _sh_once(self, command: str, timeout: float) -> str:
+        tag = os.urandom(4).hex()
         line = f"echo '<<B:{tag}>>'; {command}; echo \"<<E:{tag}:$?>>\"\n"
         end = re.compile(rf"<<E:{tag}:(\d+)>>\n")
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.run_dir / "ttyS1.sock"))
             s.sendall(line.encode())
-            data = _read_until(s, end, timeout)
+            data = _read_until(s, end, timeout, garbled=f"<<B:{tag}>>")
         text = data.decode(errors="replace")
         begin = text.find(f"<<B:{tag}>>\n")
         m = end.search(text)
@@ -238,7 +250,9 @@ class Guest:
         return argv + list(extra)
 
 
-def _read_until(sock: socket.socket, pattern: re.Pattern, timeout: float) -> bytes:
+def _read_until(sock: socket.socket, pattern: re.Pattern, timeout: float, garbled: str = "") -> bytes:
+    """Read until `pattern` matches.  With `garbled` (the line's begin tag), a shell syntax
+    error before that tag was echoed means the line arrived damaged: GarbledLine."""
     sock.settimeout(timeout)
     buf = b""
     deadline = time.monotonic() + timeout
@@ -253,7 +267,16 @@ def _read_until(sock: socket.socket, pattern: re.Pattern, timeout: float) -> byt
         buf += chunk
         if pattern.search(buf if is_bytes else buf.decode(errors="replace")):
             return buf
+        if garbled and _SYNTAX_ERROR.search(buf) and garbled.encode() not in buf:
+            raise GarbledLine(buf[-200:].decode(errors="replace"))
     raise LabError(f"timed out waiting for {pattern.pattern!r}; got {buf[-500:]!r}")
+
+
+_SYNTAX_ERROR = re.compile(rb"sh: eval: line \d+: syntax error")
+
+
+class GarbledLine(LabError):
+    """The guest's shell could not parse the line we sent: it arrived damaged."""
 
 
 def boot(options: BootOptions | None = None, run_dir: str | Path | None = None,
