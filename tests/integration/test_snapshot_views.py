@@ -20,6 +20,7 @@ BOOT = guestlab.BootOptions()
 PAGE = 4096
 MANY_MAPS = 1000       # enough VMAs for a multi-level maple tree
 SAMPLES_PER_PROCESS = 300
+PAGEMAP_BATCH = 50
 
 LIST_TASKS = 'for t in /proc/[0-9]*/task/[0-9]*; do echo "${t#/proc/} $(cat $t/comm)"; done'
 
@@ -197,9 +198,12 @@ def test_vtop_agrees_with_guest_pagemap_across_processes(snap, guest):
 
 def read_pagemap(guest, pid: int, vas: list[int]) -> dict[int, int | None]:
     """PFN of each page from the guest's /proc/PID/pagemap (None when not present)."""
-    cmds = "; ".join(f"timeout 5 dd if=/proc/{pid}/pagemap bs=8 skip={va // PAGE} count=1 2>/dev/null" for va in vas)
-    out = guest.sh(f"({cmds}) | hexdump -v -e '2/4 \"%08x \" \"\\n\"'").split()
-    words = [int(w, 16) for w in out]
+    words = []
+    for i in range(0, len(vas), PAGEMAP_BATCH):      # short shell lines: the serial shell reads a byte at a time
+        cmds = "; ".join(f"timeout 5 dd if=/proc/{pid}/pagemap bs=8 skip={va // PAGE} count=1 2>/dev/null"
+                         for va in vas[i:i + PAGEMAP_BATCH])
+        out = guest.sh(f"({cmds}) | hexdump -v -e '2/4 \"%08x \" \"\\n\"'", timeout=180).split()
+        words += [int(w, 16) for w in out]
     result = {}
     for i, va in enumerate(vas):
         low, high = words[2 * i], words[2 * i + 1]
