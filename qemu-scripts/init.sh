@@ -14,7 +14,9 @@ hostname lab
 /bin/wl-leak --wait >/tmp/log/wl-leak.log 2>&1 &
 stty -F /dev/ttyS1 raw -echo
 while true; do
-  sh -c 'while IFS= read -r line; do eval "$line"; done' </dev/ttyS1 >/dev/ttyS1 2>&1
+  # each line runs in a subshell: a background job it starts is then init's child, and its
+  # exit cannot interrupt this shell's read of the next line (which cut lines short)
+  sh -c 'while IFS= read -r line; do (eval "$line"); done' </dev/ttyS1 >/dev/ttyS1 2>&1
 done &
 # ready only once the long-lived workloads have said so (a loaded host can make that slow)
 for i in $(seq 300); do
