@@ -4,7 +4,9 @@
  * (parked in that thread's own tcache).  Then they block, so their arenas, tcaches and
  * stacks stay live.  Ground truth, one line a block:
  *   GT <category> addr=0x... size=N via=malloc in=<function>
- * Usage: wl-arenas   (runs until SIGUSR1) */
+ * Usage: wl-arenas [--together]   (runs until SIGUSR1)
+ *   --together: the threads run at once, thread i pinned to vCPU i % (number of vCPUs), and
+ *               start allocating at the same moment (each still gets an arena of its own) */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <semaphore.h>
@@ -23,6 +25,8 @@ struct node {
 
 void *kept[THREADS];
 static sem_t finished;
+static pthread_barrier_t start;
+static int together;
 
 static void report(const char *category, void *p, size_t size, const char *fn)
 {
@@ -70,9 +74,21 @@ static __attribute__((noinline)) void scrub_stack(void)
     memset((char *)junk, 0, sizeof junk);
 }
 
+static void pin_to_own_cpu(int id)
+{
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(id % sysconf(_SC_NPROCESSORS_ONLN), &cpus);
+    pthread_setaffinity_np(pthread_self(), sizeof cpus, &cpus);
+}
+
 static void *thread_main(void *arg)
 {
     int id = (int)(long)arg;
+    if (together) {
+        pin_to_own_cpu(id);
+        pthread_barrier_wait(&start);
+    }
     thread_leak(id);
     thread_list();
     thread_keep(id);
@@ -84,21 +100,26 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     pthread_t threads[THREADS];
     sigset_t usr1;
     int sig;
+    together = argc > 1 && strcmp(argv[1], "--together") == 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     sigemptyset(&usr1);
     sigaddset(&usr1, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &usr1, NULL);
     printf("wl-arenas pid=%d\n", getpid());
     sem_init(&finished, 0, 0);
+    pthread_barrier_init(&start, NULL, THREADS);
     for (long i = 0; i < THREADS; i++) {
         pthread_create(&threads[i], NULL, thread_main, (void *)i);
-        sem_wait(&finished);              /* one thread at a time, each in an arena of its own */
+        if (!together)
+            sem_wait(&finished);          /* one thread at a time, each in an arena of its own */
     }
+    for (int i = 0; together && i < THREADS; i++)
+        sem_wait(&finished);
     printf("wl-arenas done\n");
     sigwait(&usr1, &sig);
     return 0;

@@ -7,7 +7,10 @@ the gdb-free core.
 from __future__ import annotations
 
 from ..target import TargetError
+import gdb
+
 from . import commands, parameters
+from .breakpoints import taken_at_stop
 from .leak_commands import LEAK_SUBCOMMANDS
 from .trace_commands import TRACE_SUBCOMMANDS
 from .session import SESSION
@@ -20,6 +23,7 @@ def load() -> None:
     if not _REGISTERED:
         _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS) + parameters.register())
         SESSION.connect_events()
+        gdb.events.stop.connect(taken_at_stop)
     try:
         line = SESSION.detect()
     except TargetError as e:

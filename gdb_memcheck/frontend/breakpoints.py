@@ -4,6 +4,7 @@ breakpoint, whose stop() hands the hit to the gdb-free source and resumes the gu
 unless a subscriber asks to stop."""
 from __future__ import annotations
 
+import signal
 from typing import Callable
 
 import gdb
@@ -14,28 +15,77 @@ from .session import SESSION
 
 
 class SilentBreakpoint(gdb.Breakpoint):
-    """An internal, silent breakpoint whose stop() asks a handler whether to stop."""
+    """An internal, silent breakpoint whose stop() asks a handler whether to stop.  It never
+    deletes itself there (gdb 13 crashes within 50 hits when a breakpoint does)."""
+
+    interrupted = 0         # Ctrl-Cs that arrived during a handler, on any breakpoint
+    landed = 0              # hits taken at a stop that landed on the breakpoint (see taken_at_stop)
+    placed: dict[int, "SilentBreakpoint"] = {}
 
     def __init__(self, address: int, handler: Callable[[int], bool], hardware: bool = False) -> None:
         kind = gdb.BP_HARDWARE_BREAKPOINT if hardware else gdb.BP_BREAKPOINT
         super().__init__(f"*{address:#x}", kind, internal=True)
         self.silent = True
         self.address, self.handler = address, handler
+        SilentBreakpoint.placed[address] = self
 
     def stop(self) -> bool:
-        return self.handler(self.address)
+        """Run the handler with Ctrl-C held back, so an event is never left half done; a
+        Ctrl-C that came meanwhile is delivered after it, and stops the guest."""
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        stop = True
+        try:
+            stop = self.handler(self.address)
+        except KeyboardInterrupt:               # an interrupt gdb raised without the signal
+            SilentBreakpoint.interrupted += 1
+        finally:
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            except KeyboardInterrupt:
+                SilentBreakpoint.interrupted += 1
+                stop = True
+        return stop
 
     def remove(self) -> None:
+        if SilentBreakpoint.placed.get(self.address) is self:
+            del SilentBreakpoint.placed[self.address]
         if self.is_valid():
             self.delete()
 
 
-def refuse_multi_vcpu(feature: str) -> None:
-    """Tracing and tracking refuse a multi-vCPU guest in one line (see README, known limits)."""
-    if SESSION.target.cpu_count() > 1:
-        raise TargetError(f"{feature} needs a 1-vCPU guest: on a multi-vCPU QEMU target gdb 13 stops "
-                          "Python breakpoint handlers with 'Cannot execute this command while the "
-                          "target is running'")
+def taken_at_stop(event) -> None:
+    """A stop that is not a breakpoint hit (an interrupt) can leave the vCPU on the first
+    instruction of one of these breakpoints without having hit it.  gdb steps over the
+    breakpoint at the pc it resumes from, so that hit would be lost (a do_exit never seen);
+    it is taken now, at the stop."""
+    if not isinstance(event, gdb.BreakpointEvent):      # a hit had every breakpoint at its pc evaluated
+        take_hit_at_pc()
+
+
+def take_hit_at_pc() -> None:
+    """Run the breakpoint at the selected vCPU's pc, if one of these is there (also wanted
+    when hooks are placed on the instruction a stopped vCPU is about to run)."""
+    try:
+        pc = int(gdb.parse_and_eval("$pc")) & 0xFFFF_FFFF_FFFF_FFFF
+    except gdb.error:
+        return
+    bp = SilentBreakpoint.placed.get(pc)
+    if bp is not None and bp.is_valid():
+        SilentBreakpoint.landed += 1
+        bp.stop()
+
+
+def event_path() -> dict:
+    """How breakpoint events are taken, for the status commands: the same way on any number
+    of vCPUs (a Python stop() that returns False), and how many Ctrl-Cs a handler held back."""
+    return {"vcpus": SESSION.target.cpu_count(), "handled_in": "Breakpoint.stop()",
+            "interrupted_handlers": SilentBreakpoint.interrupted, "taken_at_stops": SilentBreakpoint.landed}
+
+
+def event_path_text(path: dict) -> str:
+    held = path["interrupted_handlers"]
+    note = f"; {held} Ctrl-C held until a handler finished" if held else ""
+    return f"events handled in {path['handled_in']} on {path['vcpus']} vCPU{'s' if path['vcpus'] > 1 else ''}{note}"
 
 
 def resolve(symbol: str) -> int | None:
@@ -58,7 +108,6 @@ class KernelHooks:
                   hardware: bool = False, require_all: bool = False) -> kevents.Subscription:
         """Place the hooks `groups` need and subscribe; refuse when none of them exists, or
         when one is missing and the feature needs them all."""
-        refuse_multi_vcpu(feature)
         chosen, missing = kevents.choose_hooks(resolve, groups)
         if not chosen or (missing and require_all):
             raise TargetError(f"{feature} needs kernel functions this kernel lacks: " + "; ".join(missing))
@@ -68,6 +117,7 @@ class KernelHooks:
             if hook.group not in self.placed:
                 bp = SilentBreakpoint(hook.address, lambda _address, h=hook: self._hit(h), hardware)
                 self.placed[hook.group] = (hook, bp)
+        take_hit_at_pc()
         return subscription
 
     def unsubscribe(self, subscriber: kevents.Subscriber) -> int:

@@ -11,6 +11,7 @@ from ..leaks import Kind
 from ..target import TargetError
 from ..views import leak_report_json, leak_report_memcheck, leak_report_text, to_json
 from .commands import ArgParser, JsonSubcommand, UsageError, pick_process
+from .breakpoints import event_path_text
 from .leak_tracking import CONTROLLER
 from .session import SESSION
 
@@ -96,7 +97,8 @@ report is kept: `report PID` shows it (`report` alone: the latest)."""
             return
         gdb.write(f"tracking {'on' if doc['active'] else 'off'}; --exec {', '.join(doc['exec_paths']) or '(none)'}\n"
                   f"stops {doc['stops']}, {doc['handler_ms_per_stop']:.2f} ms handler time a stop, "
-                  f"errors {doc['errors']}{' (' + doc['last_error'] + ')' if doc['last_error'] else ''}\n")
+                  f"errors {doc['errors']}{' (' + doc['last_error'] + ')' if doc['last_error'] else ''}; "
+                  f"{event_path_text(doc['event_path'])}\n")
         for p in doc["processes"]:
             gdb.write(f"  pid {p['pid']}: {p['blocks']} live blocks, {p['calls']} calls, {p['returns']} returns"
                       f"{'' if p['in_main'] else ', before main'}\n")

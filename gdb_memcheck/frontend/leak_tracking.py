@@ -7,7 +7,7 @@ import gdb
 
 from .. import kevents, malloc_tracker
 from ..tasks import Task
-from .breakpoints import KERNEL_HOOKS, SilentBreakpoint
+from .breakpoints import KERNEL_HOOKS, SilentBreakpoint, event_path
 from .session import SESSION
 
 
@@ -74,7 +74,7 @@ class TrackingController:
 
     def status(self) -> dict:
         kernel = self.subscription.stats if self.subscription else kevents.HitStats()
-        doc = {"active": self.active, **self.tracker.status(kernel)}
+        doc = {"active": self.active, **self.tracker.status(kernel), "event_path": event_path()}
         doc["breakpoints"]["kernel"] = len(KERNEL_HOOKS.breakpoints(self.subscription)) if self.subscription else 0
         return doc
 

@@ -9,7 +9,7 @@ from .. import tracing
 from ..views import maps_json, maps_text, to_json
 from .commands import ArgParser, JsonSubcommand, Subcommand, UsageError, emit
 from .session import SESSION
-from .breakpoints import KERNEL_HOOKS
+from .breakpoints import KERNEL_HOOKS, event_path, event_path_text
 from .trace import CONTROLLER
 
 
@@ -56,12 +56,13 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
                "mapping_reads": c.tracer.mappings.reads, "mapping_cache_hits": c.tracer.mappings.hits,
                "hooks": [{"group": h.group, "symbol": h.symbol, "address": h.address, "reason": h.reason}
                          for h in c.hooks], "missing": KERNEL_HOOKS.missing if c.active else [],
-               "stop_on": [vars(r) for r in c.tracer.rules]}
+               "stop_on": [vars(r) for r in c.tracer.rules], "event_path": event_path()}
         if args.json:
             gdb.write(to_json(doc) + "\n")
             return
         lines = [f"tracing {'on' if c.active else 'off'}: {stats.hits} hits, {c.tracer.seq} events, "
-                 f"{stats.ms_per_hit:.2f} ms handler time per hit, {stats.errors} errors"]
+                 f"{stats.ms_per_hit:.2f} ms handler time per hit, {stats.errors} errors; "
+                 f"{event_path_text(doc['event_path'])}"]
         lines += [f"  {h.group:<9} {h.symbol:<20} {h.address:#x}  {h.reason}" for h in c.hooks]
         lines += [f"  missing   {m}" for m in doc["missing"]]
         if stats.last_error:

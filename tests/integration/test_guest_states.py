@@ -47,15 +47,3 @@ def test_maps_without_a_pid_follows_the_selected_vcpu(spinning):
     for cpu, view in spinning["per_cpu"].items():
         assert view["pid"] == running[int(cpu)]
         assert view["lines"] == spinning["maps"][view["pid"]].splitlines()
-
-
-def test_tracing_refuses_a_multi_vcpu_guest_in_one_line(guest):
-    run = run_gdb(guest, "memcheck trace on")
-    assert "memcheck trace: tracing needs a 1-vCPU guest" in run.stderr
-    assert "Traceback" not in run.output
-
-
-def test_leak_tracking_refuses_a_multi_vcpu_guest_in_one_line(guest):
-    run = run_gdb(guest, "memcheck leaks track --exec wl-leak", "memcheck leaks status --json")
-    assert "memcheck leaks: tracking needs a 1-vCPU guest" in run.stderr
-    assert '"active": false' in run.stdout and "Traceback" not in run.output

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from test_leaks import leak_summary, run_valgrind
 from labtools import REPO, guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
@@ -26,7 +27,7 @@ gdb.execute("memcheck leaks track --exec wl-leak-stripped")
 logs["wl-leak-stripped"] = run_text("wl-leak-stripped > /dev/null; echo ran")
 gdb.execute("memcheck leaks track --exec wl-arenas")
 logs["wl-arenas"] = run_text(
-    "wl-arenas > /tmp/log/tracked-arenas.log 2>&1 & "
+    "ARENAS_COMMAND > /tmp/log/tracked-arenas.log 2>&1 & "
     "while ! grep -q done /tmp/log/tracked-arenas.log; do sleep 0.2; done; "
     "kill -USR1 $(pidof wl-arenas); while pidof wl-arenas > /dev/null; do sleep 0.2; done; "
     "cat /tmp/log/tracked-arenas.log")
@@ -53,8 +54,12 @@ emit({"logs": logs, "attached": attached, "live": live, "forced_scan": forced_sc
 
 
 @pytest.fixture(scope="module")
-def tracked(guest):
-    run = run_gdb(guest, script=TRACK_SCRIPT.replace("PROGRAMS", repr(PROGRAMS)), timeout=600)
+def tracked(guest, request):
+    """Everything the tracking checks look at, from one gdb session.  A module that reruns
+    them may set ARENAS_COMMAND (default: wl-arenas, its threads one after the other)."""
+    arenas = getattr(request.module, "ARENAS_COMMAND", "wl-arenas")
+    script = TRACK_SCRIPT.replace("PROGRAMS", repr(PROGRAMS)).replace("ARENAS_COMMAND", arenas)
+    run = run_gdb(guest, script=script, timeout=900)
     assert "Traceback" not in run.output, run.output
     res = run.result()
     res["reports"] = {int(k): v for k, v in res["reports"].items()}
@@ -117,6 +122,13 @@ def test_leak_stacks_name_the_leaking_function_and_its_allocation_line(tracked, 
             assert caller["file"] == "wl-leak.c"
             assert allocator[hex(t["addr"])] + "(" in source_line("wl-leak.c", caller["line"])
             assert any(f["function"] == "main" for f in stack[2:])
+
+
+def test_tracked_leak_summary_equals_valgrinds_on_the_same_binary(tracked, guest):
+    """Bytes and blocks of each lost kind: tracking sees exact sizes, as valgrind does."""
+    report = tracked["reports"][program_pid(tracked["logs"]["wl-leak"], "wl-leak")]
+    ours = {k: (v["bytes"], v["blocks"]) for k, v in report["summary"].items() if k != "still reachable"}
+    assert ours == leak_summary(run_valgrind(guest.sysroot / "bin" / "wl-leak").stderr)
 
 
 def test_threads_leaking_in_their_own_arenas_are_tracked_exactly(tracked):

@@ -138,8 +138,23 @@ def test_traced_table_matches_the_guests_proc_after_detach(traced, guest):
     self_pid = int(guest.sh("echo $$"))
     alive = {int(l.split()[0]) for l in listing.splitlines()}
     table = {p["pid"] for p in traced["table"]}
-    assert table - alive == set(), "processes the trace thinks alive are gone"
+    serving = shell_descendants(traced["table"], self_pid)     # the test's own commands, gone since
+    assert table - alive - serving == set(), "processes the trace thinks alive are gone"
     assert {p for p in alive - table if p != self_pid and p < max(table)} == set()
+
+
+def shell_descendants(table: list[dict], shell: int) -> set[int]:
+    """Processes of the table descended from the guest's command shell: the subshells that
+    ran the test's commands, which may still be exiting when the table was taken."""
+    parent = {p["pid"]: p["ppid"] for p in table}
+    out = set()
+    for pid in parent:
+        ancestor = parent[pid]
+        while ancestor in parent and ancestor != shell:
+            ancestor = parent[ancestor]
+        if ancestor == shell:
+            out.add(pid)
+    return out
 
 
 def test_trace_off_removes_every_hook_and_speed_returns(traced):
@@ -216,3 +231,35 @@ def test_a_process_being_torn_down_is_listed_without_a_memory_map(guest):
     for cmd, answer in res["answers"].items():
         assert answer == f"{' '.join(cmd.split()[:2])}: pid {pid} (wl-churn-static) is exiting: it has no memory map"
     assert "Traceback" not in run.output
+
+
+STEP_ONTO_HOOK_SCRIPT = r"""
+import re, threading, time
+# the instruction in do_group_exit that calls do_exit, which tracing hooks
+listing = gdb.execute("disassemble do_group_exit", to_string=True)
+call = int(re.search(r"^\s*(0x[0-9a-f]+) <\+\d+>:\s+call\s+0x[0-9a-f]+ <do_exit>", listing, re.M).group(1), 16)
+gdb.execute(f"tbreak *{call:#x}")
+threading.Thread(target=lambda: (time.sleep(0.3), guest.sh("wl-churn-static fork 0", timeout=120))).start()
+gdb.execute("continue")                      # at the call of do_exit, in some exiting process
+gdb.execute("stepi")                         # on do_exit's first instruction, with no breakpoint there yet
+from gdb_memcheck.frontend.session import SESSION
+SESSION.on_cont(None)
+exiting = SESSION.system().current(SESSION.selected_cpu())
+pc = int(gdb.parse_and_eval("$pc"))
+gdb.execute("memcheck trace on --only exit")   # hooks do_exit: the pc gdb will step over when it resumes
+while_running("sleep 0.5")
+emit({"tid": exiting.pid, "pc": pc, "do_exit": int(gdb.parse_and_eval("(long)&do_exit")),
+      "events": q("memcheck events --json"), "status": q("memcheck trace status --json")})
+gdb.execute("memcheck trace off")
+"""
+
+
+def test_a_vcpu_already_on_a_hooked_instruction_gives_its_event(guest):
+    """gdb steps over a breakpoint at the pc it resumes from: a vCPU that sits on a hook's
+    first instruction when the hook is placed (or when an interrupt stops it there) would
+    never report that call; the event is taken at once instead."""
+    res = run_gdb(guest, script=STEP_ONTO_HOOK_SCRIPT, timeout=300).result()
+    assert res["pc"] == res["do_exit"] & 0xFFFF_FFFF_FFFF_FFFF
+    exits = [e["tid"] for e in res["events"] if e["event"] in ("exit", "thread-exit")]
+    assert res["tid"] in exits
+    assert res["status"]["event_path"]["taken_at_stops"] == 1
