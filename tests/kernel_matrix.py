@@ -68,8 +68,7 @@ def column_of(module: str, name: str) -> str | None:
 def run_cell(cell: Cell, logs: Path) -> Cell:
     stem = f"{cell.build}-{cell.config}"
     junit, log = logs / f"{stem}.xml", logs / f"{stem}.log"
-    env = dict(os.environ, GDB_MEMCHECK_KERNEL=cell.build, GDB_MEMCHECK_BOOT=CONFIGS[cell.config],
-               GDB_MEMCHECK_TEST_LOGS=str(logs))
+    env = dict(os.environ, GDB_MEMCHECK_KERNEL=cell.build, GDB_MEMCHECK_BOOT=CONFIGS[cell.config])
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
             *(str(REPO / "tests" / "integration" / m) for m in MODULES)]
     t0 = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ def run(p: Pass, logs: Path, extra: list[str]) -> tuple[Pass, int, float, str]:
 
 
 def main(argv: list[str]) -> int:
-    logs = Path(os.environ.get("GDB_MEMCHECK_TEST_LOGS", "/tmp/gdb-memcheck-test-logs"))
+    logs = Path(os.environ.get("GDB_MEMCHECK_TEST_LOGS") or tempfile.mkdtemp(prefix="gdb-memcheck-test-logs-"))
     logs.mkdir(parents=True, exist_ok=True)
+    print(f"integration logs in {logs}", flush=True)
     passes = [Pass(k, b) for b in BOOTS for k in KERNELS]
     failed = []
     with ThreadPoolExecutor(PARALLEL) as pool:
