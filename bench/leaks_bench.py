@@ -5,7 +5,8 @@
   - scan mode on a process with 100,000 live blocks (target < 5 s)
   - scan mode on the leak program vs valgrind --leak-check=full running the same binary
     natively on the host: both times, and the lost-block counts side by side
-Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N] [--tracked-mallocs N]
+  - with --vcpus 1,2,4: the tracking cost again on guests with that many vCPUs
+Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N] [--tracked-mallocs N] [--vcpus 1,2,4]
 """
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ emit({"untraced": untraced, "runs": runs, "report_summary": report["summary"], "
 
 def tracking_cost(guest, mallocs: int) -> dict:
     res = run_gdb(guest, script=TRACK_SCRIPT.replace("wl-blocks N", f"wl-blocks {mallocs}"), timeout=1800).result()
-    print(f"tracking mode, a program making {mallocs} mallocs (no frees) and exiting; "
-          f"untraced it runs {res['untraced']:.2f} s")
+    vcpus = guest.options.smp
+    print(f"tracking mode on {vcpus} vCPU{'s' if vcpus > 1 else ''}, a program making {mallocs} mallocs "
+          f"(no frees) and exiting; untraced it runs {res['untraced']:.2f} s")
     before = {"stops": 0, "handler_s": 0.0}
     for label, run in zip(("first run (cold: ELF, CFI and symbols parsed)", "second run (warm)"), res["runs"]):
         st = run["status"]
@@ -95,7 +97,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--blocks", type=int, default=100_000)
     ap.add_argument("--tracked-mallocs", type=int, default=300)
+    ap.add_argument("--vcpus", default="1", help="vCPU counts to measure tracking on, e.g. 1,2,4")
     args = ap.parse_args()
+    for vcpus in [int(n) for n in args.vcpus.split(",") if int(n) > 1]:
+        guest = guestlab.boot(guestlab.BootOptions(smp=vcpus))
+        try:
+            tracking_cost(guest, args.tracked_mallocs)
+        finally:
+            guest.stop()
     guest = guestlab.boot()
     try:
         tracked = tracking_cost(guest, args.tracked_mallocs)

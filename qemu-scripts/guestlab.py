@@ -241,6 +241,12 @@ class Guest:
         lines = text.split("\n")
         return "\n".join(lines[1:-1]) + "\n"
 
+    def release_debugger(self) -> None:
+        """After a gdb was killed in the middle of a run: attach and detach once, which makes
+        QEMU remove the breakpoints that gdb left (the guest would stay 'paused (debug)')."""
+        subprocess.run(["timeout", "60", "gdb", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{self.gdb_port}",
+                        "-ex", "detach"], capture_output=True)
+
     def gdb_argv(self, *extra: str, plugin: bool = True) -> list[str]:
         """gdb with the indexed vmlinux, connected to this guest, plugin sourced."""
         argv = ["gdb", "-nx", "-q", "-ex", "set pagination off", "-ex", "set confirm off",

@@ -80,6 +80,8 @@ def run_gdb(guest: "guestlab.Guest", *commands: str, script: str | None = None,
     t0 = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     took = time.monotonic() - t0
+    if proc.returncode == 124:              # timed out: free the guest for the module's next checks
+        guest.release_debugger()
     if tmp:
         os.unlink(tmp.name)
     results = [json.loads(line[len(RESULT_TAG):]) for line in proc.stdout.splitlines()
