@@ -73,7 +73,7 @@ def maps_json(vmas: list[Vma], usages: list[Usage] | None = None) -> list[dict]:
 
 
 def pagetable_text(ranges: list[paging.Range]) -> str:
-    lines = [f"{'virtual range':<35} {'physical':>18} {'size':>12} {'page':>5} perms"]
+    lines = [f"{'virtual range':<33} {'physical':>18} {'size':>12} {'page':>5} perms"]
     for r in ranges:
         lines.append(f"{r.virtual:016x}-{r.end:016x} {r.physical:#18x} {r.size:#12x} "
                      f"{_page_name(r.page_size):>5} {r.perms()}")
