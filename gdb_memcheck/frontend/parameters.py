@@ -1,9 +1,6 @@
 """Settings under `set memcheck ...` / `show memcheck ...`."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import gdb
 
 from . import physical
@@ -35,17 +32,10 @@ class SysrootParameter(gdb.Parameter):
 
     def __init__(self) -> None:
         super().__init__("memcheck sysroot", gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
-        self.value = lab_sysroot()
+        self.value = ""
 
     def get_show_string(self, svalue: str) -> str:
         return f"Guest files are looked up under {svalue or '(not set)'}."
-
-
-def lab_sysroot() -> str:
-    """The default sysroot: the newest initramfs tree the project's lab has built, if any."""
-    cache = Path(os.environ.get("GDB_MEMCHECK_CACHE", Path.home() / ".cache" / "gdb-memcheck"))
-    trees = sorted((p for p in cache.glob("initramfs/*/root") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    return str(trees[-1]) if trees else ""
 
 
 class PhysicalReadParameter(gdb.Parameter):

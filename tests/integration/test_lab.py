@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from labtools import run_gdb
+from labtools import REPO, run_gdb
 
 PAGE = 4096
 
@@ -173,3 +173,15 @@ emit({"before": before, "after": open_fds()})
 def test_switching_the_physical_read_path_leaks_no_file_descriptors(guest):
     res = run_gdb(guest, script=FD_SCRIPT).result()
     assert res["after"] <= res["before"]
+
+
+def test_the_sysroot_stays_unset_unless_given_even_with_lab_trees_in_the_cache(guest):
+    """The lab's launcher names its tree; a plain load must not guess one for another guest."""
+    assert guest.sysroot.is_dir()
+    pid = int(guest.sh("pidof wl-maps").split()[0])
+    main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(guest.sysroot / "bin/wl-maps", "main")
+    run = run_gdb(guest, f"source {REPO / 'gdbinit.py'}", "show memcheck sysroot",
+                  f"memcheck addr {main:#x} {pid} --json", plugin=False)
+    assert "Guest files are looked up under (not set)." in run.stdout
+    info, = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
+    assert info["symbol"] is None and "no sysroot set" in info["note"]
