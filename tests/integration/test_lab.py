@@ -21,6 +21,14 @@ def test_plugin_load_line_reports_the_guests_kernel_release(guest, expected_load
     assert "Traceback" not in run.output
 
 
+def test_the_labs_gdb_attaches_quietly(guest):
+    """One line for the stopped frame and the plugin's load line: no missing kernel source."""
+    run = run_gdb(guest)
+    assert run.stderr == ""
+    frame, load, *rest = [l for l in run.stdout.splitlines() if not l.startswith("[Inferior")]
+    assert re.match(r"0x[0-9a-f]+ in \w+ \(\)", frame) and load.startswith("gdb_memcheck ") and rest == []
+
+
 def test_help_memcheck_lists_subcommands_and_dash_aliases_exist(guest):
     run = run_gdb(guest, "help memcheck", "help memcheck-info")
     assert re.search(r"^memcheck info -- ", run.stdout, re.M)
