@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 
 import gdb
 
-from .. import addrinfo, paging
+from .. import addrinfo, cli, paging
 from ..colour import paint
 from ..kernel import cpu_paging_mode
 from ..target import PartialError, TargetError
@@ -20,22 +19,13 @@ from ..views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetabl
 from .session import SESSION
 
 
-class UsageError(Exception):
-    """Bad arguments; the message is the usage problem."""
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse that raises instead of printing and exiting."""
-
-    def error(self, message: str) -> None:
-        raise UsageError(message)
-
-    def exit(self, status: int = 0, message: str | None = None) -> None:
-        raise UsageError(message or "")
+PARSER = cli.build()
 
 
 class MemcheckPrefix(gdb.Command):
-    """Whole-system memory checking of a Linux guest behind QEMU's gdbstub."""
+    """Whole-system memory checking of a Linux guest behind QEMU's gdbstub.
+
+Each command takes -h (the same text as `help memcheck COMMAND`); most take --json."""
 
     def __init__(self) -> None:
         super().__init__("memcheck", gdb.COMMAND_DATA, gdb.COMPLETE_NONE, prefix=True)
@@ -45,28 +35,32 @@ class MemcheckPrefix(gdb.Command):
 
 
 class Subcommand(gdb.Command):
-    """Base of `memcheck NAME`: parse arguments, run, report errors in one line."""
+    """Base of `memcheck NAME`: its parser gives the help text, the arguments and their
+    completion; any failure becomes one error line that starts with the command's name."""
 
     name = ""
     needs_guest = True
 
     def __init__(self, command_name: str) -> None:
+        self.parser = cli.subcommands(PARSER)[self.name]
+        self.__doc__ = self.parser.format_help().rstrip()
         super().__init__(command_name, gdb.COMMAND_DATA)
         self.command_name = command_name
 
-    def parser(self) -> ArgParser:
-        return ArgParser(prog=f"memcheck {self.name}", add_help=False)
-
     def invoke(self, arg: str, from_tty: bool) -> None:
         try:
-            args = self.parser().parse_args(shlex.split(arg))
+            args = cli.parse(self.parser, arg)
+            if getattr(args, "changes_state", False):
+                self.dont_repeat()
             if self.needs_guest:
                 SESSION.require_guest()
             self.run(args)
+        except cli.HelpRequested as e:
+            gdb.write(str(e))
         except PartialError as e:
             self.show_partial(e.partial)
             raise gdb.GdbError(f"memcheck {self.name}: {e}") from None
-        except UsageError as e:
+        except cli.UsageError as e:
             raise gdb.GdbError(f"memcheck {self.name}: {e} (see: help memcheck {self.name})") from None
         except (TargetError, gdb.error, ValueError) as e:
             raise gdb.GdbError(f"memcheck {self.name}: {e}") from None
@@ -75,24 +69,44 @@ class Subcommand(gdb.Command):
         except Exception as e:  # a bug of ours must not take gdb down; say what it was
             raise gdb.GdbError(f"memcheck {self.name}: internal error: {type(e).__name__}: {e}") from None
 
+    def complete(self, text: str, word: str | None):
+        """Subcommands, flags, their values, processes of this stop; gdb's own completer for
+        an expression."""
+        found = cli.complete(self.parser, text, completion_values)
+        if found == cli.EXPRESSION:
+            return gdb.COMPLETE_EXPRESSION
+        token = "" if not text or text[-1].isspace() else text.split()[-1]
+        if word is None or not token.endswith(word):
+            return found
+        cut = len(token) - len(word)
+        return [c[cut:] for c in found]
+
     def run(self, args: argparse.Namespace) -> None:
-        raise UsageError("no action")
+        raise cli.UsageError("no action")
 
     def show_partial(self, partial: list) -> None:
         """Print what a walk found before it broke (default: nothing to show)."""
 
 
-class InfoCommand(Subcommand):
-    """What gdb_memcheck found: kernel release, machine, paging mode, KASLR slide, physical path.
+def completion_values(kind: str) -> list[str]:
+    """Pids (and, for a PROCESS, the comms that name one process) of this stop's user
+    processes; nothing when the guest cannot be read now."""
+    try:
+        SESSION.require_guest()
+        procs = [p for p in SESSION.system().processes if p.mm]
+    except (TargetError, gdb.error):
+        return []
+    pids = [str(p.tgid) for p in procs]
+    if kind == cli.PID:
+        return pids
+    comms = [p.comm for p in procs]
+    return pids + [c for c in comms if comms.count(c) == 1]
 
-Usage: memcheck info [--json]"""
+
+class InfoCommand(Subcommand):
+    """`memcheck info`: the load line, or its facts as JSON."""
 
     name = "info"
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("--json", action="store_true")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         line = SESSION.detect()
@@ -116,8 +130,9 @@ def parse_address(text: str) -> int:
         pass
     try:
         return int(gdb.parse_and_eval(text)) & 0xFFFF_FFFF_FFFF_FFFF
-    except gdb.error:
-        raise UsageError(f"{text!r} is not an address") from None
+    except gdb.error as e:
+        hint = " (options go before the address)" if " -" in f" {text}" else ""
+        raise cli.UsageError(f"{text!r} is not an address: {str(e).rstrip('.')}{hint}") from None
 
 
 def emit(text: str) -> None:
@@ -125,34 +140,18 @@ def emit(text: str) -> None:
     gdb.write(paint(text, bool(gdb.parameter("style enabled"))))
 
 
-class JsonSubcommand(Subcommand):
-    """A subcommand whose every view also comes as JSON (--json)."""
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("--json", action="store_true")
-        return p
-
-
-class PsCommand(JsonSubcommand):
-    """Processes of the guest (with -t, every thread): pid, tid, ppid, state, VSZ, RSS, mm, vCPU, exe.
-
-Usage: memcheck ps [-t] [--json]
-RSS is counted from each process's page tables; kernel threads show as [name];
-CPU is the vCPU the task is running on."""
+class PsCommand(Subcommand):
+    """`memcheck ps`: processes or threads, with VSZ and RSS."""
 
     name = "ps"
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("-t", "--threads", action="store_true")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         system = SESSION.system()
         running = system.running()
         rows = []
         for proc in system.processes:
+            if (args.user and proc.is_kernel_thread) or (args.kernel and not proc.is_kernel_thread):
+                continue
             exe, vsz, rss = "", 0, 0
             if proc.mm:
                 mm = system.mm(proc)
@@ -166,23 +165,13 @@ CPU is the vCPU the task is running on."""
             emit(ps_text(rows, args.threads))
 
 
-class MapsCommand(JsonSubcommand):
-    """A process's memory map, exactly as /proc/PID/maps shows it.
-
-Usage: memcheck maps [PID|COMM] [--rss] [--json]
-Without PID|COMM: the process running on the selected vCPU.
---rss adds Rss and Anonymous (kB) per mapping, counted from its page tables as smaps does."""
+class MapsCommand(Subcommand):
+    """`memcheck maps`: a process's /proc/PID/maps, with RSS on request."""
 
     name = "maps"
 
     def show_partial(self, partial: list) -> None:
         emit(maps_text(partial))
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("process", nargs="?")
-        p.add_argument("--rss", action="store_true")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         system = SESSION.system()
@@ -208,26 +197,13 @@ def pick_process(system, spec: str | None):
     return system.find(str(task.tgid))
 
 
-class PagetableCommand(JsonSubcommand):
-    """Page-table mappings: virtual range, physical start, size, page size, effective permissions.
-
-Usage: memcheck pagetable [PID|COMM | --kernel | --cr3 X] [--range START-END] [--perm uwxk] [--json]
-Without a choice: the tables in the selected vCPU's CR3. Permissions combine every level:
-u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges with all given letters."""
+class PagetableCommand(Subcommand):
+    """`memcheck pagetable`: the mapped ranges of a set of page tables."""
 
     name = "pagetable"
 
     def show_partial(self, partial: list) -> None:
         emit(pagetable_text(paging.coalesce(partial)))
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("process", nargs="?")
-        p.add_argument("--kernel", action="store_true")
-        p.add_argument("--cr3")
-        p.add_argument("--range", dest="vrange")
-        p.add_argument("--perm", default="")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         mode = cpu_paging_mode(SESSION.target)
@@ -238,7 +214,7 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
         start, end = parse_range(args.vrange)
         bad = set(args.perm) - set("uwxk")
         if bad:
-            raise UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
+            raise cli.UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
         found: list[paging.Leaf] = []
         levels = mode.levels
         try:
@@ -266,10 +242,10 @@ def parse_range(text: str | None) -> tuple[int, int]:
         return 0, 1 << 64
     lo, sep, hi = text.partition("-")
     if not sep:
-        raise UsageError(f"--range wants START-END, not {text!r}")
+        raise cli.UsageError(f"--range wants START-END, not {text!r}")
     start, end = parse_address(lo), parse_address(hi)
     if end <= start:
-        raise UsageError(f"--range {text}: END must be above START")
+        raise cli.UsageError(f"--range {text}: END must be above START")
     return start, end
 
 
@@ -286,21 +262,8 @@ def table_root(spec: str | None, kernel: bool = False, cr3: str | None = None) -
     return paging.cr3_table(SESSION.target.register("cr3"))
 
 
-class AddressSubcommand(JsonSubcommand):
-    """A subcommand about one address, seen by an optional process: ADDR [PID|COMM]."""
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("address")
-        p.add_argument("process", nargs="?")
-        return p
-
-
-class VtopCommand(AddressSubcommand):
-    """Translate a virtual address: each level's table, index, entry and flags, then the physical address.
-
-Usage: memcheck vtop ADDR [PID|COMM] [--json]
-Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk stops."""
+class VtopCommand(Subcommand):
+    """`memcheck vtop`: one address's page walk."""
 
     name = "vtop"
 
@@ -324,13 +287,8 @@ Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk sto
             emit(walk_text(va, steps, physical, stop))
 
 
-class AddrCommand(AddressSubcommand):
-    """What an address is: process, mapping, file + offset, ELF symbol @ source line, physical page.
-
-Usage: memcheck addr ADDR [PID|COMM] [--json]
-User addresses belong to PID|COMM (default: the process on the selected vCPU); kernel
-addresses are named from the kernel's symbols. Guest files are read under
-`set memcheck sysroot DIR` and must carry the same build-id as the guest's copy."""
+class AddrCommand(Subcommand):
+    """`memcheck addr`: what one address is."""
 
     name = "addr"
 

@@ -5,32 +5,18 @@ import argparse
 
 import gdb
 
-from .. import tracing
+from .. import cli, tracing
 from ..views import maps_json, maps_text, to_json
-from .commands import ArgParser, JsonSubcommand, Subcommand, UsageError, emit
+from .commands import Subcommand, emit
 from .session import SESSION
 from .breakpoints import KERNEL_HOOKS, event_path, event_path_text
 from .trace import CONTROLLER
 
 
-class TraceCommand(JsonSubcommand):
-    """Live tracing of processes and mappings through kernel breakpoints.
-
-Usage: memcheck trace on [--only GROUP,...] [--hw] | off | status [--json]
-       (groups: new-task exec exit mmap munmap mprotect brk; --hw: hardware breakpoints)
-       memcheck trace table [--json]        the traced process table
-       memcheck trace maps PID [--json]     the traced mappings of PID (re-read only when its mm changed)
-Hooks are chosen by probing the kernel; `status` says which and why, and what they cost."""
+class TraceCommand(Subcommand):
+    """`memcheck trace`: on, off, status, table, maps."""
 
     name = "trace"
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("action", choices=("on", "off", "status", "table", "maps"))
-        p.add_argument("pid", nargs="?", type=int)
-        p.add_argument("--only", default="")
-        p.add_argument("--hw", action="store_true")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         getattr(self, "_" + args.action)(args)
@@ -39,7 +25,7 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
         groups = [g for g in args.only.split(",") if g]
         known = set(tracing.TRACED_GROUPS)
         if set(groups) - known:
-            raise UsageError(f"unknown hook group {', '.join(sorted(set(groups) - known))}; "
+            raise cli.UsageError(f"unknown hook group {', '.join(sorted(set(groups) - known))}; "
                              f"groups: {' '.join(sorted(known))}")
         CONTROLLER.start(groups, args.hw)
         gdb.write(f"memcheck trace: {len(CONTROLLER.breakpoints)} hooks placed, "
@@ -83,8 +69,6 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
         gdb.write("\n".join(lines) + "\n")
 
     def _maps(self, args: argparse.Namespace) -> None:
-        if args.pid is None:
-            raise UsageError("trace maps needs a PID")
         vmas = CONTROLLER.tracer.traced_vmas(SESSION.system(), args.pid)
         if args.json:
             gdb.write(to_json({"pid": args.pid, "maps": maps_json(vmas)}) + "\n")
@@ -92,19 +76,11 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
             emit(maps_text(vmas))
 
 
-class EventsCommand(JsonSubcommand):
-    """The traced event log: sequence, vCPU, pid/tid, comm, event and its details.
-
-Usage: memcheck events [--pid P] [--last N] [--json]"""
+class EventsCommand(Subcommand):
+    """`memcheck events`: the event log."""
 
     name = "events"
     needs_guest = False
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("--pid", type=int)
-        p.add_argument("--last", type=int)
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         events = CONTROLLER.tracer.last(args.last, args.pid)
@@ -117,21 +93,10 @@ Usage: memcheck events [--pid P] [--last N] [--json]"""
 
 
 class StopOnCommand(Subcommand):
-    """Stop in the debugger when a traced event matches.
-
-Usage: memcheck stop-on EVENT [PID|COMM|PATH]    EVENT: fork clone exec exit thread-exit mmap
-                                                 munmap mprotect brk any
-       memcheck stop-on clear | memcheck stop-on   (list the rules)"""
+    """`memcheck stop-on`: add, list or clear the rules."""
 
     name = "stop-on"
     needs_guest = False
-    kinds = ("fork", "clone", "exec", "exit", "thread-exit", "mmap", "munmap", "mprotect", "brk", "any", "clear")
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("event", nargs="?", choices=self.kinds)
-        p.add_argument("pattern", nargs="?", default="")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         rules = CONTROLLER.tracer.rules

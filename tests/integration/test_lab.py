@@ -32,7 +32,7 @@ def test_the_labs_gdb_attaches_quietly(guest):
 def test_help_memcheck_lists_subcommands_and_dash_aliases_exist(guest):
     run = run_gdb(guest, "help memcheck", "help memcheck-info")
     assert re.search(r"^memcheck info -- ", run.stdout, re.M)
-    assert "Usage: memcheck info" in run.stdout
+    assert "usage: memcheck info [-h] [--json]" in run.stdout
 
 
 def test_memcheck_info_json_matches_guest_uname(guest, uname_r):
@@ -122,7 +122,7 @@ def addr_json(guest, *commands: str) -> list[dict]:
 def test_addr_names_function_and_source_line_in_a_static_binary(guest):
     binary = guest.sysroot / "bin/wl-maps-static"
     va = nm_address(binary, "make_data_file") + 0x10
-    info, = addr_json(guest, f"memcheck addr {va:#x} wl-maps-static --json")
+    info, = addr_json(guest, f"memcheck addr -p wl-maps-static --json {va:#x}")
     assert info["symbol"] == "make_data_file+0x10"
     assert info["source"] == addr2line(binary, va)
     assert info["mapping"].endswith("/bin/wl-maps-static") and "r-xp" in info["mapping"]
@@ -133,8 +133,8 @@ def test_addr_in_a_pie_and_in_libc_accounts_for_the_load_address(guest):
     exe, libc = guest.sysroot / "bin/wl-maps", guest.sysroot / "lib/x86_64-linux-gnu/libc.so.6"
     main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(exe, "main")
     malloc = mapping_base(guest, pid, "/lib/x86_64-linux-gnu/libc.so.6") + nm_address(libc, "malloc", dynamic=True)
-    at_main, at_malloc = addr_json(guest, f"memcheck addr {main:#x} {pid} --json",
-                                   f"memcheck addr {malloc:#x} {pid} --json")
+    at_main, at_malloc = addr_json(guest, f"memcheck addr -p {pid} --json {main:#x}",
+                                   f"memcheck addr -p {pid} --json {malloc:#x}")
     assert at_main["symbol"] == "main" and at_main["source"] == addr2line(exe, nm_address(exe, "main"))
     assert at_malloc["symbol"] in {"malloc", "__libc_malloc"}
     assert at_malloc["file_offset"] is not None and at_malloc["physical"] is not None
@@ -145,14 +145,14 @@ def test_addr_refuses_a_sysroot_file_with_another_build_id(guest, tmp_path):
     shutil.copy(guest.sysroot / "bin/wl-leak", tmp_path / "bin/wl-maps")
     pid = int(guest.sh("pidof wl-maps").split()[0])
     main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(guest.sysroot / "bin/wl-maps", "main")
-    info, = addr_json(guest, f"set memcheck sysroot {tmp_path}", f"memcheck addr {main:#x} {pid} --json")
+    info, = addr_json(guest, f"set memcheck sysroot {tmp_path}", f"memcheck addr -p {pid} --json {main:#x}")
     assert info["symbol"] is None
     assert "has build-id" in info["note"] and "but the guest's /bin/wl-maps has build-id" in info["note"]
 
 
 def test_addr_outside_every_mapping_says_so(guest):
     pid = int(guest.sh("pidof wl-maps").split()[0])
-    info, = addr_json(guest, f"memcheck addr 0x1000 {pid} --json")
+    info, = addr_json(guest, f"memcheck addr -p {pid} --json 0x1000")
     assert info["mapping"] is None and info["note"] == f"no mapping of pid {pid} contains 0x1000"
 
 
@@ -189,7 +189,7 @@ def test_the_sysroot_stays_unset_unless_given_even_with_lab_trees_in_the_cache(g
     pid = int(guest.sh("pidof wl-maps").split()[0])
     main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(guest.sysroot / "bin/wl-maps", "main")
     run = run_gdb(guest, f"source {REPO / 'gdbinit.py'}", "show memcheck sysroot",
-                  f"memcheck addr {main:#x} {pid} --json", plugin=False)
+                  f"memcheck addr -p {pid} --json {main:#x}", plugin=False)
     assert "Guest files are looked up under (not set)." in run.stdout
     info, = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
     assert info["symbol"] is None and "no sysroot set" in info["note"]

@@ -239,10 +239,11 @@ def test_every_tracked_process_left_a_report_and_no_handler_failed(tracked):
 @pytest.mark.parametrize("spec, message", [
     ("track 99999", "memcheck leaks: no process with pid 99999"),
     ("track 2", "memcheck leaks: pid 2 (kthreadd) is a kernel thread: it has no memory map"),
-    ("track", "memcheck leaks: track needs PID|COMM or --exec PATH"),
+    ("track", "memcheck leaks: one of the arguments PID|COMM --exec is required"),
+    ("track 1 --exec wl-leak", "memcheck leaks: argument --exec: not allowed with argument PID|COMM"),
     ("report 99999", "memcheck leaks: no exit report for pid 99999"),
-    ("report abc", "memcheck leaks: report takes a PID, not 'abc'"),
-    ("1 --exec /bin/wl-leak", "memcheck leaks: --exec PATH goes with track"),
+    ("report abc", "memcheck leaks: argument PID: invalid int value: 'abc'"),
+    ("1 --exec /bin/wl-leak", "memcheck leaks: unrecognized arguments: --exec /bin/wl-leak"),
     ("untrack 5", "memcheck leaks: unrecognized arguments: 5"),
 ])
 def test_bad_tracking_requests_give_one_clear_line(guest, spec, message):

@@ -47,7 +47,7 @@ leaves = [r for r in pt["ranges"]]
 samples = []
 for r in [rng.choice(leaves) for _ in range(1000)]:
     va = r["start"] + rng.randrange(0, r["size"] // 4096) * 4096 + rng.randrange(0, 4096)
-    ours = q(f"memcheck vtop {va:#x} --json")["physical"]
+    ours = q(f"memcheck vtop --json {va:#x}")["physical"]
     qemu = monitor(f"gva2gpa {va:#x}")
     samples.append([va, ours, qemu.strip()])
 emit({"ps": ps, "maps": maps, "pagetable": pt, "info_mem": info_mem, "gva2gpa": samples})
@@ -184,7 +184,7 @@ def test_vtop_agrees_with_guest_pagemap_across_processes(snap, guest):
         picks = sorted(rng.sample(pages, min(len(pages), SAMPLES_PER_PROCESS)))
         pagemap = read_pagemap(guest, pid, picks)
         script = "import gdb, json\n" + "".join(
-            f"emit(json.loads(gdb.execute('memcheck vtop {va:#x} {pid} --json', to_string=True)))\n" for va in picks)
+            f"emit(json.loads(gdb.execute('memcheck vtop -p {pid} --json {va:#x}', to_string=True)))\n" for va in picks)
         walks = run_gdb(guest, script=script).results
         assert len(walks) == len(picks)
         for va, walk in zip(picks, walks):
@@ -215,10 +215,10 @@ def read_pagemap(guest, pid: int, vas: list[int]) -> dict[int, int | None]:
     ("memcheck maps 99999", "memcheck maps: no process with pid 99999"),
     ("memcheck maps no-such-comm", "memcheck maps: no process named 'no-such-comm'"),
     ("memcheck maps 2", "memcheck maps: pid 2 (kthreadd) is a kernel thread: it has no memory map"),
-    ("memcheck vtop 0x8000000000000000 1", "0x8000000000000000 is not a canonical 4-level address"),
+    ("memcheck vtop -p 1 0x8000000000000000", "0x8000000000000000 is not a canonical 4-level address"),
     ("memcheck vtop nonsense_symbol_xyz", "memcheck vtop: 'nonsense_symbol_xyz' is not an address"),
     ("memcheck pagetable --perm q", "memcheck pagetable: --perm takes letters from 'uwxk', not 'q'"),
-    ("memcheck vtop", "memcheck vtop: the following arguments are required: address"),
+    ("memcheck vtop", "memcheck vtop: the following arguments are required: ADDRESS"),
 ])
 def test_bad_input_gives_one_clear_line(guest, command, message):
     run = run_gdb(guest, command)
