@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .schema import hexa
 from .target import TargetError
 from .unwind import ModuleMap
 
@@ -28,7 +29,8 @@ class Frame:
         return f"{self.pc:#x}: {self.function or '???'}{where}{module}"
 
     def as_dict(self) -> dict:
-        return {"pc": self.pc, "module": self.module, "offset": self.offset, "function": self.function,
+        """The schema's frame."""
+        return {"pc": hexa(self.pc), "module": self.module, "offset": hexa(self.offset), "function": self.function,
                 "file": self.file, "line": self.line, "directory": self.directory,
                 "inlined_into": [f.as_dict() for f in self.inlined_into]}
 

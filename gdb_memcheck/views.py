@@ -1,10 +1,12 @@
-"""Text and JSON renderings of the records: tasks, maps, page tables, walks, leak reports."""
+"""Text and JSON renderings of the records: tasks, maps, page tables, walks, leak reports.
+The JSON follows schema.py: addresses are hex strings, sizes and counts numbers."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
 from . import paging
+from .schema import document, hexa
 from .addrinfo import AddressInfo
 from .alloctrack import BadFree
 from .leaks import Kind, LeakReport, LossRecord, loss_records, summary
@@ -29,7 +31,7 @@ class PsRow:
     def as_dict(self) -> dict:
         t = self.task
         return {"pid": t.tgid, "tid": t.pid, "ppid": t.ppid, "state": t.state, "comm": t.comm, "exe": self.exe,
-                "vsz_kib": self.vsz // KIB, "rss_kib": self.rss // KIB, "mm": t.mm, "task": t.addr,
+                "vsz_kib": self.vsz // KIB, "rss_kib": self.rss // KIB, "mm": hexa(t.mm or None), "task": hexa(t.addr),
                 "kernel_thread": t.is_kernel_thread, "cpu": self.cpu}
 
 
@@ -62,13 +64,13 @@ def maps_text(vmas: list[Vma], usages: list[Usage] | None = None) -> str:
 
 
 def maps_json(vmas: list[Vma], usages: list[Usage] | None = None) -> list[dict]:
+    """The schema's mappings; Rss and Anonymous are null without usages."""
     out = []
     for i, v in enumerate(vmas):
-        d = {"start": v.start, "end": v.end, "perms": v.perms, "offset": v.offset, "dev": v.dev,
-             "inode": v.inode, "name": v.name, "line": v.maps_line()}
-        if usages is not None:
-            d.update(rss_kib=usages[i].rss // KIB, anonymous_kib=usages[i].anonymous // KIB)
-        out.append(d)
+        out.append({"start": f"{v.start:#x}", "end": f"{v.end:#x}", "perms": v.perms, "offset": v.offset,
+                    "dev": v.device, "inode": v.inode, "name": v.name, "line": v.maps_line(),
+                    "rss_kib": usages[i].rss // KIB if usages else None,
+                    "anonymous_kib": usages[i].anonymous // KIB if usages else None})
     return out
 
 
@@ -81,8 +83,9 @@ def pagetable_text(ranges: list[paging.Range]) -> str:
 
 
 def pagetable_json(ranges: list[paging.Range]) -> list[dict]:
-    return [{"start": r.virtual, "end": r.end, "physical": r.physical, "size": r.size, "page_size": r.page_size,
-             "user": r.user, "writable": r.writable, "executable": r.executable} for r in ranges]
+    return [{"start": f"{r.virtual:#x}", "end": f"{r.end:#x}", "physical": f"{r.physical:#x}", "size": r.size,
+             "page_size": r.page_size, "user": r.user, "writable": r.writable, "executable": r.executable}
+            for r in ranges]
 
 
 def _page_name(size: int) -> str:
@@ -105,13 +108,14 @@ def walk_text(va: int, steps: list[paging.WalkStep], physical: int | None, stop:
 
 
 def walk_json(va: int, steps: list[paging.WalkStep], physical: int | None, stop: str = "") -> dict:
-    return {"virtual": va, "physical": physical, "stop": stop or None,
-            "steps": [{"level": s.name, "table": s.table, "index": s.index, "entry": s.entry,
+    return {"virtual": hexa(va), "physical": hexa(physical), "stop": stop or None,
+            "steps": [{"level": s.name, "table": hexa(s.table), "index": s.index, "entry": hexa(s.entry),
                        "flags": entry_flags(s.entry).split()} for s in steps]}
 
 
-def to_json(doc) -> str:
-    return json.dumps(doc)   # no indent: the C encoder, ~10x faster on 10k-VMA maps
+def json_text(command: str, body: dict) -> str:
+    """One --json output line: the schema version, the command and its fields."""
+    return json.dumps(document(command, body)) + "\n"   # no indent: the C encoder, ~10x faster on 10k VMAs
 
 
 def addr_text(info: AddressInfo) -> str:
@@ -132,9 +136,9 @@ def addr_text(info: AddressInfo) -> str:
 
 
 def addr_json(info: AddressInfo) -> dict:
-    return {"address": info.address, "pid": info.pid, "comm": info.comm,
+    return {"address": hexa(info.address), "pid": info.pid, "comm": info.comm,
             "mapping": None if info.vma is None else info.vma.maps_line(), "file_offset": info.file_offset,
-            "symbol": info.symbol, "source": info.source, "physical": info.physical, "note": info.note or None}
+            "symbol": info.symbol, "source": info.source, "physical": hexa(info.physical), "note": info.note or None}
 
 
 def leak_report_text(report: LeakReport, kinds: list[Kind], all_origins: bool = False) -> str:
@@ -231,7 +235,7 @@ def leak_report_json(report: LeakReport, all_origins: bool = False) -> dict:
     records of every kind in valgrind's order, bad frees and the LEAK SUMMARY."""
     blocks = report.reported(all_origins)
     return {"pid": report.pid, "comm": report.comm, "mode": report.mode, "header": report.header,
-            "blocks": [{"address": b.address, "size": b.size, "kind": b.kind.value if b.kind else None,
+            "blocks": [{"address": hexa(b.address), "size": b.size, "kind": b.kind.value if b.kind else None,
                         "indirect_bytes": b.indirect, "origin": b.origin, "via": b.via or None,
                         "stack": [_frame(pc, report).as_dict() for pc in b.stack]} for b in blocks],
             "loss_records": [_loss_record_json(rec) for rec in loss_records(blocks, list(Kind))],
@@ -242,12 +246,12 @@ def leak_report_json(report: LeakReport, all_origins: bool = False) -> dict:
 def _loss_record_json(rec: LossRecord) -> dict:
     return {"kind": rec.kind.value, "origin": rec.origin, "blocks": len(rec.blocks), "total_bytes": rec.total_bytes,
             "direct_bytes": rec.bytes, "indirect_bytes": rec.indirect_bytes,
-            "addresses": [b.address for b in rec.blocks]}
+            "addresses": [hexa(b.address) for b in rec.blocks]}
 
 
 def bad_free_json(bad: BadFree, frames: dict) -> dict:
     frame = lambda pc: (frames.get(pc) or Frame(pc)).as_dict()
-    return {"pid": bad.pid, "tid": bad.tid, "kind": bad.kind, "via": bad.via, "address": bad.address,
+    return {"pid": bad.pid, "tid": bad.tid, "kind": bad.kind, "via": bad.via, "address": hexa(bad.address),
             "block_size": bad.block.size if bad.block else None, "stack": [frame(pc) for pc in bad.stack],
             "freed_by": [frame(pc) for pc in bad.freed_by],
             "allocated_by": [frame(pc) for pc in bad.block.stack] if bad.block else []}

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
-debs=(qemu-system-x86 gdb busybox-static gcc libc6-dev libc6-dbg binutils xz-utils python3 python3-pip valgrind)
+debs=(qemu-system-x86 gdb busybox-static gcc libc6-dev libc6-dbg binutils xz-utils python3 python3-pip valgrind jq)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

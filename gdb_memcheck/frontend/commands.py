@@ -6,16 +6,17 @@ command's name: no Python traceback reaches the user.
 from __future__ import annotations
 
 import argparse
-import json
+from typing import NoReturn
 
 import gdb
 
 from .. import addrinfo, cli, paging
 from ..colour import paint
 from ..kernel import cpu_paging_mode
+from ..schema import hexa
 from ..target import PartialError, TargetError
 from ..views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
-                     to_json, walk_json, walk_text)
+                     json_text, walk_json, walk_text)
 from .session import SESSION
 
 
@@ -48,8 +49,11 @@ class Subcommand(gdb.Command):
         self.command_name = command_name
 
     def invoke(self, arg: str, from_tty: bool) -> None:
+        as_json, command = "--json" in arg.split(), self.name
         try:
             args = cli.parse(self.parser, arg)
+            as_json = getattr(args, "json", False)
+            command = " ".join(filter(None, (self.name, getattr(args, "action", None))))
             if getattr(args, "changes_state", False):
                 self.dont_repeat()
             if self.needs_guest:
@@ -58,16 +62,23 @@ class Subcommand(gdb.Command):
         except cli.HelpRequested as e:
             gdb.write(str(e))
         except PartialError as e:
-            self.show_partial(e.partial)
-            raise gdb.GdbError(f"memcheck {self.name}: {e}") from None
+            if not as_json:
+                self.show_partial(e.partial)
+            self.fail(command, str(e), as_json)
         except cli.UsageError as e:
-            raise gdb.GdbError(f"memcheck {self.name}: {e} (see: help memcheck {self.name})") from None
+            self.fail(command, f"{e} (see: help memcheck {self.name})", as_json)
         except (TargetError, gdb.error, ValueError) as e:
-            raise gdb.GdbError(f"memcheck {self.name}: {e}") from None
-        except gdb.GdbError:
-            raise
+            self.fail(command, str(e), as_json)
+        except gdb.GdbError as e:
+            self.fail(command, str(e), as_json)
         except Exception as e:  # a bug of ours must not take gdb down; say what it was
-            raise gdb.GdbError(f"memcheck {self.name}: internal error: {type(e).__name__}: {e}") from None
+            self.fail(command, f"internal error: {type(e).__name__}: {e}", as_json)
+
+    def fail(self, command: str, message: str, as_json: bool) -> NoReturn:
+        """gdb's error, so that a script stops; under --json, the error's JSON first."""
+        if as_json:
+            gdb.write(json_text(command, {"error": message}))
+        raise gdb.GdbError(f"memcheck {self.name}: {message}") from None
 
     def complete(self, text: str, word: str | None):
         """Subcommands, flags, their values, processes of this stop; gdb's own completer for
@@ -114,12 +125,11 @@ class InfoCommand(Subcommand):
             gdb.write(line + "\n")
             return
         k = SESSION.kernel
-        doc = {"summary": line}
+        doc = dict.fromkeys(("release", "machine", "paging", "kaslr_slide", "vcpus", "physical_path"))
         if k is not None:
-            path = SESSION.physical_path()
-            doc.update(release=k.release, machine=k.machine, paging=k.paging.value, kaslr_slide=k.slide,
-                       vcpus=SESSION.target.cpu_count(), physical_path=path.name)
-        gdb.write(json.dumps(doc) + "\n")
+            doc.update(release=k.release, machine=k.machine, paging=k.paging.value, kaslr_slide=hexa(k.slide),
+                       vcpus=SESSION.target.cpu_count(), physical_path=SESSION.physical_path().name)
+        gdb.write(json_text("info", {"summary": line, **doc}))
 
 
 def parse_address(text: str) -> int:
@@ -160,7 +170,7 @@ class PsCommand(Subcommand):
             for task in (system.threads(proc) if args.threads else [proc]):
                 rows.append(PsRow(task, exe, vsz, rss, running.get(task.addr)))
         if args.json:
-            gdb.write(to_json([r.as_dict() for r in rows]) + "\n")
+            gdb.write(json_text("ps", {"threads": args.threads, "tasks": [r.as_dict() for r in rows]}))
         else:
             emit(ps_text(rows, args.threads))
 
@@ -180,7 +190,7 @@ class MapsCommand(Subcommand):
         vmas = system.vmas(proc)
         usages = system.usages(mm, vmas) if args.rss else None
         if args.json:
-            gdb.write(to_json({"pid": proc.tgid, "comm": proc.comm, "maps": maps_json(vmas, usages)}) + "\n")
+            gdb.write(json_text("maps", {"pid": proc.tgid, "comm": proc.comm, "maps": maps_json(vmas, usages)}))
         else:
             emit(maps_text(vmas, usages))
 
@@ -207,6 +217,9 @@ class PagetableCommand(Subcommand):
 
     def run(self, args: argparse.Namespace) -> None:
         mode = cpu_paging_mode(SESSION.target)
+        if mode.levels == 0 and args.json:
+            gdb.write(json_text("pagetable", {"root": None, "levels": 0, "ranges": []}))
+            return
         if mode.levels == 0:
             gdb.write(f"{mode.value}: no page tables are in use; physical addresses equal linear ones\n")
             return
@@ -227,7 +240,7 @@ class PagetableCommand(Subcommand):
         if args.perm:
             ranges = [r for r in ranges if _has_perms(r, args.perm)]
         if args.json:
-            gdb.write(to_json({"root": root, "levels": levels, "ranges": pagetable_json(ranges)}) + "\n")
+            gdb.write(json_text("pagetable", {"root": hexa(root), "levels": levels, "ranges": pagetable_json(ranges)}))
         else:
             emit(f"# {levels}-level tables at {root:#x}\n" + pagetable_text(ranges))
 
@@ -270,6 +283,9 @@ class VtopCommand(Subcommand):
     def run(self, args: argparse.Namespace) -> None:
         va = parse_address(args.address)
         mode = cpu_paging_mode(SESSION.target)
+        if mode.levels == 0 and args.json:
+            gdb.write(json_text("vtop", walk_json(va, [], va)))
+            return
         if mode.levels == 0:
             gdb.write(f"{mode.value}: virtual {va:#x} is physical {va:#x}\n")
             return
@@ -282,7 +298,7 @@ class VtopCommand(Subcommand):
         except paging.PageWalkError as e:
             steps, physical, stop = e.steps, None, str(e)
         if args.json:
-            gdb.write(to_json(walk_json(va, steps, physical, stop)) + "\n")
+            gdb.write(json_text("vtop", walk_json(va, steps, physical, stop)))
         else:
             emit(walk_text(va, steps, physical, stop))
 
@@ -300,7 +316,7 @@ class AddrCommand(Subcommand):
             process = pick_process(system, args.process)
         info = addrinfo.describe(system, process, va, SESSION.symbols(), kernel_symbol)
         if args.json:
-            gdb.write(to_json(addr_json(info)) + "\n")
+            gdb.write(json_text("addr", addr_json(info)))
         else:
             emit(addr_text(info))
 

@@ -9,7 +9,7 @@ import gdb
 from .. import heapscan, leaks
 from ..leaks import Kind
 from ..target import TargetError
-from ..views import leak_report_json, leak_report_memcheck, leak_report_text, to_json
+from ..views import leak_report_json, leak_report_memcheck, leak_report_text, json_text
 from .commands import Subcommand, pick_process
 from .breakpoints import event_path_text
 from .leak_tracking import CONTROLLER
@@ -35,7 +35,7 @@ class LeaksCommand(Subcommand):
 
     def _show(self, report: leaks.LeakReport, args: argparse.Namespace) -> None:
         if args.json:
-            gdb.write(to_json(leak_report_json(report, args.all)) + "\n")
+            gdb.write(json_text(f"leaks {args.action}", leak_report_json(report, args.all)))
         elif args.format == "memcheck":
             gdb.write(leak_report_memcheck(report, args.all))
         else:
@@ -55,7 +55,7 @@ class LeaksCommand(Subcommand):
     def _status(self, args: argparse.Namespace) -> None:
         doc = CONTROLLER.status()
         if args.json:
-            gdb.write(to_json(doc) + "\n")
+            gdb.write(json_text("leaks status", doc))
             return
         gdb.write(f"tracking {'on' if doc['active'] else 'off'}; --exec {', '.join(doc['exec_paths']) or '(none)'}\n"
                   f"stops {doc['stops']}, {doc['handler_ms_per_stop']:.2f} ms handler time a stop, "

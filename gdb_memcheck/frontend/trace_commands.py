@@ -6,7 +6,8 @@ import argparse
 import gdb
 
 from .. import cli, tracing
-from ..views import maps_json, maps_text, to_json
+from ..schema import hexa
+from ..views import json_text, maps_json, maps_text
 from .commands import Subcommand, emit
 from .session import SESSION
 from .breakpoints import KERNEL_HOOKS, event_path, event_path_text
@@ -26,7 +27,7 @@ class TraceCommand(Subcommand):
         known = set(tracing.TRACED_GROUPS)
         if set(groups) - known:
             raise cli.UsageError(f"unknown hook group {', '.join(sorted(set(groups) - known))}; "
-                             f"groups: {' '.join(sorted(known))}")
+                                 f"groups: {' '.join(sorted(known))}")
         CONTROLLER.start(groups, args.hw)
         gdb.write(f"memcheck trace: {len(CONTROLLER.breakpoints)} hooks placed, "
                   f"{len(CONTROLLER.tracer.processes)} processes seeded\n")
@@ -40,11 +41,11 @@ class TraceCommand(Subcommand):
                "counts": c.tracer.counts, "handler_ms_per_hit": stats.ms_per_hit,
                "errors": stats.errors, "last_error": stats.last_error or None,
                "mapping_reads": c.tracer.mappings.reads, "mapping_cache_hits": c.tracer.mappings.hits,
-               "hooks": [{"group": h.group, "symbol": h.symbol, "address": h.address, "reason": h.reason}
+               "hooks": [{"group": h.group, "symbol": h.symbol, "address": hexa(h.address), "reason": h.reason}
                          for h in c.hooks], "missing": KERNEL_HOOKS.missing if c.active else [],
                "stop_on": [vars(r) for r in c.tracer.rules], "event_path": event_path()}
         if args.json:
-            gdb.write(to_json(doc) + "\n")
+            gdb.write(json_text("trace status", doc))
             return
         lines = [f"tracing {'on' if c.active else 'off'}: {stats.hits} hits, {c.tracer.seq} events, "
                  f"{stats.ms_per_hit:.2f} ms handler time per hit, {stats.errors} errors; "
@@ -59,9 +60,9 @@ class TraceCommand(Subcommand):
         CONTROLLER.tracer.prune(SESSION.system())
         procs = sorted(CONTROLLER.tracer.processes.values(), key=lambda p: p.pid)
         if args.json:
-            gdb.write(to_json([{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "image": p.image, "mm": p.mm,
-                                "threads": sorted(p.threads), "execs": p.execs, "exiting": p.exiting}
-                               for p in procs]) + "\n")
+            rows = [{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "image": p.image, "mm": hexa(p.mm or None),
+                     "threads": sorted(p.threads), "execs": p.execs, "exiting": p.exiting} for p in procs]
+            gdb.write(json_text("trace table", {"processes": rows}))
             return
         lines = [f"{'PID':>6} {'PPID':>6} {'THREADS':>7} {'EXECS':>5} COMMAND / IMAGE"]
         lines += [f"{p.pid:>6} {p.ppid:>6} {len(p.threads):>7} {p.execs:>5} {p.comm} {p.image}"
@@ -71,7 +72,7 @@ class TraceCommand(Subcommand):
     def _maps(self, args: argparse.Namespace) -> None:
         vmas = CONTROLLER.tracer.traced_vmas(SESSION.system(), args.pid)
         if args.json:
-            gdb.write(to_json({"pid": args.pid, "maps": maps_json(vmas)}) + "\n")
+            gdb.write(json_text("trace maps", {"pid": args.pid, "maps": maps_json(vmas)}))
         else:
             emit(maps_text(vmas))
 
@@ -85,7 +86,7 @@ class EventsCommand(Subcommand):
     def run(self, args: argparse.Namespace) -> None:
         events = CONTROLLER.tracer.last(args.last, args.pid)
         if args.json:
-            gdb.write(to_json([e.as_dict() for e in events]) + "\n")
+            gdb.write(json_text("events", {"events": [e.as_dict() for e in events]}))
         elif events:
             gdb.write("".join(e.text() + "\n" for e in events))
         else:

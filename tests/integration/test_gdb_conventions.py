@@ -126,8 +126,8 @@ def test_an_address_argument_is_the_rest_of_the_line_as_a_gdb_expression(guest):
                   "python print('RSP', int(gdb.parse_and_eval('$rsp')))")
     rsp = int(next(l for l in run.stdout.splitlines() if l.startswith("RSP ")).split()[1])
     walks = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
-    assert [w["virtual"] for w in walks] == [rsp + 8, rsp + 8]
-    assert guest.hmp(f"gva2gpa {rsp + 8:#x}").strip() == f"gpa: {walks[0]['physical']:#x}"
+    assert [w["virtual"] for w in walks] == [f"{rsp + 8:#x}"] * 2
+    assert guest.hmp(f"gva2gpa {rsp + 8:#x}").strip() == f"gpa: {walks[0]['physical']}"
 
 
 def tty_session(lines: list[str], timeout: float = 60) -> str:
