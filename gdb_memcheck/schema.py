@@ -83,7 +83,7 @@ SHAPES: dict[str, Shape] = {
     "mapping": Shape("One mapping.", {
         "start": (HEX, "first address"), "end": (HEX, "address after the last"),
         "perms": (STR, "rwxp or rwxs, as /proc/PID/maps"), "offset": (INT, "offset into the file, bytes"),
-        "dev": (STR, "major:minor in hex, as /proc/PID/maps"), "inode": (INT, "inode number, 0 when anonymous"),
+        "dev": (INT, "the kernel's dev_t: major << 20 | minor"), "inode": (INT, "inode number, 0 when anonymous"),
         "name": (STR, "path or [special] name, \"\" when none"), "line": (STR, "the /proc/PID/maps line"),
         "rss_kib": (Opt(INT), "resident kB (with --rss, else null)"),
         "anonymous_kib": (Opt(INT), "of those, anonymous kB (with --rss, else null)")}),
@@ -205,7 +205,7 @@ def document(command: str, body: dict) -> dict:
 
 def hexa(value: int | None) -> str | None:
     """An address or 64-bit value as the schema writes it."""
-    return None if value is None else f"{value:#x}"
+    return None if value is None else hex(value)
 
 
 # -- validation ---------------------------------------------------------------------

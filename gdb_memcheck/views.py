@@ -67,8 +67,8 @@ def maps_json(vmas: list[Vma], usages: list[Usage] | None = None) -> list[dict]:
     """The schema's mappings; Rss and Anonymous are null without usages."""
     out = []
     for i, v in enumerate(vmas):
-        out.append({"start": f"{v.start:#x}", "end": f"{v.end:#x}", "perms": v.perms, "offset": v.offset,
-                    "dev": v.device, "inode": v.inode, "name": v.name, "line": v.maps_line(),
+        out.append({"start": hex(v.start), "end": hex(v.end), "perms": v.perms, "offset": v.offset,
+                    "dev": v.dev, "inode": v.inode, "name": v.name, "line": v.maps_line(),
                     "rss_kib": usages[i].rss // KIB if usages else None,
                     "anonymous_kib": usages[i].anonymous // KIB if usages else None})
     return out
@@ -83,7 +83,7 @@ def pagetable_text(ranges: list[paging.Range]) -> str:
 
 
 def pagetable_json(ranges: list[paging.Range]) -> list[dict]:
-    return [{"start": f"{r.virtual:#x}", "end": f"{r.end:#x}", "physical": f"{r.physical:#x}", "size": r.size,
+    return [{"start": hex(r.virtual), "end": hex(r.end), "physical": hex(r.physical), "size": r.size,
              "page_size": r.page_size, "user": r.user, "writable": r.writable, "executable": r.executable}
             for r in ranges]
 

@@ -43,14 +43,10 @@ class Vma:
     def size(self) -> int:
         return self.end - self.start
 
-    @property
-    def device(self) -> str:
-        """major:minor in hex, as /proc/PID/maps shows the device."""
-        return f"{self.dev >> MINORBITS:02x}:{self.dev & ((1 << MINORBITS) - 1):02x}"
-
     def maps_line(self) -> str:
         """Exactly the line /proc/PID/maps prints for this VMA (without the newline)."""
-        head = f"{self.start:08x}-{self.end:08x} {self.perms} {self.offset:08x} {self.device} {self.inode} "
+        head = (f"{self.start:08x}-{self.end:08x} {self.perms} {self.offset:08x} "
+                f"{self.dev >> MINORBITS:02x}:{self.dev & ((1 << MINORBITS) - 1):02x} {self.inode} ")
         return f"{head.ljust(MAPS_NAME_COLUMN)} {mangle_path(self.name)}" if self.name else head
 
 
