@@ -99,6 +99,8 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
          help="also blocks inherited across fork, allocated before main or before tracking began")
     _arg(parser, "--format", choices=("text", "memcheck"), default="text",
          help="text: valgrind's loss records; memcheck: the emulator memcheck's per-block layout")
+    _arg(parser, "--source", action="store_true",
+         help="show each allocating line of source with two lines of context (text formats)")
     _json(parser)
 
 
@@ -164,6 +166,7 @@ def _addr(sub) -> None:
                  "belong to -p PID|COMM (default: the process on the selected vCPU); kernel addresses are "
                  "named from the kernel's symbols.  Guest files are read under `set memcheck sysroot DIR` "
                  "and must carry the same build-id as the guest's copy.")
+    _arg(p, "--source", action="store_true", help="show the source line with two lines of context")
     _json(p)
     _arg(p, "address", metavar="ADDRESS", complete=EXPRESSION, help="a gdb expression")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .schema import hexa
+from .style import PLAIN, Styler
 from .target import TargetError
 from .unwind import ModuleMap
 
@@ -22,11 +23,11 @@ class Frame:
     directory: str | None = None
     inlined_into: tuple["Frame", ...] = ()     # the callers this function was inlined into, at the same pc
 
-    def text(self) -> str:
+    def text(self, style: Styler = PLAIN) -> str:
         """valgrind's `0xPC: function (file:line)`, then where in which module."""
-        where = f" ({self.file}:{self.line})" if self.file else ""
-        module = f" [{self.module}+{self.offset:#x}]" if self.module is not None else ""
-        return f"{self.pc:#x}: {self.function or '???'}{where}{module}"
+        where = f" ({style.filename(self.file)}:{self.line})" if self.file else ""
+        module = f" [{style.filename(self.module)}+{self.offset:#x}]" if self.module is not None else ""
+        return f"{style.address(hex(self.pc))}: {style.function(self.function) if self.function else '???'}{where}{module}"
 
     def as_dict(self) -> dict:
         """The schema's frame."""

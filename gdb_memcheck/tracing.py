@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 from .kevents import KernelEvent, exit_code
 from .schema import SCHEMA_VERSION, hexa
+from .style import PLAIN, Styler
 from .system import System
 from .target import TargetError
 from .vmas import Vma
@@ -38,11 +39,16 @@ class Event:
         return {"seq": self.seq, "time": self.time, "cpu": self.cpu, "pid": self.pid, "tid": self.tid,
                 "comm": self.comm, "event": self.kind, **details}
 
-    def text(self) -> str:
+    def text(self, style: Styler = PLAIN) -> str:
         parts = []
         for key, value in self.details.items():
-            parts.append(f"{key}={value:#x}" if isinstance(value, int) and key not in ("child", "code", "len_pages")
-                         else f"{key}={value}")
+            if key in ADDRESS_DETAILS:
+                value = style.address(hex(value))
+            elif key == "path":
+                value = style.filename(value)
+            elif isinstance(value, int) and key not in ("child", "code"):
+                value = hex(value)
+            parts.append(f"{key}={value}")
         return f"{self.seq:>6} cpu{self.cpu} {self.pid:>6}/{self.tid:<6} {self.comm:<16} {self.kind:<11} {' '.join(parts)}"
 
 

@@ -6,14 +6,17 @@ command's name: no Python traceback reaches the user.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import NoReturn
 
 import gdb
 
 from .. import addrinfo, cli, paging
-from ..colour import paint
+from ..elfsyms import SourceLine
 from ..kernel import cpu_paging_mode
 from ..schema import hexa
+from ..sources import SourceFinder
+from ..style import PLAIN, ROLES, Styler, escape_sequence
 from ..target import PartialError, TargetError
 from ..views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
                      json_text, walk_json, walk_text)
@@ -145,9 +148,32 @@ def parse_address(text: str) -> int:
         raise cli.UsageError(f"{text!r} is not an address: {str(e).rstrip('.')}{hint}") from None
 
 
-def emit(text: str) -> None:
-    """Write a view, coloured when gdb's styling is on."""
-    gdb.write(paint(text, bool(gdb.parameter("style enabled"))))
+def source_lines(line: SourceLine | None) -> list[str]:
+    """The source around `line` for --source, or one line saying why there is none."""
+    if line is None:
+        return ["(no line information)"]
+    found = source_finder().context(line)
+    return found or [f"(not found: {line.directory}/{line.file}; `directory DIR` adds a place to look)"]
+
+
+def current_style() -> Styler:
+    """gdb's own styles for addresses, file names, functions and highlights, as they are set
+    now; plain text when `set style enabled` is off."""
+    if not gdb.parameter("style enabled"):
+        return PLAIN
+    return Styler({role: escape_sequence(*(str(gdb.parameter(f"style {role} {part}"))
+                                           for part in ("foreground", "background", "intensity")))
+                   for role in ROLES})
+
+
+def source_finder() -> SourceFinder:
+    """Source files are looked for where the debug info says, then under the sysroot and in
+    gdb's `directory` list; highlighted when gdb highlights its own (`set style sources`)."""
+    search = [str(gdb.parameter("memcheck sysroot") or "")]
+    for entry in str(gdb.parameter("directories")).split(os.pathsep):
+        search.append(os.getcwd() if entry == "$cwd" else "" if entry == "$cdir" else entry)
+    return SourceFinder(tuple(d for d in search if d),
+                        bool(gdb.parameter("style enabled")) and bool(gdb.parameter("style sources")))
 
 
 class PsCommand(Subcommand):
@@ -172,7 +198,7 @@ class PsCommand(Subcommand):
         if args.json:
             gdb.write(json_text("ps", {"threads": args.threads, "tasks": [r.as_dict() for r in rows]}))
         else:
-            emit(ps_text(rows, args.threads))
+            gdb.write(ps_text(rows, args.threads, current_style()))
 
 
 class MapsCommand(Subcommand):
@@ -181,7 +207,7 @@ class MapsCommand(Subcommand):
     name = "maps"
 
     def show_partial(self, partial: list) -> None:
-        emit(maps_text(partial))
+        gdb.write(maps_text(partial, style=current_style()))
 
     def run(self, args: argparse.Namespace) -> None:
         system = SESSION.system()
@@ -192,7 +218,7 @@ class MapsCommand(Subcommand):
         if args.json:
             gdb.write(json_text("maps", {"pid": proc.tgid, "comm": proc.comm, "maps": maps_json(vmas, usages)}))
         else:
-            emit(maps_text(vmas, usages))
+            gdb.write(maps_text(vmas, usages, current_style()))
 
 
 def pick_process(system, spec: str | None):
@@ -213,7 +239,7 @@ class PagetableCommand(Subcommand):
     name = "pagetable"
 
     def show_partial(self, partial: list) -> None:
-        emit(pagetable_text(paging.coalesce(partial)))
+        gdb.write(pagetable_text(paging.coalesce(partial), current_style()))
 
     def run(self, args: argparse.Namespace) -> None:
         mode = cpu_paging_mode(SESSION.target)
@@ -242,7 +268,7 @@ class PagetableCommand(Subcommand):
         if args.json:
             gdb.write(json_text("pagetable", {"root": hexa(root), "levels": levels, "ranges": pagetable_json(ranges)}))
         else:
-            emit(f"# {levels}-level tables at {root:#x}\n" + pagetable_text(ranges))
+            gdb.write(f"# {levels}-level tables at {root:#x}\n" + pagetable_text(ranges, current_style()))
 
 
 def _has_perms(r: paging.Range, perms: str) -> bool:
@@ -300,7 +326,7 @@ class VtopCommand(Subcommand):
         if args.json:
             gdb.write(json_text("vtop", walk_json(va, steps, physical, stop)))
         else:
-            emit(walk_text(va, steps, physical, stop))
+            gdb.write(walk_text(va, steps, physical, stop, current_style()))
 
 
 class AddrCommand(Subcommand):
@@ -318,25 +344,29 @@ class AddrCommand(Subcommand):
         if args.json:
             gdb.write(json_text("addr", addr_json(info)))
         else:
-            emit(addr_text(info))
+            gdb.write(addr_text(info, current_style(), source_lines(info.line) if args.source else None))
 
 
-def kernel_symbol(addr: int) -> str | None:
-    """function+offset @ file:line of a kernel address, from gdb's own symbol tables."""
+def kernel_symbol(addr: int) -> tuple[str | None, SourceLine | None]:
+    """function+offset of a kernel address and its source line, from gdb's own symbol tables."""
     try:
         block = gdb.current_progspace().block_for_pc(addr)
     except RuntimeError:
-        return None
+        return None, None
     func = block.function if block is not None else None
     while block is not None and func is None:
         block = block.superblock
         func = block.function if block is not None else None
     if func is None:
-        return None
+        return None, None
     start = int(func.value().address)
-    line = gdb.find_pc_line(addr)
-    where = f" @ {line.symtab.filename}:{line.line}" if line.symtab is not None else ""
-    return (func.name if addr == start else f"{func.name}+{addr - start:#x}") + where
+    name = func.name if addr == start else f"{func.name}+{addr - start:#x}"
+    sal = gdb.find_pc_line(addr)
+    if sal.symtab is None:
+        return name, None
+    full = sal.symtab.fullname()
+    directory = full[:-len(sal.symtab.filename)].rstrip("/") if full.endswith(sal.symtab.filename) else ""
+    return name, SourceLine(sal.symtab.filename, sal.line, directory)
 
 
 SUBCOMMANDS = (InfoCommand, PsCommand, MapsCommand, PagetableCommand, VtopCommand, AddrCommand)

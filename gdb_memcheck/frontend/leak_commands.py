@@ -10,7 +10,7 @@ from .. import heapscan, leaks
 from ..leaks import Kind
 from ..target import TargetError
 from ..views import leak_report_json, leak_report_memcheck, leak_report_text, json_text
-from .commands import Subcommand, pick_process
+from .commands import Subcommand, current_style, pick_process, source_finder
 from .breakpoints import event_path_text
 from .leak_tracking import CONTROLLER
 from .session import SESSION
@@ -36,11 +36,13 @@ class LeaksCommand(Subcommand):
     def _show(self, report: leaks.LeakReport, args: argparse.Namespace) -> None:
         if args.json:
             gdb.write(json_text(f"leaks {args.action}", leak_report_json(report, args.all)))
-        elif args.format == "memcheck":
-            gdb.write(leak_report_memcheck(report, args.all))
+            return
+        source = source_finder() if args.source else None
+        if args.format == "memcheck":
+            gdb.write(leak_report_memcheck(report, args.all, current_style(), source))
         else:
             kinds = [Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE] + ([Kind.REACHABLE] if args.show_reachable else [])
-            gdb.write(leak_report_text(report, kinds, args.all))
+            gdb.write(leak_report_text(report, kinds, args.all, current_style(), source))
 
     def _track(self, args: argparse.Namespace) -> None:
         if args.exec_path:

@@ -8,7 +8,7 @@ import gdb
 from .. import cli, tracing
 from ..schema import hexa
 from ..views import json_text, maps_json, maps_text
-from .commands import Subcommand, emit
+from .commands import Subcommand, current_style
 from .session import SESSION
 from .breakpoints import KERNEL_HOOKS, event_path, event_path_text
 from .trace import CONTROLLER
@@ -74,7 +74,7 @@ class TraceCommand(Subcommand):
         if args.json:
             gdb.write(json_text("trace maps", {"pid": args.pid, "maps": maps_json(vmas)}))
         else:
-            emit(maps_text(vmas))
+            gdb.write(maps_text(vmas, style=current_style()))
 
 
 class EventsCommand(Subcommand):
@@ -88,7 +88,8 @@ class EventsCommand(Subcommand):
         if args.json:
             gdb.write(json_text("events", {"events": [e.as_dict() for e in events]}))
         elif events:
-            gdb.write("".join(e.text() + "\n" for e in events))
+            style = current_style()
+            gdb.write("".join(e.text(style) + "\n" for e in events))
         else:
             gdb.write("no events traced" + ("" if CONTROLLER.active else " (memcheck trace on starts tracing)") + "\n")
 

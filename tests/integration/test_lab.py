@@ -156,11 +156,28 @@ def test_addr_outside_every_mapping_says_so(guest):
     assert info["mapping"] is None and info["note"] == f"no mapping of pid {pid} contains 0x1000"
 
 
-def test_text_views_are_coloured_only_when_gdb_styling_is_on(guest):
+def test_text_views_take_gdbs_own_styles_and_only_when_styling_is_on(guest):
     plain = run_gdb(guest, "set style enabled off", "memcheck maps 1").stdout
-    styled = run_gdb(guest, "set style enabled on", "memcheck maps 1").stdout
+    default = run_gdb(guest, "set style enabled on", "memcheck maps 1").stdout
+    changed = run_gdb(guest, "set style enabled on", "set style filename foreground red",
+                      "set style address intensity bold", "memcheck maps 1").stdout
     assert "\x1b[" not in plain and "/bin/busybox" in plain
-    assert "\x1b[" in styled
+    assert "\x1b[32m/bin/busybox\x1b[m" in default, "file names green, as gdb prints them"
+    assert re.search(r"^\x1b\[34m[0-9a-f]+-[0-9a-f]+\x1b\[m ", default, re.M), "addresses blue"
+    assert "\x1b[31m/bin/busybox\x1b[m" in changed
+    assert re.search(r"^\x1b\[1;34m[0-9a-f]+-[0-9a-f]+\x1b\[m ", changed, re.M)
+    unstyled = lambda text: re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert unstyled(default) == unstyled(changed) == plain
+
+
+def test_addr_source_shows_the_line_and_two_lines_of_context(guest):
+    binary = guest.sysroot / "bin/wl-maps-static"
+    va = nm_address(binary, "make_data_file") + 0x10
+    run = run_gdb(guest, f"memcheck addr -p wl-maps-static --source {va:#x}")
+    line = int(addr2line(binary, va).split(":")[1])
+    source = (REPO / "workloads" / "wl-maps.c").read_text().splitlines()
+    shown = run.stdout.split("  source\n", 1)[1].splitlines()[:5]
+    assert shown == [f"  {n:>6}{' >' if n == line else '  '} {source[n - 1]}" for n in range(line - 2, line + 3)]
 
 
 FD_SCRIPT = r"""
@@ -193,3 +210,18 @@ def test_the_sysroot_stays_unset_unless_given_even_with_lab_trees_in_the_cache(g
     assert "Guest files are looked up under (not set)." in run.stdout
     info, = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
     assert info["symbol"] is None and "no sysroot set" in info["note"]
+
+
+KERNEL_LINE_SCRIPT = r"""
+sal = gdb.find_pc_line(int(gdb.parse_and_eval("(unsigned long)schedule + 4")))
+emit({"file": sal.symtab.filename, "line": sal.line,
+      "addr": json.loads(gdb.execute("memcheck addr --json (char *)schedule + 4", to_string=True))})
+"""
+
+
+def test_addr_names_a_kernel_function_and_its_line_from_the_kernels_debug_info(guest):
+    res = run_gdb(guest, script=KERNEL_LINE_SCRIPT).result()
+    kallsyms = guest.sh("grep ' schedule$' /proc/kallsyms").split()[0]
+    info = res["addr"]
+    assert int(info["address"], 16) == int(kallsyms, 16) + 4 and info["pid"] is None
+    assert (info["symbol"], info["source"]) == ("schedule+0x4", f"{res['file']}:{res['line']}")

@@ -47,9 +47,10 @@ for pid in status["reports"]:
 text = {pid: gdb.execute(f"memcheck leaks report {pid} --show-reachable", to_string=True) for pid in status["reports"]}
 seed_format = {pid: gdb.execute(f"memcheck leaks report {pid} --format memcheck", to_string=True)
                for pid in status["reports"]}
+with_source = {pid: gdb.execute(f"memcheck leaks report {pid} --source", to_string=True) for pid in status["reports"]}
 gdb.execute("memcheck leaks untrack")
 emit({"logs": logs, "attached": attached, "live": live, "forced_scan": forced_scan, "status": status, "reports": reports, "all": everything,
-      "text": text, "memcheck_format": seed_format})
+      "text": text, "memcheck_format": seed_format, "source": with_source})
 """
 
 
@@ -62,10 +63,8 @@ def tracked(guest, request):
     run = run_gdb(guest, script=script, timeout=900)
     assert "Traceback" not in run.output, run.output
     res = run.result()
-    res["reports"] = {int(k): v for k, v in res["reports"].items()}
-    res["all"] = {int(k): v for k, v in res["all"].items()}
-    res["text"] = {int(k): v for k, v in res["text"].items()}
-    res["memcheck_format"] = {int(k): v for k, v in res["memcheck_format"].items()}
+    for per_pid in ("reports", "all", "text", "memcheck_format", "source"):
+        res[per_pid] = {int(k): v for k, v in res[per_pid].items()}
     return res
 
 
@@ -162,6 +161,20 @@ def test_memcheck_format_prints_each_block_with_module_relative_frames(tracked):
     assert f"memcheck: Process /bin/wl-leak[pid={pid}] is leaking 10 allocated blocks." in out
     assert re.search(r"Frame 1: PC=0x[0-9a-f]+ \(relative 0x[0-9a-f]+\) in module /bin/wl-leak\n"
                      r"   Routine leak_malloc @ \S+/wl-leak\.c:\d+", out)
+
+
+@pytest.mark.parametrize("name", ["wl-leak", "wl-leak-static"])
+def test_source_shows_each_records_allocating_line_with_two_lines_of_context(tracked, name):
+    pid = program_pid(tracked["logs"][name], name)
+    out = tracked["source"][pid]
+    records = re.split(r"^\d+ (?:\(.*\) )?bytes in \d+ blocks are .* in loss record \d+ of \d+\n", out, flags=re.M)[1:]
+    assert len(records) == int(re.search(r"in loss record 1 of (\d+)", out).group(1)) >= 6, out
+    source = (REPO / "workloads" / "wl-leak.c").read_text().splitlines()
+    for record in records:
+        by = re.search(r"^   by 0x[0-9a-f]+: \w+ \(wl-leak\.c:(\d+)\)", record, re.M)
+        line = int(by.group(1))
+        context = record.split(f"   wl-leak.c:{line}:\n", 1)[1].splitlines()[:5]
+        assert context == [f"{n:>6}{' >' if n == line else '  '} {source[n - 1]}" for n in range(line - 2, line + 3)]
 
 
 def children(log: str) -> dict[str, int]:
