@@ -6,7 +6,7 @@ import argparse
 
 import gdb
 
-from .. import heapscan, leaks
+from .. import leaks
 from ..leaks import Kind
 from ..target import TargetError
 from ..views import leak_report_json, leak_report_memcheck, leak_report_text, json_text
@@ -26,12 +26,7 @@ class LeaksCommand(Subcommand):
 
     def _check(self, args: argparse.Namespace) -> None:
         system = SESSION.system()
-        process = pick_process(system, args.process)
-        if CONTROLLER.tracker.tracks(process.tgid) and not args.scan:
-            report = CONTROLLER.tracker.live_report(system, process)
-        else:
-            report = heapscan.scan(system, process).report()
-        self._show(report, args)
+        self._show(CONTROLLER.check(system, pick_process(system, args.process), args.scan), args)
 
     def _show(self, report: leaks.LeakReport, args: argparse.Namespace) -> None:
         if args.json:
