@@ -248,7 +248,7 @@ class Guest:
                 "-ex", f"file {self.vmlinux}", "-ex", "set print frame-info location",
                 "-ex", f"target remote 127.0.0.1:{self.gdb_port}", "-ex", "set print frame-info auto"]
         if plugin:
-            argv += ["-x", str(REPO / "gdbinit.py"), "-ex", f"set memcheck sysroot {self.sysroot}"]
+            argv += ["-x", str(REPO / "gdb_memcheck" / "gdbinit.py"), "-ex", f"set memcheck sysroot {self.sysroot}"]
         return argv + list(extra)
 
 

@@ -75,7 +75,7 @@ EVERY_COMMAND = ["memcheck info", "memcheck ps", "memcheck maps 1", "memcheck pa
 
 def every_command(*before: str) -> str:
     """stderr of one gdb that runs every command after `before` (gdb arguments)."""
-    argv = ["gdb", "-nx", "-batch", *before, "-x", str(REPO / "gdbinit.py")]
+    argv = ["gdb", "-nx", "-batch", *before, "-x", str(REPO / "gdb_memcheck" / "gdbinit.py")]
     for c in EVERY_COMMAND:
         argv += ["-ex", c]
     stderr = subprocess.run(argv, capture_output=True, text=True, timeout=120).stderr
@@ -139,7 +139,7 @@ def test_a_vmlinux_of_another_kernel_gets_one_line_and_page_walks_still_work(gue
     """The other lab kernel's vmlinux (6.12 for a 6.1 guest, and the reverse) is loaded on purpose."""
     other = guestlab.kernel_dir("6.1-cloud" if guest.kernel == guestlab.kernel_dir("6.12-cloud") else "6.12-cloud")
     argv = ["timeout", "120", "gdb", "-nx", "-batch", "-ex", f"file {other / 'vmlinux-indexed'}",
-            "-ex", f"target remote 127.0.0.1:{guest.gdb_port}", "-x", str(REPO / "gdbinit.py"),
+            "-ex", f"target remote 127.0.0.1:{guest.gdb_port}", "-x", str(REPO / "gdb_memcheck" / "gdbinit.py"),
             "-ex", "memcheck ps", "-ex", "memcheck maps 1", "-ex", "memcheck vtop $rsp", "-ex", "memcheck pagetable"]
     run = subprocess.run(argv, capture_output=True, text=True)
     uname = guest.sh("uname -r").strip()

@@ -133,7 +133,7 @@ def test_an_address_argument_is_the_rest_of_the_line_as_a_gdb_expression(guest):
 def tty_session(lines: list[str], timeout: float = 60) -> str:
     """What an interactive gdb on a terminal prints for `lines`, each typed at a prompt."""
     argv = ["gdb", "-nx", "-q", "-iex", "set style enabled off", "-ex", "set pagination off",
-            "-x", str(REPO / "gdbinit.py")]
+            "-x", str(REPO / "gdb_memcheck" / "gdbinit.py")]
     pid, fd = pty.fork()
     if pid == 0:
         os.execvp(argv[0], argv)

@@ -205,7 +205,7 @@ def test_the_sysroot_stays_unset_unless_given_even_with_lab_trees_in_the_cache(g
     assert guest.sysroot.is_dir()
     pid = int(guest.sh("pidof wl-maps").split()[0])
     main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(guest.sysroot / "bin/wl-maps", "main")
-    run = run_gdb(guest, f"source {REPO / 'gdbinit.py'}", "show memcheck sysroot",
+    run = run_gdb(guest, f"source {REPO / 'gdb_memcheck' / 'gdbinit.py'}", "show memcheck sysroot",
                   f"memcheck addr -p {pid} --json {main:#x}", plugin=False)
     assert "Guest files are looked up under (not set)." in run.stdout
     info, = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
