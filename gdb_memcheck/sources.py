@@ -6,10 +6,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from pygments import highlight
-from pygments.formatters import TerminalFormatter
-from pygments.lexers import CLexer
-
 from .elfsyms import SourceLine
 
 CONTEXT = 2
@@ -47,6 +43,9 @@ def _lines(path: str, _mtime: int, coloured: bool) -> list[str]:
     """A file's lines, highlighted as a whole so that comments and strings spanning lines
     come out right; cached per path and modification time."""
     source = Path(path).read_text(errors="replace")
-    if coloured:
+    if coloured:     # pygments' C lexer takes 40 ms to import: only when source is shown in colour
+        from pygments import highlight
+        from pygments.formatters import TerminalFormatter
+        from pygments.lexers import CLexer
         source = highlight(source, CLexer(stripnl=False, ensurenl=False), TerminalFormatter())
     return source.splitlines()

@@ -45,9 +45,9 @@ class Subcommand(gdb.Command):
     name = ""
     needs_guest = True
 
-    def __init__(self, command_name: str) -> None:
+    def __init__(self, command_name: str, doc: str) -> None:
         self.parser = cli.subcommands(PARSER)[self.name]
-        self.__doc__ = self.parser.format_help().rstrip()
+        self.__doc__ = doc
         super().__init__(command_name, gdb.COMMAND_DATA)
         self.command_name = command_name
 
@@ -376,6 +376,7 @@ def register(classes: tuple = ()) -> list[gdb.Command]:
     """Create `memcheck`, each `memcheck NAME` and its alias `memcheck-NAME`."""
     commands: list[gdb.Command] = [MemcheckPrefix()]
     for cls in SUBCOMMANDS + classes:
-        commands.append(cls(f"memcheck {cls.name}"))
-        commands.append(cls(f"memcheck-{cls.name}"))
+        doc = cli.subcommands(PARSER)[cls.name].format_help().rstrip()
+        commands.append(cls(f"memcheck {cls.name}", doc))
+        commands.append(cls(f"memcheck-{cls.name}", doc))
     return commands
