@@ -294,7 +294,7 @@ def leak_report_json(report: LeakReport, all_origins: bool = False) -> dict:
     records of every kind in valgrind's order, bad frees and the LEAK SUMMARY."""
     blocks = report.reported(all_origins)
     return {"pid": report.pid, "comm": report.comm, "mode": report.mode, "header": report.header,
-            "blocks": [{"address": hexa(b.address), "size": b.size, "kind": b.kind.value if b.kind else None,
+            "blocks": [{"address": hex(b.address), "size": b.size, "kind": b.kind.value if b.kind else None,
                         "indirect_bytes": b.indirect, "origin": b.origin, "via": b.via or None,
                         "stack": [_frame(pc, report).as_dict() for pc in b.stack]} for b in blocks],
             "loss_records": [_loss_record_json(rec) for rec in loss_records(blocks, list(Kind))],
@@ -305,7 +305,7 @@ def leak_report_json(report: LeakReport, all_origins: bool = False) -> dict:
 def _loss_record_json(rec: LossRecord) -> dict:
     return {"kind": rec.kind.value, "origin": rec.origin, "blocks": len(rec.blocks), "total_bytes": rec.total_bytes,
             "direct_bytes": rec.bytes, "indirect_bytes": rec.indirect_bytes,
-            "addresses": [hexa(b.address) for b in rec.blocks]}
+            "addresses": [hex(b.address) for b in rec.blocks]}
 
 
 def bad_free_json(bad: BadFree, frames: dict) -> dict:
