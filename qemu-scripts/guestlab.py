@@ -242,11 +242,12 @@ class Guest:
         return "\n".join(lines[1:-1]) + "\n"
 
     def gdb_argv(self, *extra: str, plugin: bool = True) -> list[str]:
-        """gdb with the indexed vmlinux, connected to this guest, plugin sourced.  The attach
-        prints the frame's location without its source line: the kernel's sources are not here."""
+        """gdb with the indexed vmlinux, connected to this guest, plugin sourced.  A stop (the
+        attach too) prints the frame's location without its source line: the kernel's
+        sources are not on the host, and gdb would say so at every stop."""
         argv = ["gdb", "-nx", "-q", "-ex", "set pagination off", "-ex", "set confirm off",
                 "-ex", f"file {self.vmlinux}", "-ex", "set print frame-info location",
-                "-ex", f"target remote 127.0.0.1:{self.gdb_port}", "-ex", "set print frame-info auto"]
+                "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
         if plugin:
             argv += ["-x", str(REPO / "gdb_memcheck" / "gdbinit.py"), "-ex", f"set memcheck sysroot {self.sysroot}"]
         return argv + list(extra)

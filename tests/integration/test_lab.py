@@ -21,12 +21,15 @@ def test_plugin_load_line_reports_the_guests_kernel_release(guest, expected_load
     assert "Traceback" not in run.output
 
 
-def test_the_labs_gdb_attaches_quietly(guest):
-    """One line for the stopped frame and the plugin's load line: no missing kernel source."""
+def test_the_labs_gdb_attaches_and_stops_quietly(guest):
+    """One line for the stopped frame and the plugin's load line: no missing kernel source,
+    at the attach nor at a later stop."""
     run = run_gdb(guest)
     assert run.stderr == ""
     frame, load, *rest = [l for l in run.stdout.splitlines() if not l.startswith("[Inferior")]
     assert re.match(r"0x[0-9a-f]+ in \w+ \(\)", frame) and load.startswith("gdb_memcheck ") and rest == []
+    stopped = run_gdb(guest, script='while_running("true")\nemit("stopped")\n')
+    assert stopped.results == ["stopped"] and "No such file or directory" not in stopped.output
 
 
 def test_help_memcheck_lists_subcommands_and_dash_aliases_exist(guest):
