@@ -250,10 +250,6 @@ def build() -> ArgParser:
     return root
 
 
-def command_names(root: ArgParser) -> list[str]:
-    return list(subcommands(root))
-
-
 # -- parsing ------------------------------------------------------------------
 def parse(parser: ArgParser, text: str) -> argparse.Namespace:
     """Arguments of one command line; UsageError or HelpRequested otherwise."""

@@ -27,7 +27,8 @@ class Frame:
         """valgrind's `0xPC: function (file:line)`, then where in which module."""
         where = f" ({style.filename(self.file)}:{self.line})" if self.file else ""
         module = f" [{style.filename(self.module)}+{self.offset:#x}]" if self.module is not None else ""
-        return f"{style.address(hex(self.pc))}: {style.function(self.function) if self.function else '???'}{where}{module}"
+        function = style.function(self.function) if self.function else "???"
+        return f"{style.address(hex(self.pc))}: {function}{where}{module}"
 
     def as_dict(self) -> dict:
         """The schema's frame."""

@@ -49,7 +49,8 @@ class Event:
             elif isinstance(value, int) and key not in ("child", "code"):
                 value = hex(value)
             parts.append(f"{key}={value}")
-        return f"{self.seq:>6} cpu{self.cpu} {self.pid:>6}/{self.tid:<6} {self.comm:<16} {self.kind:<11} {' '.join(parts)}"
+        return (f"{self.seq:>6} cpu{self.cpu} {self.pid:>6}/{self.tid:<6} {self.comm:<16} {self.kind:<11} "
+                f"{' '.join(parts)}")
 
 
 @dataclass

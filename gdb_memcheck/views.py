@@ -98,8 +98,8 @@ def maps_json(vmas: list[Vma], usages: list[Usage] | None = None) -> list[dict]:
 def pagetable_text(ranges: list[paging.Range], style: Styler = PLAIN) -> str:
     lines = [f"{'virtual range':<33} {'physical':>18} {'size':>12} {'page':>5} perms"]
     for r in ranges:
-        physical = hex(r.physical)
-        lines.append(f"{style.address(f'{r.virtual:016x}-{r.end:016x}')} {_right(physical, 18, style.address(physical))} "
+        span, physical = f"{r.virtual:016x}-{r.end:016x}", hex(r.physical)
+        lines.append(f"{style.address(span)} {_right(physical, 18, style.address(physical))} "
                      f"{r.size:#12x} {_page_name(r.page_size):>5} {r.perms()}")
     return "\n".join(lines) + "\n"
 
@@ -243,8 +243,8 @@ def _frame(pc: int, report: LeakReport) -> Frame:
 
 def _unknown_stack(rec: LossRecord, report: LeakReport, style: Styler) -> str:
     why = "scan mode" if report.mode == "scan" else "allocated before tracking began"
-    return (f"   allocation stack unknown ({why}); blocks at "
-            + ", ".join(style.address(hex(b.address)) for b in rec.blocks[:8]) + (" ..." if len(rec.blocks) > 8 else ""))
+    shown = ", ".join(style.address(hex(b.address)) for b in rec.blocks[:8])
+    return f"   allocation stack unknown ({why}); blocks at {shown}" + (" ..." if len(rec.blocks) > 8 else "")
 
 
 def bad_free_text(bad: BadFree, frames: dict, style: Styler = PLAIN) -> str:

@@ -9,8 +9,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from labtools import REPO, guestlab, run_gdb
 from test_snapshot_views import read_pagemap
 

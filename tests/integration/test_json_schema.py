@@ -76,7 +76,8 @@ def test_the_outputs_have_what_the_checks_needed(every_json):
 def test_the_event_log_lines_match_the_schema_and_carry_a_time(every_json):
     log = every_json["log"]
     assert log and all(schema.validate(line) == [] for line in log)
-    assert [line["seq"] for line in log] == [e["seq"] for e in every_json["outputs"]["memcheck events --json"]["events"]]
+    events = every_json["outputs"]["memcheck events --json"]["events"]
+    assert [line["seq"] for line in log] == [e["seq"] for e in events]
 
 
 ERRORS = ["memcheck maps 99999 --json", "memcheck vtop --json nonsense_symbol_xyz", "memcheck ps --json --nope",

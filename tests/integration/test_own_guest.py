@@ -60,7 +60,9 @@ def variables(tmp_path_factory) -> dict[str, str]:
     assert names == ["CHECKOUT", "KERNEL", "INITRD", "VMLINUX", "SYSROOT"]
     kernel, initramfs = guestlab.kernel_dir(), guestlab.initramfs_dir()
     checkout = tmp_path_factory.mktemp("checkout") / "gdb_memcheck"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True)
+    files = listed.stdout.split()
     for name in files:
         (checkout / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, checkout / name)

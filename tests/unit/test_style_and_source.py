@@ -73,7 +73,8 @@ def views(program) -> dict:
         "addr": lambda s: addr_text(info, s),
         "leaks": lambda s: leak_report_text(report, [Kind.DEFINITE], style=s),
         "memcheck": lambda s: leak_report_memcheck(report, style=s),
-        "event": lambda s: Event(1, 0, 7, 7, "prog", "mmap", {"start": 0x1000, "end": 0x2000, "path": "/tmp/x"}).text(s),
+        "event": lambda s: Event(1, 0, 7, 7, "prog", "mmap",
+                                 {"start": 0x1000, "end": 0x2000, "path": "/tmp/x"}).text(s),
     }
 
 
