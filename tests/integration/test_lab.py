@@ -27,7 +27,8 @@ def test_the_labs_gdb_attaches_and_stops_quietly(guest):
     run = run_gdb(guest)
     assert run.stderr == ""
     frame, load, *rest = [l for l in run.stdout.splitlines() if not l.startswith("[Inferior")]
-    assert re.match(r"0x[0-9a-f]+ in \w+ \(\)", frame) and load.startswith("gdb_memcheck ") and rest == []
+    assert re.match(r"0x[0-9a-f]+ in (\w+|\?\?) \(\)", frame), "?? before the symbols are moved for KASLR"
+    assert load.startswith("gdb_memcheck ") and rest == []
     stopped = run_gdb(guest, script='while_running("true")\nemit("stopped")\n')
     assert stopped.results == ["stopped"] and "No such file or directory" not in stopped.output
 
