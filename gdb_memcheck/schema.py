@@ -145,7 +145,8 @@ SHAPES: dict[str, Shape] = {
         "handler_ms_per_stop": (NUMBER, "Python time per stop"), "errors": (INT, "handler errors"),
         "last_error": (Opt(STR), "the last one"), "breakpoints": (Ref("tracking_breakpoints"), "placed now"),
         "processes": (Arr(Ref("tracked_process")), "tracked now"), "reports": (Arr(INT), "pids with exit reports"),
-        "untracked": (Arr(STR), "processes left alone, and why"), "bad_frees": (Arr(Ref("bad_free")), "seen")}),
+        "untracked": (Arr(STR), "processes left alone, and why"), "bad_frees": (Arr(Ref("bad_free")), "seen"),
+        "event_path": (Ref("event_path"), "how breakpoint events are taken")}),
     "tracking_breakpoints": Shape("Breakpoints leak tracking holds.", {
         "user": (INT, "malloc-family entries"), "return_sites": (INT, "return sites"),
         "kernel": (INT, "kernel hooks")}),
@@ -159,7 +160,12 @@ SHAPES: dict[str, Shape] = {
         "handler_ms_per_hit": (NUMBER, "Python time per hit"), "errors": (INT, "handler errors"),
         "last_error": (Opt(STR), "the last one"), "mapping_reads": (INT, "VMA lists read"),
         "mapping_cache_hits": (INT, "VMA lists served from the cache"), "hooks": (Arr(Ref("hook")), "placed"),
-        "missing": (Arr(STR), "hooks this kernel lacks"), "stop_on": (Arr(Ref("stop_rule")), "stop-on rules")}),
+        "missing": (Arr(STR), "hooks this kernel lacks"), "stop_on": (Arr(Ref("stop_rule")), "stop-on rules"),
+        "event_path": (Ref("event_path"), "how breakpoint events are taken")}),
+    "event_path": Shape("How breakpoint events are taken, on any number of vCPUs.", {
+        "vcpus": (INT, "the guest's vCPUs"), "handled_in": (STR, "where: Breakpoint.stop()"),
+        "interrupted_handlers": (INT, "Ctrl-Cs held back until a handler finished"),
+        "taken_at_stops": (INT, "hits taken at a stop that landed on a hooked instruction")}),
     "hook": Shape("A kernel function hooked for a group of events.", {
         "group": (STR, "event group"), "symbol": (STR, "function"), "address": (HEX, "its address"),
         "reason": (STR, "why this one")}),

@@ -23,6 +23,7 @@ from .trace import CONTROLLER as TRACING
 
 Process = Union[int, str, Task, None]
 QUIET = 0.5      # seconds without a memcheck breakpoint hit before run_until interrupts the guest
+RESEND = 1.0     # seconds before run_until sends an interrupt the guest did not stop for again
 
 
 def system() -> System:
@@ -130,25 +131,26 @@ def run_until(done: Callable[[], bool], timeout: float | None = None, poll: floa
     True if `done()` held.  `done` may look at what breakpoints recorded (reports, events)
     but not call gdb: every memcheck breakpoint checks it and then stops the guest there, and
     a watcher thread checks it every `poll` seconds and interrupts the guest once those
-    breakpoints have been quiet for a while (an interrupt racing their handlers is unsafe)."""
+    breakpoints have been quiet for a while (an interrupt racing their handlers is unsafe).
+    The interrupt is sent again every second until the guest stops, as gdbdrive sends it:
+    QEMU 7.2 drops one that arrives while it waits for gdb's ack of a breakpoint stop."""
     deadline = None if timeout is None else time.monotonic() + timeout
     condition = lambda: bool(done()) or (deadline is not None and time.monotonic() >= deadline)
-    running = threading.Event()
-    running.set()
+    stopped = threading.Event()
 
     def interrupt() -> None:
-        if running.is_set():
-            running.clear()
+        if not stopped.is_set():         # a late resend must not stop a later `continue`
             try:
                 gdb.execute("interrupt")
             except gdb.error:            # it stopped meanwhile
                 pass
 
     def watch() -> None:
-        while running.is_set():
-            time.sleep(poll)
-            if running.is_set() and time.monotonic() - HITS.last >= QUIET and condition():
-                gdb.post_event(interrupt)
+        while not stopped.wait(poll):
+            if time.monotonic() - HITS.last >= QUIET and condition():
+                while not stopped.is_set():
+                    gdb.post_event(interrupt)
+                    stopped.wait(RESEND)
                 return
 
     HITS.stop_when.append(condition)
@@ -157,7 +159,7 @@ def run_until(done: Callable[[], bool], timeout: float | None = None, poll: floa
     try:
         gdb.execute("continue")
     finally:
-        running.clear()
+        stopped.set()
         HITS.stop_when.remove(condition)
         watcher.join()
     return bool(done())

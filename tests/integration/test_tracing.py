@@ -253,7 +253,7 @@ pc = int(gdb.parse_and_eval("$pc"))
 gdb.execute("memcheck trace on --only exit")   # hooks do_exit: the pc gdb will step over when it resumes
 while_running("sleep 0.5")
 emit({"tid": exiting.pid, "pc": pc, "do_exit": int(gdb.parse_and_eval("(long)&do_exit")),
-      "events": q("memcheck events --json"), "status": q("memcheck trace status --json")})
+      "events": q("memcheck events --json")["events"], "status": q("memcheck trace status --json")})
 gdb.execute("memcheck trace off")
 """
 
