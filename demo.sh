@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 keep=${1:-}
-bash qemu-scripts/setup.sh
+bash qemu-scripts/setup.sh          # one line per step; apt's output goes to a log file
+. qemu-scripts/common.sh
+export PYTHONPATH=$(python_path)
 run_dir=$(/usr/bin/python3 qemu-scripts/guestlab.py boot)
 export LAB_RUN_DIR=$run_dir
 trap '[ "$keep" = --keep ] || /usr/bin/python3 qemu-scripts/guestlab.py stop "$run_dir"' EXIT

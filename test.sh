@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash qemu-scripts/setup.sh
+. qemu-scripts/common.sh
+export PYTHONPATH=$(python_path)
 for kernel in 6.1-cloud 6.12-cloud; do bash qemu-scripts/kernel.sh "$kernel" >/dev/null; done
 bash qemu-scripts/initramfs.sh >/dev/null
 if [ $# -gt 0 ]; then

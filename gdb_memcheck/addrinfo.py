@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import paging
-from .elfsyms import SymbolCache, runtime_to_vaddr
+from .elfsyms import SourceLine, SymbolCache, runtime_to_vaddr
 from .intervals import IntervalMap
 from .system import System
 from .target import MemoryReadError, TargetError
@@ -18,7 +18,7 @@ USER_TOP = 1 << 47
 PT_NOTE = 4
 NT_GNU_BUILD_ID = 3
 
-KernelSymbolizer = Callable[[int], "str | None"]
+KernelSymbolizer = Callable[[int], "tuple[str | None, SourceLine | None]"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class AddressInfo:
     source: str | None
     physical: int | None
     note: str
+    line: SourceLine | None = None          # where `source` points, with its directory
 
 
 def describe(system: System, process: Task | None, va: int, symbols: SymbolCache,
@@ -41,7 +42,8 @@ def describe(system: System, process: Task | None, va: int, symbols: SymbolCache
     """Describe `va` as seen by `process` (kernel addresses need none)."""
     if va >= USER_TOP:
         physical, note = _physical(system, system.kmem.kernel_pgd, va)
-        return AddressInfo(va, None, "kernel", None, None, kernel_symbol(va), None, physical, note)
+        symbol, line = kernel_symbol(va)
+        return AddressInfo(va, None, "kernel", None, None, symbol, _where(line), physical, note, line)
     if process is None:
         raise TargetError(f"{va:#x} is a user address: give the PID or COMM it belongs to")
     mm = system.mm(process)
@@ -53,11 +55,15 @@ def describe(system: System, process: Task | None, va: int, symbols: SymbolCache
         return AddressInfo(va, process.tgid, process.comm, None, None, None, None, physical,
                            f"no mapping of pid {process.tgid} contains {va:#x}")
     offset = vma.offset + (va - vma.start) if vma.inode else None
-    symbol = source = None
+    symbol = line = None
     if offset is not None and vma.name.startswith("/"):
-        symbol, source, why = _symbolize(system, mm, vmas, vma, va, symbols)
+        symbol, line, why = _symbolize(system, mm, vmas, vma, va, symbols)
         note = "; ".join(n for n in (note, why) if n)
-    return AddressInfo(va, process.tgid, process.comm, vma, offset, symbol, source, physical, note)
+    return AddressInfo(va, process.tgid, process.comm, vma, offset, symbol, _where(line), physical, note, line)
+
+
+def _where(line: SourceLine | None) -> str | None:
+    return None if line is None else f"{line.file}:{line.line}"
 
 
 def vma_map(vmas: list[Vma]) -> IntervalMap[Vma]:
@@ -76,7 +82,7 @@ def _physical(system: System, root: int, va: int) -> tuple[int | None, str]:
 
 
 def _symbolize(system: System, mm, vmas: list[Vma], vma: Vma, va: int,
-               symbols: SymbolCache) -> tuple[str | None, str | None, str]:
+               symbols: SymbolCache) -> tuple[str | None, SourceLine | None, str]:
     path = vma.name.removesuffix(" (deleted)")
     try:
         elf = symbols.get(path, guest_build_id(system, mm, vmas, vma))
@@ -88,8 +94,7 @@ def _symbolize(system: System, mm, vmas: list[Vma], vma: Vma, va: int,
     except TargetError as e:
         return None, None, str(e)
     name = None if sym is None else (sym.name if vaddr == sym.start else f"{sym.name}+{vaddr - sym.start:#x}")
-    where = None if line is None else f"{line.file}:{line.line}"
-    return name, where, ""
+    return name, line, ""
 
 
 def guest_build_id(system: System, mm, vmas: list[Vma], vma: Vma) -> str | None:

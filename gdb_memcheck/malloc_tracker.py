@@ -318,6 +318,10 @@ class MallocTracker:
         """Whether `pid` has an allocation map now."""
         return pid in self.tracker.processes
 
+    def tracked(self) -> list[int]:
+        """The pids that have an allocation map now."""
+        return sorted(self.tracker.processes)
+
     def live_report(self, system: System, process: Task) -> leaks.LeakReport:
         """`memcheck leaks PID` of a tracked process: its map as it is at this stop."""
         return self._report(system, process, self.tracker.processes[process.tgid], "live")

@@ -2,6 +2,7 @@
 and page tables, read lazily through one KernelMemory and cached for this stop."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 
 from . import paging, rss
@@ -11,6 +12,14 @@ from .target import PartialError, Target, TargetError
 from .tasks import Task, TaskReader
 from .dpath import PathLayout
 from .vmas import MmInfo, Vma, VmaReader, path_layout_root
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A VMA and, when counted, its Rss and Anonymous bytes."""
+
+    vma: Vma
+    usage: rss.Usage | None = None
 
 
 class System:
@@ -116,6 +125,13 @@ class System:
         """Rss and Anonymous of each VMA, from one walk of the process's page tables."""
         return rss.usages(self.kmem.phys.read, self.pgd(mm), self.kmem.levels,
                           [(v.start, v.end) for v in vmas], self.pages)
+
+    def mappings(self, process: Task, count_rss: bool = True) -> list[Mapping]:
+        """A process's VMAs, each with its Rss and Anonymous when `count_rss`."""
+        vmas = self.vmas(process)
+        if not count_rss:
+            return [Mapping(v) for v in vmas]
+        return [Mapping(v, u) for v, u in zip(vmas, self.usages(self.mm(process), vmas))]
 
     def exe_path(self, process: Task) -> str:
         """The executable's path, as /proc/PID/exe links to it ("" without one)."""

@@ -4,16 +4,20 @@ thread sharing an mm bumps the same counter; views re-read VMAs only when it mov
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .kevents import KernelEvent, exit_code
+from .schema import SCHEMA_VERSION, hexa
+from .style import PLAIN, Styler
 from .system import System
 from .target import TargetError
 from .vmas import Vma
 
 TRACED_GROUPS = ("new-task", "exec", "exit", "mmap", "munmap", "mprotect", "brk")
+ADDRESS_DETAILS = frozenset({"mm", "start", "end", "brk"})     # hex strings in JSON
 
 
 @dataclass(frozen=True)
@@ -27,17 +31,26 @@ class Event:
     comm: str
     kind: str
     details: dict = field(default_factory=dict)
+    time: float = 0.0               # when it was handled, Unix seconds
 
     def as_dict(self) -> dict:
-        return {"seq": self.seq, "cpu": self.cpu, "pid": self.pid, "tid": self.tid, "comm": self.comm,
-                "event": self.kind, **self.details}
+        """The schema's event: addresses among the details as hex strings."""
+        details = {k: hexa(v) if k in ADDRESS_DETAILS else v for k, v in self.details.items()}
+        return {"seq": self.seq, "time": self.time, "cpu": self.cpu, "pid": self.pid, "tid": self.tid,
+                "comm": self.comm, "event": self.kind, **details}
 
-    def text(self) -> str:
+    def text(self, style: Styler = PLAIN) -> str:
         parts = []
         for key, value in self.details.items():
-            parts.append(f"{key}={value:#x}" if isinstance(value, int) and key not in ("child", "code", "len_pages")
-                         else f"{key}={value}")
-        return f"{self.seq:>6} cpu{self.cpu} {self.pid:>6}/{self.tid:<6} {self.comm:<16} {self.kind:<11} {' '.join(parts)}"
+            if key in ADDRESS_DETAILS:
+                value = style.address(hex(value))
+            elif key == "path":
+                value = style.filename(value)
+            elif isinstance(value, int) and key not in ("child", "code"):
+                value = hex(value)
+            parts.append(f"{key}={value}")
+        return (f"{self.seq:>6} cpu{self.cpu} {self.pid:>6}/{self.tid:<6} {self.comm:<16} {self.kind:<11} "
+                f"{' '.join(parts)}")
 
 
 @dataclass
@@ -128,7 +141,7 @@ class Tracer:
         details = getattr(self, "_on_" + event.kind.replace("-", "_"))(event, system)
         self.seq += 1
         current = event.current
-        logged = Event(self.seq, event.cpu, current.tgid, current.pid, current.comm, event.kind, details)
+        logged = Event(self.seq, event.cpu, current.tgid, current.pid, current.comm, event.kind, details, time.time())
         self.events.append(logged)
         self.counts[event.kind] = self.counts.get(event.kind, 0) + 1
         if self.log is not None:
@@ -226,5 +239,6 @@ class Tracer:
 
 
 def event_json_line(event: Event) -> str:
-    return json.dumps(event.as_dict())
+    """A line of the event log: the event and the schema version."""
+    return json.dumps({"schema_version": SCHEMA_VERSION, **event.as_dict()})
 

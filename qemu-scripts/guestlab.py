@@ -248,11 +248,14 @@ class Guest:
                         "-ex", "detach"], capture_output=True)
 
     def gdb_argv(self, *extra: str, plugin: bool = True) -> list[str]:
-        """gdb with the indexed vmlinux, connected to this guest, plugin sourced."""
+        """gdb with the indexed vmlinux, connected to this guest, plugin sourced.  A stop (the
+        attach too) prints the frame's location without its source line: the kernel's
+        sources are not on the host, and gdb would say so at every stop."""
         argv = ["gdb", "-nx", "-q", "-ex", "set pagination off", "-ex", "set confirm off",
-                "-ex", f"file {self.vmlinux}", "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
+                "-ex", f"file {self.vmlinux}", "-ex", "set print frame-info location",
+                "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
         if plugin:
-            argv += ["-x", str(REPO / "gdbinit.py"), "-ex", f"set memcheck sysroot {self.sysroot}"]
+            argv += ["-x", str(REPO / "gdb_memcheck" / "gdbinit.py"), "-ex", f"set memcheck sysroot {self.sysroot}"]
         return argv + list(extra)
 
 

@@ -76,8 +76,9 @@ cd "$dir/debs"
 for pkg in "linux-image-$abi-unsigned" "linux-image-$abi-dbg"; do
   if ! ls "${pkg}"_*.deb >/dev/null 2>&1; then
     ensure_apt_lists "$pkg"
-    say "downloading $pkg"
-    apt-get download "$pkg" >&2
+    say "downloading $pkg (output in $CACHE/logs/kernel.log)"
+    mkdir -p "$CACHE/logs"
+    apt-get download "$pkg" >>"$CACHE/logs/kernel.log" 2>&1
   fi
 done
 if [ ! -s "$dir/vmlinuz" ]; then

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..target import TargetError
 import gdb
 
-from . import commands, parameters
+from . import commands, functions, parameters
 from .breakpoints import taken_at_stop
 from .leak_commands import LEAK_SUBCOMMANDS
 from .trace_commands import TRACE_SUBCOMMANDS
@@ -21,7 +21,8 @@ _REGISTERED: list = []
 def load() -> None:
     """Register commands and settings once, hook gdb's events, and say what was found."""
     if not _REGISTERED:
-        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS) + parameters.register())
+        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS) + parameters.register()
+                           + functions.register())
         SESSION.connect_events()
         gdb.events.stop.connect(taken_at_stop)
     try:

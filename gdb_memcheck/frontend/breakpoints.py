@@ -5,6 +5,7 @@ unless a subscriber asks to stop."""
 from __future__ import annotations
 
 import signal
+import time
 from typing import Callable
 
 import gdb
@@ -12,6 +13,30 @@ import gdb
 from .. import kevents
 from ..target import TargetError
 from .session import SESSION
+
+
+class Hits:
+    """When memcheck's breakpoints last fired, and the conditions a script set (run_until)
+    that stop the guest at one of them: a stop there is synchronous, where an interrupt
+    racing a breakpoint's handler is not."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.stop_when: list[Callable[[], bool]] = []
+
+    def after(self, stop: bool) -> bool:
+        self.last = time.monotonic()
+        return stop or any(_holds(condition) for condition in self.stop_when)
+
+
+def _holds(condition: Callable[[], bool]) -> bool:
+    try:
+        return bool(condition())
+    except Exception:  # noqa: BLE001 - a script's broken condition stops the guest rather than gdb
+        return True
+
+
+HITS = Hits()
 
 
 class SilentBreakpoint(gdb.Breakpoint):
@@ -31,7 +56,8 @@ class SilentBreakpoint(gdb.Breakpoint):
 
     def stop(self) -> bool:
         """Run the handler with Ctrl-C held back, so an event is never left half done; a
-        Ctrl-C that came meanwhile is delivered after it, and stops the guest."""
+        Ctrl-C that came meanwhile is delivered after it, and stops the guest.  A script's
+        run_until condition that holds stops it too (HITS)."""
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         stop = True
         try:
@@ -44,7 +70,7 @@ class SilentBreakpoint(gdb.Breakpoint):
             except KeyboardInterrupt:
                 SilentBreakpoint.interrupted += 1
                 stop = True
-        return stop
+        return HITS.after(stop)
 
     def remove(self) -> None:
         if SilentBreakpoint.placed.get(self.address) is self:

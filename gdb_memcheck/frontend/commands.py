@@ -6,36 +6,30 @@ command's name: no Python traceback reaches the user.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
+import os
+from typing import NoReturn
 
 import gdb
 
-from .. import addrinfo, paging
-from ..colour import paint
+from .. import addrinfo, cli, paging
+from ..elfsyms import SourceLine
 from ..kernel import cpu_paging_mode
+from ..schema import hexa
+from ..sources import SourceFinder
+from ..style import PLAIN, ROLES, Styler, escape_sequence
 from ..target import PartialError, TargetError
 from ..views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
-                     to_json, walk_json, walk_text)
+                     json_text, walk_json, walk_text)
 from .session import SESSION
 
 
-class UsageError(Exception):
-    """Bad arguments; the message is the usage problem."""
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse that raises instead of printing and exiting."""
-
-    def error(self, message: str) -> None:
-        raise UsageError(message)
-
-    def exit(self, status: int = 0, message: str | None = None) -> None:
-        raise UsageError(message or "")
+PARSER = cli.build()
 
 
 class MemcheckPrefix(gdb.Command):
-    """Whole-system memory checking of a Linux guest behind QEMU's gdbstub."""
+    """Whole-system memory checking of a Linux guest behind QEMU's gdbstub.
+
+Each command takes -h (the same text as `help memcheck COMMAND`); most take --json."""
 
     def __init__(self) -> None:
         super().__init__("memcheck", gdb.COMMAND_DATA, gdb.COMPLETE_NONE, prefix=True)
@@ -45,54 +39,88 @@ class MemcheckPrefix(gdb.Command):
 
 
 class Subcommand(gdb.Command):
-    """Base of `memcheck NAME`: parse arguments, run, report errors in one line."""
+    """Base of `memcheck NAME`: its parser gives the help text, the arguments and their
+    completion; any failure becomes one error line that starts with the command's name."""
 
     name = ""
     needs_guest = True
 
-    def __init__(self, command_name: str) -> None:
+    def __init__(self, command_name: str, doc: str) -> None:
+        self.parser = cli.subcommands(PARSER)[self.name]
+        self.__doc__ = doc
         super().__init__(command_name, gdb.COMMAND_DATA)
         self.command_name = command_name
 
-    def parser(self) -> ArgParser:
-        return ArgParser(prog=f"memcheck {self.name}", add_help=False)
-
     def invoke(self, arg: str, from_tty: bool) -> None:
+        as_json, command = "--json" in arg.split(), self.name
         try:
-            args = self.parser().parse_args(shlex.split(arg))
+            args = cli.parse(self.parser, arg)
+            as_json = getattr(args, "json", False)
+            command = " ".join(filter(None, (self.name, getattr(args, "action", None))))
+            if getattr(args, "changes_state", False):
+                self.dont_repeat()
             if self.needs_guest:
                 SESSION.require_guest()
             self.run(args)
+        except cli.HelpRequested as e:
+            gdb.write(str(e))
         except PartialError as e:
-            self.show_partial(e.partial)
-            raise gdb.GdbError(f"memcheck {self.name}: {e}") from None
-        except UsageError as e:
-            raise gdb.GdbError(f"memcheck {self.name}: {e} (see: help memcheck {self.name})") from None
+            if not as_json:
+                self.show_partial(e.partial)
+            self.fail(command, str(e), as_json)
+        except cli.UsageError as e:
+            self.fail(command, f"{e} (see: help memcheck {self.name})", as_json)
         except (TargetError, gdb.error, ValueError) as e:
-            raise gdb.GdbError(f"memcheck {self.name}: {e}") from None
-        except gdb.GdbError:
-            raise
+            self.fail(command, str(e), as_json)
+        except gdb.GdbError as e:
+            self.fail(command, str(e), as_json)
         except Exception as e:  # a bug of ours must not take gdb down; say what it was
-            raise gdb.GdbError(f"memcheck {self.name}: internal error: {type(e).__name__}: {e}") from None
+            self.fail(command, f"internal error: {type(e).__name__}: {e}", as_json)
+
+    def fail(self, command: str, message: str, as_json: bool) -> NoReturn:
+        """gdb's error, so that a script stops; under --json, the error's JSON first."""
+        if as_json:
+            gdb.write(json_text(command, {"error": message}))
+        raise gdb.GdbError(f"memcheck {self.name}: {message}") from None
+
+    def complete(self, text: str, word: str | None):
+        """Subcommands, flags, their values, processes of this stop; gdb's own completer for
+        an expression."""
+        found = cli.complete(self.parser, text, completion_values)
+        if found == cli.EXPRESSION:
+            return gdb.COMPLETE_EXPRESSION
+        token = "" if not text or text[-1].isspace() else text.split()[-1]
+        if word is None or not token.endswith(word):
+            return found
+        cut = len(token) - len(word)
+        return [c[cut:] for c in found]
 
     def run(self, args: argparse.Namespace) -> None:
-        raise UsageError("no action")
+        raise cli.UsageError("no action")
 
     def show_partial(self, partial: list) -> None:
         """Print what a walk found before it broke (default: nothing to show)."""
 
 
-class InfoCommand(Subcommand):
-    """What gdb_memcheck found: kernel release, machine, paging mode, KASLR slide, physical path.
+def completion_values(kind: str) -> list[str]:
+    """Pids (and, for a PROCESS, the comms that name one process) of this stop's user
+    processes; nothing when the guest cannot be read now."""
+    try:
+        SESSION.require_guest()
+        procs = [p for p in SESSION.system().processes if p.mm]
+    except (TargetError, gdb.error):
+        return []
+    pids = [str(p.tgid) for p in procs]
+    if kind == cli.PID:
+        return pids
+    comms = [p.comm for p in procs]
+    return pids + [c for c in comms if comms.count(c) == 1]
 
-Usage: memcheck info [--json]"""
+
+class InfoCommand(Subcommand):
+    """`memcheck info`: the load line, or its facts as JSON."""
 
     name = "info"
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("--json", action="store_true")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         line = SESSION.detect()
@@ -100,12 +128,11 @@ Usage: memcheck info [--json]"""
             gdb.write(line + "\n")
             return
         k = SESSION.kernel
-        doc = {"summary": line}
+        doc = dict.fromkeys(("release", "machine", "paging", "kaslr_slide", "vcpus", "physical_path"))
         if k is not None:
-            path = SESSION.physical_path()
-            doc.update(release=k.release, machine=k.machine, paging=k.paging.value, kaslr_slide=k.slide,
-                       vcpus=SESSION.target.cpu_count(), physical_path=path.name)
-        gdb.write(json.dumps(doc) + "\n")
+            doc.update(release=k.release, machine=k.machine, paging=k.paging.value, kaslr_slide=hexa(k.slide),
+                       vcpus=SESSION.target.cpu_count(), physical_path=SESSION.physical_path().name)
+        gdb.write(json_text("info", {"summary": line, **doc}))
 
 
 def parse_address(text: str) -> int:
@@ -116,43 +143,51 @@ def parse_address(text: str) -> int:
         pass
     try:
         return int(gdb.parse_and_eval(text)) & 0xFFFF_FFFF_FFFF_FFFF
-    except gdb.error:
-        raise UsageError(f"{text!r} is not an address") from None
+    except gdb.error as e:
+        hint = " (options go before the address)" if " -" in f" {text}" else ""
+        raise cli.UsageError(f"{text!r} is not an address: {str(e).rstrip('.')}{hint}") from None
 
 
-def emit(text: str) -> None:
-    """Write a view, coloured when gdb's styling is on."""
-    gdb.write(paint(text, bool(gdb.parameter("style enabled"))))
+def source_lines(line: SourceLine | None) -> list[str]:
+    """The source around `line` for --source, or one line saying why there is none."""
+    if line is None:
+        return ["(no line information)"]
+    found = source_finder().context(line)
+    return found or [f"(not found: {line.directory}/{line.file}; `directory DIR` adds a place to look)"]
 
 
-class JsonSubcommand(Subcommand):
-    """A subcommand whose every view also comes as JSON (--json)."""
+def current_style() -> Styler:
+    """gdb's own styles for addresses, file names, functions and highlights, as they are set
+    now; plain text when `set style enabled` is off."""
+    if not gdb.parameter("style enabled"):
+        return PLAIN
+    return Styler({role: escape_sequence(*(str(gdb.parameter(f"style {role} {part}"))
+                                           for part in ("foreground", "background", "intensity")))
+                   for role in ROLES})
 
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("--json", action="store_true")
-        return p
+
+def source_finder() -> SourceFinder:
+    """Source files are looked for where the debug info says, then under the sysroot and in
+    gdb's `directory` list; highlighted when gdb highlights its own (`set style sources`)."""
+    search = [str(gdb.parameter("memcheck sysroot") or "")]
+    for entry in str(gdb.parameter("directories")).split(os.pathsep):
+        search.append(os.getcwd() if entry == "$cwd" else "" if entry == "$cdir" else entry)
+    return SourceFinder(tuple(d for d in search if d),
+                        bool(gdb.parameter("style enabled")) and bool(gdb.parameter("style sources")))
 
 
-class PsCommand(JsonSubcommand):
-    """Processes of the guest (with -t, every thread): pid, tid, ppid, state, VSZ, RSS, mm, vCPU, exe.
-
-Usage: memcheck ps [-t] [--json]
-RSS is counted from each process's page tables; kernel threads show as [name];
-CPU is the vCPU the task is running on."""
+class PsCommand(Subcommand):
+    """`memcheck ps`: processes or threads, with VSZ and RSS."""
 
     name = "ps"
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("-t", "--threads", action="store_true")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         system = SESSION.system()
         running = system.running()
         rows = []
         for proc in system.processes:
+            if (args.user and proc.is_kernel_thread) or (args.kernel and not proc.is_kernel_thread):
+                continue
             exe, vsz, rss = "", 0, 0
             if proc.mm:
                 mm = system.mm(proc)
@@ -161,28 +196,18 @@ CPU is the vCPU the task is running on."""
             for task in (system.threads(proc) if args.threads else [proc]):
                 rows.append(PsRow(task, exe, vsz, rss, running.get(task.addr)))
         if args.json:
-            gdb.write(to_json([r.as_dict() for r in rows]) + "\n")
+            gdb.write(json_text("ps", {"threads": args.threads, "tasks": [r.as_dict() for r in rows]}))
         else:
-            emit(ps_text(rows, args.threads))
+            gdb.write(ps_text(rows, args.threads, current_style()))
 
 
-class MapsCommand(JsonSubcommand):
-    """A process's memory map, exactly as /proc/PID/maps shows it.
-
-Usage: memcheck maps [PID|COMM] [--rss] [--json]
-Without PID|COMM: the process running on the selected vCPU.
---rss adds Rss and Anonymous (kB) per mapping, counted from its page tables as smaps does."""
+class MapsCommand(Subcommand):
+    """`memcheck maps`: a process's /proc/PID/maps, with RSS on request."""
 
     name = "maps"
 
     def show_partial(self, partial: list) -> None:
-        emit(maps_text(partial))
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("process", nargs="?")
-        p.add_argument("--rss", action="store_true")
-        return p
+        gdb.write(maps_text(partial, style=current_style()))
 
     def run(self, args: argparse.Namespace) -> None:
         system = SESSION.system()
@@ -191,9 +216,9 @@ Without PID|COMM: the process running on the selected vCPU.
         vmas = system.vmas(proc)
         usages = system.usages(mm, vmas) if args.rss else None
         if args.json:
-            gdb.write(to_json({"pid": proc.tgid, "comm": proc.comm, "maps": maps_json(vmas, usages)}) + "\n")
+            gdb.write(json_text("maps", {"pid": proc.tgid, "comm": proc.comm, "maps": maps_json(vmas, usages)}))
         else:
-            emit(maps_text(vmas, usages))
+            gdb.write(maps_text(vmas, usages, current_style()))
 
 
 def pick_process(system, spec: str | None):
@@ -208,29 +233,19 @@ def pick_process(system, spec: str | None):
     return system.find(str(task.tgid))
 
 
-class PagetableCommand(JsonSubcommand):
-    """Page-table mappings: virtual range, physical start, size, page size, effective permissions.
-
-Usage: memcheck pagetable [PID|COMM | --kernel | --cr3 X] [--range START-END] [--perm uwxk] [--json]
-Without a choice: the tables in the selected vCPU's CR3. Permissions combine every level:
-u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges with all given letters."""
+class PagetableCommand(Subcommand):
+    """`memcheck pagetable`: the mapped ranges of a set of page tables."""
 
     name = "pagetable"
 
     def show_partial(self, partial: list) -> None:
-        emit(pagetable_text(paging.coalesce(partial)))
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("process", nargs="?")
-        p.add_argument("--kernel", action="store_true")
-        p.add_argument("--cr3")
-        p.add_argument("--range", dest="vrange")
-        p.add_argument("--perm", default="")
-        return p
+        gdb.write(pagetable_text(paging.coalesce(partial), current_style()))
 
     def run(self, args: argparse.Namespace) -> None:
         mode = cpu_paging_mode(SESSION.target)
+        if mode.levels == 0 and args.json:
+            gdb.write(json_text("pagetable", {"root": None, "levels": 0, "ranges": []}))
+            return
         if mode.levels == 0:
             gdb.write(f"{mode.value}: no page tables are in use; physical addresses equal linear ones\n")
             return
@@ -238,7 +253,7 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
         start, end = parse_range(args.vrange)
         bad = set(args.perm) - set("uwxk")
         if bad:
-            raise UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
+            raise cli.UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
         found: list[paging.Leaf] = []
         levels = mode.levels
         try:
@@ -251,9 +266,9 @@ u/k user or kernel, w writable, x executable (NX honoured). --perm keeps ranges 
         if args.perm:
             ranges = [r for r in ranges if _has_perms(r, args.perm)]
         if args.json:
-            gdb.write(to_json({"root": root, "levels": levels, "ranges": pagetable_json(ranges)}) + "\n")
+            gdb.write(json_text("pagetable", {"root": hexa(root), "levels": levels, "ranges": pagetable_json(ranges)}))
         else:
-            emit(f"# {levels}-level tables at {root:#x}\n" + pagetable_text(ranges))
+            gdb.write(f"# {levels}-level tables at {root:#x}\n" + pagetable_text(ranges, current_style()))
 
 
 def _has_perms(r: paging.Range, perms: str) -> bool:
@@ -266,10 +281,10 @@ def parse_range(text: str | None) -> tuple[int, int]:
         return 0, 1 << 64
     lo, sep, hi = text.partition("-")
     if not sep:
-        raise UsageError(f"--range wants START-END, not {text!r}")
+        raise cli.UsageError(f"--range wants START-END, not {text!r}")
     start, end = parse_address(lo), parse_address(hi)
     if end <= start:
-        raise UsageError(f"--range {text}: END must be above START")
+        raise cli.UsageError(f"--range {text}: END must be above START")
     return start, end
 
 
@@ -286,27 +301,17 @@ def table_root(spec: str | None, kernel: bool = False, cr3: str | None = None) -
     return paging.cr3_table(SESSION.target.register("cr3"))
 
 
-class AddressSubcommand(JsonSubcommand):
-    """A subcommand about one address, seen by an optional process: ADDR [PID|COMM]."""
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("address")
-        p.add_argument("process", nargs="?")
-        return p
-
-
-class VtopCommand(AddressSubcommand):
-    """Translate a virtual address: each level's table, index, entry and flags, then the physical address.
-
-Usage: memcheck vtop ADDR [PID|COMM] [--json]
-Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk stops."""
+class VtopCommand(Subcommand):
+    """`memcheck vtop`: one address's page walk."""
 
     name = "vtop"
 
     def run(self, args: argparse.Namespace) -> None:
         va = parse_address(args.address)
         mode = cpu_paging_mode(SESSION.target)
+        if mode.levels == 0 and args.json:
+            gdb.write(json_text("vtop", walk_json(va, [], va)))
+            return
         if mode.levels == 0:
             gdb.write(f"{mode.value}: virtual {va:#x} is physical {va:#x}\n")
             return
@@ -319,18 +324,13 @@ Without PID|COMM: through the selected vCPU's CR3. Says where and why a walk sto
         except paging.PageWalkError as e:
             steps, physical, stop = e.steps, None, str(e)
         if args.json:
-            gdb.write(to_json(walk_json(va, steps, physical, stop)) + "\n")
+            gdb.write(json_text("vtop", walk_json(va, steps, physical, stop)))
         else:
-            emit(walk_text(va, steps, physical, stop))
+            gdb.write(walk_text(va, steps, physical, stop, current_style()))
 
 
-class AddrCommand(AddressSubcommand):
-    """What an address is: process, mapping, file + offset, ELF symbol @ source line, physical page.
-
-Usage: memcheck addr ADDR [PID|COMM] [--json]
-User addresses belong to PID|COMM (default: the process on the selected vCPU); kernel
-addresses are named from the kernel's symbols. Guest files are read under
-`set memcheck sysroot DIR` and must carry the same build-id as the guest's copy."""
+class AddrCommand(Subcommand):
+    """`memcheck addr`: what one address is."""
 
     name = "addr"
 
@@ -342,27 +342,31 @@ addresses are named from the kernel's symbols. Guest files are read under
             process = pick_process(system, args.process)
         info = addrinfo.describe(system, process, va, SESSION.symbols(), kernel_symbol)
         if args.json:
-            gdb.write(to_json(addr_json(info)) + "\n")
+            gdb.write(json_text("addr", addr_json(info)))
         else:
-            emit(addr_text(info))
+            gdb.write(addr_text(info, current_style(), source_lines(info.line) if args.source else None))
 
 
-def kernel_symbol(addr: int) -> str | None:
-    """function+offset @ file:line of a kernel address, from gdb's own symbol tables."""
+def kernel_symbol(addr: int) -> tuple[str | None, SourceLine | None]:
+    """function+offset of a kernel address and its source line, from gdb's own symbol tables."""
     try:
         block = gdb.current_progspace().block_for_pc(addr)
     except RuntimeError:
-        return None
+        return None, None
     func = block.function if block is not None else None
     while block is not None and func is None:
         block = block.superblock
         func = block.function if block is not None else None
     if func is None:
-        return None
+        return None, None
     start = int(func.value().address)
-    line = gdb.find_pc_line(addr)
-    where = f" @ {line.symtab.filename}:{line.line}" if line.symtab is not None else ""
-    return (func.name if addr == start else f"{func.name}+{addr - start:#x}") + where
+    name = func.name if addr == start else f"{func.name}+{addr - start:#x}"
+    sal = gdb.find_pc_line(addr)
+    if sal.symtab is None:
+        return name, None
+    full = sal.symtab.fullname()
+    directory = full[:-len(sal.symtab.filename)].rstrip("/") if full.endswith(sal.symtab.filename) else ""
+    return name, SourceLine(sal.symtab.filename, sal.line, directory)
 
 
 SUBCOMMANDS = (InfoCommand, PsCommand, MapsCommand, PagetableCommand, VtopCommand, AddrCommand)
@@ -372,6 +376,7 @@ def register(classes: tuple = ()) -> list[gdb.Command]:
     """Create `memcheck`, each `memcheck NAME` and its alias `memcheck-NAME`."""
     commands: list[gdb.Command] = [MemcheckPrefix()]
     for cls in SUBCOMMANDS + classes:
-        commands.append(cls(f"memcheck {cls.name}"))
-        commands.append(cls(f"memcheck-{cls.name}"))
+        doc = cli.subcommands(PARSER)[cls.name].format_help().rstrip()
+        commands.append(cls(f"memcheck {cls.name}", doc))
+        commands.append(cls(f"memcheck-{cls.name}", doc))
     return commands

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import gdb
 
-from .. import kevents, malloc_tracker
+from .. import heapscan, kevents, leaks, malloc_tracker
+from ..system import System
 from ..tasks import Task
 from .breakpoints import KERNEL_HOOKS, SilentBreakpoint, event_path
 from .session import SESSION
@@ -71,6 +72,13 @@ class TrackingController:
             self.subscription = None
         self.tracker.reset()
         return count
+
+    def check(self, system: System, process: Task, scan: bool = False) -> leaks.LeakReport:
+        """A process's leaks now: from its allocation map when tracked (unless `scan`), else
+        from a scan of its heap."""
+        if self.tracker.tracks(process.tgid) and not scan:
+            return self.tracker.live_report(system, process)
+        return heapscan.scan(system, process).report()
 
     def status(self) -> dict:
         kernel = self.subscription.stats if self.subscription else kevents.HitStats()

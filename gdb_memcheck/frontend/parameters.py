@@ -1,9 +1,6 @@
 """Settings under `set memcheck ...` / `show memcheck ...`."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import gdb
 
 from . import physical
@@ -21,41 +18,42 @@ class SetMemcheckPrefix(gdb.Command):
 
 
 class ShowMemcheckPrefix(gdb.Command):
-    """Settings of gdb_memcheck."""
+    """Settings of gdb_memcheck; with no name, every one of them."""
 
     def __init__(self) -> None:
         super().__init__("show memcheck", gdb.COMMAND_DATA, prefix=True)
+        self.settings: list[gdb.Parameter] = []
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        for setting in self.settings:
+            value = "" if setting.value is None else str(setting.value)
+            gdb.write(f"{setting.name}:  {setting.get_show_string(value)}\n")
 
 
 class SysrootParameter(gdb.Parameter):
     """Directory holding the guest's files (binaries and libraries with their symbols)."""
 
+    name = "memcheck sysroot"
     set_doc = "Set the directory that holds the guest's files."
     show_doc = "Show the directory that holds the guest's files."
 
     def __init__(self) -> None:
-        super().__init__("memcheck sysroot", gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
-        self.value = lab_sysroot()
+        super().__init__(self.name, gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
+        self.value = ""
 
     def get_show_string(self, svalue: str) -> str:
         return f"Guest files are looked up under {svalue or '(not set)'}."
 
 
-def lab_sysroot() -> str:
-    """The default sysroot: the newest initramfs tree the project's lab has built, if any."""
-    cache = Path(os.environ.get("GDB_MEMCHECK_CACHE", Path.home() / ".cache" / "gdb-memcheck"))
-    trees = sorted((p for p in cache.glob("initramfs/*/root") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    return str(trees[-1]) if trees else ""
-
-
 class PhysicalReadParameter(gdb.Parameter):
     """How to read guest-physical memory: auto (fastest available), qemu-mem, phymemmode or directmap."""
 
+    name = "memcheck physical-read"
     set_doc = "Set how guest-physical memory is read."
     show_doc = "Show how guest-physical memory is read."
 
     def __init__(self) -> None:
-        super().__init__("memcheck physical-read", gdb.COMMAND_DATA, gdb.PARAM_ENUM, ("auto",) + physical.PATHS)
+        super().__init__(self.name, gdb.COMMAND_DATA, gdb.PARAM_ENUM, ("auto",) + physical.PATHS)
         self.value = "auto"
 
     def get_set_string(self) -> str:
@@ -70,11 +68,12 @@ class PhysicalReadParameter(gdb.Parameter):
 class EventLogParameter(gdb.Parameter):
     """File that receives every traced event as a JSON line, flushed per event (empty: none)."""
 
+    name = "memcheck event-log"
     set_doc = "Set the file that receives traced events as JSON lines."
     show_doc = "Show the file that receives traced events."
 
     def __init__(self) -> None:
-        super().__init__("memcheck event-log", gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
+        super().__init__(self.name, gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
         self.value = ""
 
     def get_set_string(self) -> str:
@@ -92,11 +91,12 @@ class EventLogParameter(gdb.Parameter):
 class StackDepthParameter(gdb.Parameter):
     """Frames kept for each allocation and bad free that leak tracking records (1 to 64)."""
 
+    name = "memcheck stack-depth"
     set_doc = "Set how many frames leak tracking keeps per allocation stack."
     show_doc = "Show how many frames leak tracking keeps per allocation stack."
 
     def __init__(self) -> None:
-        super().__init__("memcheck stack-depth", gdb.COMMAND_DATA, gdb.PARAM_ZUINTEGER)
+        super().__init__(self.name, gdb.COMMAND_DATA, gdb.PARAM_ZUINTEGER)
         self.value = TRACKING.tracker.depth
 
     def get_set_string(self) -> str:
@@ -114,11 +114,12 @@ class ExitReportParameter(gdb.Parameter):
     """What a tracked process prints when it exits: summary (one line), text (valgrind's
     loss records), memcheck (the emulator memcheck's per-block layout) or off."""
 
+    name = "memcheck exit-report"
     set_doc = "Set what a tracked process's exit prints."
     show_doc = "Show what a tracked process's exit prints."
 
     def __init__(self) -> None:
-        super().__init__("memcheck exit-report", gdb.COMMAND_DATA, gdb.PARAM_ENUM, EXIT_REPORTS)
+        super().__init__(self.name, gdb.COMMAND_DATA, gdb.PARAM_ENUM, EXIT_REPORTS)
         self.value = TRACKING.tracker.exit_report
 
     def get_set_string(self) -> str:
@@ -130,5 +131,7 @@ class ExitReportParameter(gdb.Parameter):
 
 
 def register() -> list[gdb.Command | gdb.Parameter]:
-    return [SetMemcheckPrefix(), ShowMemcheckPrefix(), SysrootParameter(), PhysicalReadParameter(),
-            EventLogParameter(), StackDepthParameter(), ExitReportParameter()]
+    prefixes = [SetMemcheckPrefix(), ShowMemcheckPrefix()]
+    prefixes[1].settings = [SysrootParameter(), PhysicalReadParameter(), EventLogParameter(),
+                            StackDepthParameter(), ExitReportParameter()]
+    return prefixes + prefixes[1].settings

@@ -5,32 +5,19 @@ import argparse
 
 import gdb
 
-from .. import tracing
-from ..views import maps_json, maps_text, to_json
-from .commands import ArgParser, JsonSubcommand, Subcommand, UsageError, emit
+from .. import cli, tracing
+from ..schema import hexa
+from ..views import json_text, maps_json, maps_text
+from .commands import Subcommand, current_style
 from .session import SESSION
 from .breakpoints import KERNEL_HOOKS, event_path, event_path_text
 from .trace import CONTROLLER
 
 
-class TraceCommand(JsonSubcommand):
-    """Live tracing of processes and mappings through kernel breakpoints.
-
-Usage: memcheck trace on [--only GROUP,...] [--hw] | off | status [--json]
-       (groups: new-task exec exit mmap munmap mprotect brk; --hw: hardware breakpoints)
-       memcheck trace table [--json]        the traced process table
-       memcheck trace maps PID [--json]     the traced mappings of PID (re-read only when its mm changed)
-Hooks are chosen by probing the kernel; `status` says which and why, and what they cost."""
+class TraceCommand(Subcommand):
+    """`memcheck trace`: on, off, status, table, maps."""
 
     name = "trace"
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("action", choices=("on", "off", "status", "table", "maps"))
-        p.add_argument("pid", nargs="?", type=int)
-        p.add_argument("--only", default="")
-        p.add_argument("--hw", action="store_true")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         getattr(self, "_" + args.action)(args)
@@ -39,8 +26,8 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
         groups = [g for g in args.only.split(",") if g]
         known = set(tracing.TRACED_GROUPS)
         if set(groups) - known:
-            raise UsageError(f"unknown hook group {', '.join(sorted(set(groups) - known))}; "
-                             f"groups: {' '.join(sorted(known))}")
+            raise cli.UsageError(f"unknown hook group {', '.join(sorted(set(groups) - known))}; "
+                                 f"groups: {' '.join(sorted(known))}")
         CONTROLLER.start(groups, args.hw)
         gdb.write(f"memcheck trace: {len(CONTROLLER.breakpoints)} hooks placed, "
                   f"{len(CONTROLLER.tracer.processes)} processes seeded\n")
@@ -54,11 +41,11 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
                "counts": c.tracer.counts, "handler_ms_per_hit": stats.ms_per_hit,
                "errors": stats.errors, "last_error": stats.last_error or None,
                "mapping_reads": c.tracer.mappings.reads, "mapping_cache_hits": c.tracer.mappings.hits,
-               "hooks": [{"group": h.group, "symbol": h.symbol, "address": h.address, "reason": h.reason}
+               "hooks": [{"group": h.group, "symbol": h.symbol, "address": hexa(h.address), "reason": h.reason}
                          for h in c.hooks], "missing": KERNEL_HOOKS.missing if c.active else [],
                "stop_on": [vars(r) for r in c.tracer.rules], "event_path": event_path()}
         if args.json:
-            gdb.write(to_json(doc) + "\n")
+            gdb.write(json_text("trace status", doc))
             return
         lines = [f"tracing {'on' if c.active else 'off'}: {stats.hits} hits, {c.tracer.seq} events, "
                  f"{stats.ms_per_hit:.2f} ms handler time per hit, {stats.errors} errors; "
@@ -73,9 +60,9 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
         CONTROLLER.tracer.prune(SESSION.system())
         procs = sorted(CONTROLLER.tracer.processes.values(), key=lambda p: p.pid)
         if args.json:
-            gdb.write(to_json([{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "image": p.image, "mm": p.mm,
-                                "threads": sorted(p.threads), "execs": p.execs, "exiting": p.exiting}
-                               for p in procs]) + "\n")
+            rows = [{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "image": p.image, "mm": hexa(p.mm or None),
+                     "threads": sorted(p.threads), "execs": p.execs, "exiting": p.exiting} for p in procs]
+            gdb.write(json_text("trace table", {"processes": rows}))
             return
         lines = [f"{'PID':>6} {'PPID':>6} {'THREADS':>7} {'EXECS':>5} COMMAND / IMAGE"]
         lines += [f"{p.pid:>6} {p.ppid:>6} {len(p.threads):>7} {p.execs:>5} {p.comm} {p.image}"
@@ -83,55 +70,35 @@ Hooks are chosen by probing the kernel; `status` says which and why, and what th
         gdb.write("\n".join(lines) + "\n")
 
     def _maps(self, args: argparse.Namespace) -> None:
-        if args.pid is None:
-            raise UsageError("trace maps needs a PID")
         vmas = CONTROLLER.tracer.traced_vmas(SESSION.system(), args.pid)
         if args.json:
-            gdb.write(to_json({"pid": args.pid, "maps": maps_json(vmas)}) + "\n")
+            gdb.write(json_text("trace maps", {"pid": args.pid, "maps": maps_json(vmas)}))
         else:
-            emit(maps_text(vmas))
+            gdb.write(maps_text(vmas, style=current_style()))
 
 
-class EventsCommand(JsonSubcommand):
-    """The traced event log: sequence, vCPU, pid/tid, comm, event and its details.
-
-Usage: memcheck events [--pid P] [--last N] [--json]"""
+class EventsCommand(Subcommand):
+    """`memcheck events`: the event log."""
 
     name = "events"
     needs_guest = False
 
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("--pid", type=int)
-        p.add_argument("--last", type=int)
-        return p
-
     def run(self, args: argparse.Namespace) -> None:
         events = CONTROLLER.tracer.last(args.last, args.pid)
         if args.json:
-            gdb.write(to_json([e.as_dict() for e in events]) + "\n")
+            gdb.write(json_text("events", {"events": [e.as_dict() for e in events]}))
         elif events:
-            gdb.write("".join(e.text() + "\n" for e in events))
+            style = current_style()
+            gdb.write("".join(e.text(style) + "\n" for e in events))
         else:
             gdb.write("no events traced" + ("" if CONTROLLER.active else " (memcheck trace on starts tracing)") + "\n")
 
 
 class StopOnCommand(Subcommand):
-    """Stop in the debugger when a traced event matches.
-
-Usage: memcheck stop-on EVENT [PID|COMM|PATH]    EVENT: fork clone exec exit thread-exit mmap
-                                                 munmap mprotect brk any
-       memcheck stop-on clear | memcheck stop-on   (list the rules)"""
+    """`memcheck stop-on`: add, list or clear the rules."""
 
     name = "stop-on"
     needs_guest = False
-    kinds = ("fork", "clone", "exec", "exit", "thread-exit", "mmap", "munmap", "mprotect", "brk", "any", "clear")
-
-    def parser(self) -> ArgParser:
-        p = super().parser()
-        p.add_argument("event", nargs="?", choices=self.kinds)
-        p.add_argument("pattern", nargs="?", default="")
-        return p
 
     def run(self, args: argparse.Namespace) -> None:
         rules = CONTROLLER.tracer.rules

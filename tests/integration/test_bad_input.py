@@ -24,24 +24,24 @@ ON_GUEST = [
     ("memcheck pagetable --range 0x2000-0x1000", "memcheck pagetable: --range 0x2000-0x1000: END must be above START"),
     ("memcheck pagetable --range 0x2000", "memcheck pagetable: --range wants START-END, not '0x2000'"),
     ("memcheck pagetable --perm q", "memcheck pagetable: --perm takes letters from 'uwxk', not 'q'"),
-    ("memcheck vtop", "memcheck vtop: the following arguments are required: address"),
-    ("memcheck vtop 0x1000 99999", "memcheck vtop: no process with pid 99999"),
+    ("memcheck vtop", "memcheck vtop: the following arguments are required: ADDRESS"),
+    ("memcheck vtop -p 99999 0x1000", "memcheck vtop: no process with pid 99999"),
     ("memcheck vtop $nonsense_convenience", "memcheck vtop: '$nonsense_convenience' is not an address"),
     ("memcheck vtop 0x8000000000000000", "0x8000000000000000 is not a canonical 4-level address"),
-    ("memcheck addr", "memcheck addr: the following arguments are required: address"),
+    ("memcheck addr", "memcheck addr: the following arguments are required: ADDRESS"),
     ("memcheck addr 0x1000", "memcheck addr: vCPU 0 runs"),
-    ("memcheck addr 0x1000 99999", "memcheck addr: no process with pid 99999"),
+    ("memcheck addr -p 99999 0x1000", "memcheck addr: no process with pid 99999"),
     ("memcheck addr garbage!!", "memcheck addr: 'garbage!!' is not an address"),
     ("memcheck leaks 99999", "memcheck leaks: no process with pid 99999"),
     ("memcheck leaks 2", "memcheck leaks: pid 2 (kthreadd) is a kernel thread"),
     ("memcheck leaks 1 2", "memcheck leaks: unrecognized arguments: 2"),
-    ("memcheck trace", "memcheck trace: the following arguments are required: action"),
-    ("memcheck trace sideways", "memcheck trace: argument action: invalid choice: 'sideways'"),
+    ("memcheck trace", "memcheck trace: the following arguments are required: ACTION"),
+    ("memcheck trace sideways", "memcheck trace: argument ACTION: invalid choice: 'sideways'"),
     ("memcheck trace on --only nothing", "memcheck trace: unknown hook group nothing"),
-    ("memcheck trace maps", "memcheck trace: trace maps needs a PID"),
+    ("memcheck trace maps", "memcheck trace: the following arguments are required: PID"),
     ("memcheck trace maps 99999", "memcheck trace: the trace has no process 99999"),
     ("memcheck events --last x", "memcheck events: argument --last: invalid int value: 'x'"),
-    ("memcheck stop-on teleport", "memcheck stop-on: argument event: invalid choice: 'teleport'"),
+    ("memcheck stop-on teleport", "memcheck stop-on: argument EVENT: invalid choice: 'teleport'"),
     ("set memcheck physical-read sideways", "Undefined item: \"sideways\"."),
     ("set memcheck event-log /nonexistent/dir/log", "set memcheck event-log: No such file or directory"),
 ]
@@ -64,18 +64,18 @@ def test_bad_input_on_a_guest_gives_one_line(guest, command, message):
 
 def test_addr_with_an_unset_sysroot_says_how_to_set_it(guest):
     pid = guest.sh("pidof wl-maps").split()[0]
-    run = run_gdb(guest, "set memcheck sysroot", f"memcheck addr 0x555555555189 {pid}")
+    run = run_gdb(guest, "set memcheck sysroot", f"memcheck addr -p {pid} 0x555555555189")
     assert "no sysroot set: use 'set memcheck sysroot DIR'" in run.stdout
     assert "Traceback" not in run.output
 
 
 EVERY_COMMAND = ["memcheck info", "memcheck ps", "memcheck maps 1", "memcheck pagetable", "memcheck vtop 0x1000",
-                 "memcheck addr 0x1000 1", "memcheck leaks 1", "memcheck trace on", "memcheck trace status"]
+                 "memcheck addr -p 1 0x1000", "memcheck leaks 1", "memcheck trace on", "memcheck trace status"]
 
 
 def every_command(*before: str) -> str:
     """stderr of one gdb that runs every command after `before` (gdb arguments)."""
-    argv = ["gdb", "-nx", "-batch", *before, "-x", str(REPO / "gdbinit.py")]
+    argv = ["gdb", "-nx", "-batch", *before, "-x", str(REPO / "gdb_memcheck" / "gdbinit.py")]
     for c in EVERY_COMMAND:
         argv += ["-ex", c]
     stderr = subprocess.run(argv, capture_output=True, text=True, timeout=120).stderr
@@ -139,7 +139,7 @@ def test_a_vmlinux_of_another_kernel_gets_one_line_and_page_walks_still_work(gue
     """The other lab kernel's vmlinux (6.12 for a 6.1 guest, and the reverse) is loaded on purpose."""
     other = guestlab.kernel_dir("6.1-cloud" if guest.kernel == guestlab.kernel_dir("6.12-cloud") else "6.12-cloud")
     argv = ["timeout", "120", "gdb", "-nx", "-batch", "-ex", f"file {other / 'vmlinux-indexed'}",
-            "-ex", f"target remote 127.0.0.1:{guest.gdb_port}", "-x", str(REPO / "gdbinit.py"),
+            "-ex", f"target remote 127.0.0.1:{guest.gdb_port}", "-x", str(REPO / "gdb_memcheck" / "gdbinit.py"),
             "-ex", "memcheck ps", "-ex", "memcheck maps 1", "-ex", "memcheck vtop $rsp", "-ex", "memcheck pagetable"]
     run = subprocess.run(argv, capture_output=True, text=True)
     uname = guest.sh("uname -r").strip()

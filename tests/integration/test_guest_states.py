@@ -13,7 +13,7 @@ SPIN = "sh -c 'while :; do :; done'"
 PER_CPU_SCRIPT = r"""
 import gdb, json
 from gdb_memcheck.frontend.session import SESSION
-ps = json.loads(gdb.execute("memcheck ps --json", to_string=True))
+ps = json.loads(gdb.execute("memcheck ps --json", to_string=True))["tasks"]
 per_cpu = {}
 for thread in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
     thread.switch()

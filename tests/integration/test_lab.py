@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from labtools import run_gdb
+from labtools import REPO, run_gdb
 
 PAGE = 4096
 
@@ -21,10 +21,22 @@ def test_plugin_load_line_reports_the_guests_kernel_release(guest, expected_load
     assert "Traceback" not in run.output
 
 
+def test_the_labs_gdb_attaches_and_stops_quietly(guest):
+    """One line for the stopped frame and the plugin's load line: no missing kernel source,
+    at the attach nor at a later stop."""
+    run = run_gdb(guest)
+    assert run.stderr == ""
+    frame, load, *rest = [l for l in run.stdout.splitlines() if not l.startswith("[Inferior")]
+    assert re.match(r"0x[0-9a-f]+ in (\w+|\?\?) \(\)", frame), "?? before the symbols are moved for KASLR"
+    assert load.startswith("gdb_memcheck ") and rest == []
+    stopped = run_gdb(guest, script='while_running("true")\nemit("stopped")\n')
+    assert stopped.results == ["stopped"] and "No such file or directory" not in stopped.output
+
+
 def test_help_memcheck_lists_subcommands_and_dash_aliases_exist(guest):
     run = run_gdb(guest, "help memcheck", "help memcheck-info")
     assert re.search(r"^memcheck info -- ", run.stdout, re.M)
-    assert "Usage: memcheck info" in run.stdout
+    assert "usage: memcheck info [-h] [--json]" in run.stdout
 
 
 def test_memcheck_info_json_matches_guest_uname(guest, uname_r):
@@ -114,7 +126,7 @@ def addr_json(guest, *commands: str) -> list[dict]:
 def test_addr_names_function_and_source_line_in_a_static_binary(guest):
     binary = guest.sysroot / "bin/wl-maps-static"
     va = nm_address(binary, "make_data_file") + 0x10
-    info, = addr_json(guest, f"memcheck addr {va:#x} wl-maps-static --json")
+    info, = addr_json(guest, f"memcheck addr -p wl-maps-static --json {va:#x}")
     assert info["symbol"] == "make_data_file+0x10"
     assert info["source"] == addr2line(binary, va)
     assert info["mapping"].endswith("/bin/wl-maps-static") and "r-xp" in info["mapping"]
@@ -125,8 +137,8 @@ def test_addr_in_a_pie_and_in_libc_accounts_for_the_load_address(guest):
     exe, libc = guest.sysroot / "bin/wl-maps", guest.sysroot / "lib/x86_64-linux-gnu/libc.so.6"
     main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(exe, "main")
     malloc = mapping_base(guest, pid, "/lib/x86_64-linux-gnu/libc.so.6") + nm_address(libc, "malloc", dynamic=True)
-    at_main, at_malloc = addr_json(guest, f"memcheck addr {main:#x} {pid} --json",
-                                   f"memcheck addr {malloc:#x} {pid} --json")
+    at_main, at_malloc = addr_json(guest, f"memcheck addr -p {pid} --json {main:#x}",
+                                   f"memcheck addr -p {pid} --json {malloc:#x}")
     assert at_main["symbol"] == "main" and at_main["source"] == addr2line(exe, nm_address(exe, "main"))
     assert at_malloc["symbol"] in {"malloc", "__libc_malloc"}
     assert at_malloc["file_offset"] is not None and at_malloc["physical"] is not None
@@ -137,22 +149,39 @@ def test_addr_refuses_a_sysroot_file_with_another_build_id(guest, tmp_path):
     shutil.copy(guest.sysroot / "bin/wl-leak", tmp_path / "bin/wl-maps")
     pid = int(guest.sh("pidof wl-maps").split()[0])
     main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(guest.sysroot / "bin/wl-maps", "main")
-    info, = addr_json(guest, f"set memcheck sysroot {tmp_path}", f"memcheck addr {main:#x} {pid} --json")
+    info, = addr_json(guest, f"set memcheck sysroot {tmp_path}", f"memcheck addr -p {pid} --json {main:#x}")
     assert info["symbol"] is None
     assert "has build-id" in info["note"] and "but the guest's /bin/wl-maps has build-id" in info["note"]
 
 
 def test_addr_outside_every_mapping_says_so(guest):
     pid = int(guest.sh("pidof wl-maps").split()[0])
-    info, = addr_json(guest, f"memcheck addr 0x1000 {pid} --json")
+    info, = addr_json(guest, f"memcheck addr -p {pid} --json 0x1000")
     assert info["mapping"] is None and info["note"] == f"no mapping of pid {pid} contains 0x1000"
 
 
-def test_text_views_are_coloured_only_when_gdb_styling_is_on(guest):
+def test_text_views_take_gdbs_own_styles_and_only_when_styling_is_on(guest):
     plain = run_gdb(guest, "set style enabled off", "memcheck maps 1").stdout
-    styled = run_gdb(guest, "set style enabled on", "memcheck maps 1").stdout
+    default = run_gdb(guest, "set style enabled on", "memcheck maps 1").stdout
+    changed = run_gdb(guest, "set style enabled on", "set style filename foreground red",
+                      "set style address intensity bold", "memcheck maps 1").stdout
     assert "\x1b[" not in plain and "/bin/busybox" in plain
-    assert "\x1b[" in styled
+    assert "\x1b[32m/bin/busybox\x1b[m" in default, "file names green, as gdb prints them"
+    assert re.search(r"^\x1b\[34m[0-9a-f]+-[0-9a-f]+\x1b\[m ", default, re.M), "addresses blue"
+    assert "\x1b[31m/bin/busybox\x1b[m" in changed
+    assert re.search(r"^\x1b\[1;34m[0-9a-f]+-[0-9a-f]+\x1b\[m ", changed, re.M)
+    unstyled = lambda text: re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert unstyled(default) == unstyled(changed) == plain
+
+
+def test_addr_source_shows_the_line_and_two_lines_of_context(guest):
+    binary = guest.sysroot / "bin/wl-maps-static"
+    va = nm_address(binary, "make_data_file") + 0x10
+    run = run_gdb(guest, f"memcheck addr -p wl-maps-static --source {va:#x}")
+    line = int(addr2line(binary, va).split(":")[1])
+    source = (REPO / "workloads" / "wl-maps.c").read_text().splitlines()
+    shown = run.stdout.split("  source\n", 1)[1].splitlines()[:5]
+    assert shown == [f"  {n:>6}{' >' if n == line else '  '} {source[n - 1]}" for n in range(line - 2, line + 3)]
 
 
 FD_SCRIPT = r"""
@@ -173,3 +202,30 @@ emit({"before": before, "after": open_fds()})
 def test_switching_the_physical_read_path_leaks_no_file_descriptors(guest):
     res = run_gdb(guest, script=FD_SCRIPT).result()
     assert res["after"] <= res["before"]
+
+
+def test_the_sysroot_stays_unset_unless_given_even_with_lab_trees_in_the_cache(guest):
+    """The lab's launcher names its tree; a plain load must not guess one for another guest."""
+    assert guest.sysroot.is_dir()
+    pid = int(guest.sh("pidof wl-maps").split()[0])
+    main = mapping_base(guest, pid, "/bin/wl-maps") + nm_address(guest.sysroot / "bin/wl-maps", "main")
+    run = run_gdb(guest, f"source {REPO / 'gdb_memcheck' / 'gdbinit.py'}", "show memcheck sysroot",
+                  f"memcheck addr -p {pid} --json {main:#x}", plugin=False)
+    assert "Guest files are looked up under (not set)." in run.stdout
+    info, = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
+    assert info["symbol"] is None and "no sysroot set" in info["note"]
+
+
+KERNEL_LINE_SCRIPT = r"""
+sal = gdb.find_pc_line(int(gdb.parse_and_eval("(unsigned long)schedule + 4")))
+emit({"file": sal.symtab.filename, "line": sal.line,
+      "addr": json.loads(gdb.execute("memcheck addr --json (char *)schedule + 4", to_string=True))})
+"""
+
+
+def test_addr_names_a_kernel_function_and_its_line_from_the_kernels_debug_info(guest):
+    res = run_gdb(guest, script=KERNEL_LINE_SCRIPT).result()
+    kallsyms = guest.sh("grep ' schedule$' /proc/kallsyms").split()[0]
+    info = res["addr"]
+    assert int(info["address"], 16) == int(kallsyms, 16) + 4 and info["pid"] is None
+    assert (info["symbol"], info["source"]) == ("schedule+0x4", f"{res['file']}:{res['line']}")

@@ -47,9 +47,10 @@ for pid in status["reports"]:
 text = {pid: gdb.execute(f"memcheck leaks report {pid} --show-reachable", to_string=True) for pid in status["reports"]}
 seed_format = {pid: gdb.execute(f"memcheck leaks report {pid} --format memcheck", to_string=True)
                for pid in status["reports"]}
+with_source = {pid: gdb.execute(f"memcheck leaks report {pid} --source", to_string=True) for pid in status["reports"]}
 gdb.execute("memcheck leaks untrack")
 emit({"logs": logs, "attached": attached, "live": live, "forced_scan": forced_scan, "status": status, "reports": reports, "all": everything,
-      "text": text, "memcheck_format": seed_format})
+      "text": text, "memcheck_format": seed_format, "source": with_source})
 """
 
 
@@ -62,10 +63,8 @@ def tracked(guest, request):
     run = run_gdb(guest, script=script, timeout=900)
     assert "Traceback" not in run.output, run.output
     res = run.result()
-    res["reports"] = {int(k): v for k, v in res["reports"].items()}
-    res["all"] = {int(k): v for k, v in res["all"].items()}
-    res["text"] = {int(k): v for k, v in res["text"].items()}
-    res["memcheck_format"] = {int(k): v for k, v in res["memcheck_format"].items()}
+    for per_pid in ("reports", "all", "text", "memcheck_format", "source"):
+        res[per_pid] = {int(k): v for k, v in res[per_pid].items()}
     return res
 
 
@@ -86,7 +85,7 @@ def source_line(fn_file: str, line: int) -> str:
 def test_tracking_reports_exactly_the_programs_lost_blocks_with_exact_sizes(tracked, name):
     log = tracked["logs"][name]
     report = tracked["reports"][program_pid(log, name)]
-    lost = {b["address"]: b for b in report["blocks"] if b["kind"] != "still reachable"}
+    lost = {int(b["address"], 16): b for b in report["blocks"] if b["kind"] != "still reachable"}
     expected = {t["addr"]: t for t in ground_truth(log) if t["kind"] in ("definite", "indirect", "possible")}
     assert set(lost) == set(expected)
     for addr, t in expected.items():
@@ -97,7 +96,7 @@ def test_tracking_reports_exactly_the_programs_lost_blocks_with_exact_sizes(trac
 @pytest.mark.parametrize("name", ["wl-leak", "wl-leak-static"])
 def test_freed_and_still_reachable_blocks_are_never_lost(tracked, name):
     log = tracked["logs"][name]
-    blocks = {b["address"]: b for b in tracked["reports"][program_pid(log, name)]["blocks"]}
+    blocks = {int(b["address"], 16): b for b in tracked["reports"][program_pid(log, name)]["blocks"]}
     truth = ground_truth(log)
     live_again = {t["addr"] for t in truth if t["kind"] != "freed"}
     for t in truth:
@@ -111,7 +110,7 @@ def test_freed_and_still_reachable_blocks_are_never_lost(tracked, name):
 @pytest.mark.parametrize("name", ["wl-leak", "wl-leak-static"])
 def test_leak_stacks_name_the_leaking_function_and_its_allocation_line(tracked, name):
     log = tracked["logs"][name]
-    blocks = {b["address"]: b for b in tracked["reports"][program_pid(log, name)]["blocks"]}
+    blocks = {int(b["address"], 16): b for b in tracked["reports"][program_pid(log, name)]["blocks"]}
     allocator = {m[0]: m[1] for m in re.findall(r"^GT \w+ addr=(0x[0-9a-f]+) size=\d+ via=(\w+)", log, re.M)}
     for t in ground_truth(log):
         if t["kind"] in ("definite", "indirect", "possible"):
@@ -133,7 +132,7 @@ def test_tracked_leak_summary_equals_valgrinds_on_the_same_binary(tracked, guest
 
 def test_threads_leaking_in_their_own_arenas_are_tracked_exactly(tracked):
     log = tracked["logs"]["wl-arenas"]
-    blocks = {b["address"]: b for b in tracked["reports"][program_pid(log, "wl-arenas")]["blocks"]}
+    blocks = {int(b["address"], 16): b for b in tracked["reports"][program_pid(log, "wl-arenas")]["blocks"]}
     truth = ground_truth(log)
     for t in truth:
         if t["kind"] == "freed":
@@ -164,6 +163,20 @@ def test_memcheck_format_prints_each_block_with_module_relative_frames(tracked):
                      r"   Routine leak_malloc @ \S+/wl-leak\.c:\d+", out)
 
 
+@pytest.mark.parametrize("name", ["wl-leak", "wl-leak-static"])
+def test_source_shows_each_records_allocating_line_with_two_lines_of_context(tracked, name):
+    pid = program_pid(tracked["logs"][name], name)
+    out = tracked["source"][pid]
+    records = re.split(r"^\d+ (?:\(.*\) )?bytes in \d+ blocks are .* in loss record \d+ of \d+\n", out, flags=re.M)[1:]
+    assert len(records) == int(re.search(r"in loss record 1 of (\d+)", out).group(1)) >= 6, out
+    source = (REPO / "workloads" / "wl-leak.c").read_text().splitlines()
+    for record in records:
+        by = re.search(r"^   by 0x[0-9a-f]+: \w+ \(wl-leak\.c:(\d+)\)", record, re.M)
+        line = int(by.group(1))
+        context = record.split(f"   wl-leak.c:{line}:\n", 1)[1].splitlines()[:5]
+        assert context == [f"{n:>6}{' >' if n == line else '  '} {source[n - 1]}" for n in range(line - 2, line + 3)]
+
+
 def children(log: str) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"^child (\w+) pid=(\d+)", log, re.M)}
 
@@ -173,7 +186,7 @@ def test_a_forked_child_leaking_inherited_blocks_reports_nothing_unless_all(trac
     child = children(log)["inherit"]
     assert tracked["reports"][child]["summary"]["definitely lost"]["blocks"] == 0
     assert not [b for b in tracked["reports"][child]["blocks"] if b["kind"] != "still reachable"]
-    inherited = {b["address"]: b for b in tracked["all"][child]["blocks"]}
+    inherited = {int(b["address"], 16): b for b in tracked["all"][child]["blocks"]}
     leaked = next(t for t in ground_truth(log) if t["kind"] == "definite")
     assert inherited[leaked["addr"]]["origin"] == "inherited"
     assert inherited[leaked["addr"]]["kind"] == "definitely lost"
@@ -184,8 +197,8 @@ def test_blocks_allocated_before_main_are_forgiven_unless_all(tracked):
     log = tracked["logs"]["wl-badfree"]
     parent = program_pid(log, "wl-badfree")
     early = next(t for t in ground_truth(log) if t["kind"] == "transition")
-    assert early["addr"] not in {b["address"] for b in tracked["reports"][parent]["blocks"]}
-    block = next(b for b in tracked["all"][parent]["blocks"] if b["address"] == early["addr"])
+    assert early["addr"] not in {int(b["address"], 16) for b in tracked["reports"][parent]["blocks"]}
+    block = next(b for b in tracked["all"][parent]["blocks"] if int(b["address"], 16) == early["addr"])
     assert (block["origin"], block["size"], block["kind"]) == ("transition", 33, "definitely lost")
     own = [b for b in tracked["reports"][parent]["blocks"] if b["kind"] == "definitely lost"]
     assert [(b["size"], b["stack"][1]["function"]) for b in own] == [(100, "parent_leak")]
@@ -196,7 +209,7 @@ def test_a_double_free_is_reported_with_both_stacks_and_the_allocation(tracked):
     child = children(log)["double"]
     truth = next(t for t in ground_truth(log) if t["kind"] == "double-free")
     bad = [b for b in tracked["status"]["bad_frees"] if b["pid"] == child]
-    assert [(b["kind"], b["address"], b["block_size"]) for b in bad] == [("double free", truth["addr"], 24)]
+    assert [(b["kind"], int(b["address"], 16), b["block_size"]) for b in bad] == [("double free", truth["addr"], 24)]
     lines = [source_line("wl-badfree.c", s[1]["line"]) for s in (bad[0]["stack"], bad[0]["freed_by"])]
     assert all("free(p)" in line for line in lines) and bad[0]["stack"][1]["line"] > bad[0]["freed_by"][1]["line"]
     assert bad[0]["allocated_by"][1]["function"] == "double_free"
@@ -208,7 +221,7 @@ def test_a_free_of_a_wild_pointer_is_reported_with_its_stack(tracked):
     child = children(log)["wild"]
     truth = next(t for t in ground_truth(log) if t["kind"] == "wild-free")
     bad = [b for b in tracked["status"]["bad_frees"] if b["pid"] == child]
-    assert [(b["kind"], b["address"]) for b in bad] == [("invalid free", truth["addr"])]
+    assert [(b["kind"], int(b["address"], 16)) for b in bad] == [("invalid free", truth["addr"])]
     assert bad[0]["stack"][1]["function"] == "wild_free"
     assert "free(wild_area" in source_line("wl-badfree.c", bad[0]["stack"][1]["line"])
 
@@ -239,10 +252,11 @@ def test_every_tracked_process_left_a_report_and_no_handler_failed(tracked):
 @pytest.mark.parametrize("spec, message", [
     ("track 99999", "memcheck leaks: no process with pid 99999"),
     ("track 2", "memcheck leaks: pid 2 (kthreadd) is a kernel thread: it has no memory map"),
-    ("track", "memcheck leaks: track needs PID|COMM or --exec PATH"),
+    ("track", "memcheck leaks: one of the arguments PID|COMM --exec is required"),
+    ("track 1 --exec wl-leak", "memcheck leaks: argument --exec: not allowed with argument PID|COMM"),
     ("report 99999", "memcheck leaks: no exit report for pid 99999"),
-    ("report abc", "memcheck leaks: report takes a PID, not 'abc'"),
-    ("1 --exec /bin/wl-leak", "memcheck leaks: --exec PATH goes with track"),
+    ("report abc", "memcheck leaks: argument PID: invalid int value: 'abc'"),
+    ("1 --exec /bin/wl-leak", "memcheck leaks: unrecognized arguments: --exec /bin/wl-leak"),
     ("untrack 5", "memcheck leaks: unrecognized arguments: 5"),
 ])
 def test_bad_tracking_requests_give_one_clear_line(guest, spec, message):
@@ -299,7 +313,7 @@ def test_a_tracked_running_process_is_reported_from_its_map_and_scan_mode_stays_
     live, scan = tracked["live"], tracked["forced_scan"]
     assert (live["mode"], scan["mode"]) == ("tracking", "scan")
     assert {b["origin"] for b in live["blocks"]} == {"preexisting"}
-    lost = lambda doc: sorted(b["address"] for b in doc["blocks"] if b["kind"] == "definitely lost")
+    lost = lambda doc: sorted(int(b["address"], 16) for b in doc["blocks"] if b["kind"] == "definitely lost")
     assert lost(live) == lost(scan) and len(lost(live)) == 6
 
 

@@ -32,7 +32,7 @@ def tracked(guest):
 
 def libc_base(report: dict) -> int:
     frame = report["blocks"][0]["stack"][0]
-    return frame["pc"] - frame["offset"]
+    return int(frame["pc"], 16) - int(frame["offset"], 16)
 
 
 def test_each_copy_has_libc_at_its_own_base(tracked):
@@ -45,7 +45,7 @@ def test_two_copies_running_together_are_each_tracked_exactly(tracked):
     assert len(tracked["reports"]) == COPIES
     for log in tracked["logs"]:
         report = tracked["reports"][program_pid(log, "wl-leak")]
-        blocks = {b["address"]: b for b in report["blocks"]}
+        blocks = {int(b["address"], 16): b for b in report["blocks"]}
         lost = {a for a, b in blocks.items() if b["kind"] != "still reachable"}
         truth = [t for t in ground_truth(log) if t["kind"] in CATEGORY and t["kind"] != "reachable"]
         assert lost == {t["addr"] for t in truth}

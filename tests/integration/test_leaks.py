@@ -48,7 +48,7 @@ def leak_program(request, guest):
 
 
 def test_scan_reports_exactly_the_programs_lost_blocks(leak_program):
-    blocks = {b["address"]: b for b in leak_program["report"]["blocks"]}
+    blocks = {int(b["address"], 16): b for b in leak_program["report"]["blocks"]}
     lost = {a: b for a, b in blocks.items() if b["kind"] != "still reachable"}
     expected = {t["addr"]: t for t in leak_program["truth"] if t["kind"] in ("definite", "indirect", "possible")}
     assert set(lost) == set(expected)
@@ -58,7 +58,7 @@ def test_scan_reports_exactly_the_programs_lost_blocks(leak_program):
 
 
 def test_still_reachable_and_freed_blocks_are_not_lost(leak_program):
-    blocks = {b["address"]: b for b in leak_program["report"]["blocks"]}
+    blocks = {int(b["address"], 16): b for b in leak_program["report"]["blocks"]}
     for t in leak_program["truth"]:
         if t["kind"] == "reachable":
             assert blocks[t["addr"]]["kind"] == "still reachable"
@@ -67,7 +67,7 @@ def test_still_reachable_and_freed_blocks_are_not_lost(leak_program):
 
 
 def test_freed_blocks_parked_in_tcache_are_not_live(leak_program):
-    blocks = {b["address"] for b in leak_program["report"]["blocks"]}
+    blocks = {int(b["address"], 16) for b in leak_program["report"]["blocks"]}
     freed = {t["addr"] for t in leak_program["truth"] if t["kind"] == "freed" and t["size"] <= 1032}
     reused = {t["addr"] for t in leak_program["truth"] if t["kind"] != "freed"}
     assert not (freed - reused) & blocks
@@ -148,7 +148,7 @@ def arenas(guest):
 
 
 def test_scan_finds_the_lost_blocks_of_threads_arenas(arenas):
-    blocks = {b["address"]: b for b in arenas["report"]["blocks"]}
+    blocks = {int(b["address"], 16): b for b in arenas["report"]["blocks"]}
     expected = {t["addr"]: t for t in arenas["truth"] if t["kind"] in ("definite", "indirect")}
     assert {a for a, b in blocks.items() if b["kind"] in ("definitely lost", "indirectly lost")} == set(expected)
     for addr, t in expected.items():
@@ -158,7 +158,7 @@ def test_scan_finds_the_lost_blocks_of_threads_arenas(arenas):
 
 
 def test_blocks_freed_into_a_threads_own_tcache_are_not_live(arenas):
-    blocks = {b["address"]: b for b in arenas["report"]["blocks"]}
+    blocks = {int(b["address"], 16): b for b in arenas["report"]["blocks"]}
     for t in arenas["truth"]:
         if t["kind"] == "reachable":
             assert blocks[t["addr"]]["kind"] == "still reachable"
@@ -191,7 +191,7 @@ def cliques(guest) -> dict[str, dict]:
 
 @pytest.mark.parametrize("name", CLIQUES)
 def test_scan_splits_lost_cliques_as_the_program_says_valgrind_does(cliques, name):
-    blocks = {b["address"]: b for b in cliques[name]["report"]["blocks"]}
+    blocks = {int(b["address"], 16): b for b in cliques[name]["report"]["blocks"]}
     truth = {t["addr"]: t for t in cliques[name]["truth"]}
     assert {a for a, b in blocks.items() if b["kind"] != "still reachable"} == \
         {a for a, t in truth.items() if t["kind"] != "reachable"}

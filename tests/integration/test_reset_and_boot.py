@@ -3,8 +3,11 @@ start_kernel (no user process exists yet) and to the first kernel thread, where 
 kernel's own page tables are in CR3."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from gdb_memcheck import schema
 from gdb_memcheck.paging import cr3_table
 from labtools import guestlab, run_gdb
 
@@ -16,10 +19,11 @@ from gdb_memcheck import paging
 from gdb_memcheck.kernel import current_task
 from gdb_memcheck.target import read_u64
 from gdb_memcheck.frontend.session import SESSION
-at_reset = {c: gdb.execute(c, to_string=True) for c in ("memcheck pagetable", "memcheck vtop 0x1234")}
+at_reset = {c: gdb.execute(c, to_string=True) for c in ("memcheck pagetable", "memcheck vtop 0x1234",
+                                                        "memcheck pagetable --json", "memcheck vtop --json 0x1234")}
 gdb.execute("hbreak start_kernel")
 gdb.execute("continue")
-mid_boot = {"ps": json.loads(gdb.execute("memcheck ps -t --json", to_string=True)),
+mid_boot = {"ps": json.loads(gdb.execute("memcheck ps -t --json", to_string=True))["tasks"],
             "pagetable": json.loads(gdb.execute("memcheck pagetable --json", to_string=True))}
 try:
     gdb.execute("memcheck maps", to_string=True)
@@ -58,6 +62,11 @@ def test_views_at_reset_say_paging_is_off_and_physical_is_linear(boot_run):
     at_reset = boot_run.result()["at_reset"]
     assert "paging off: no page tables are in use; physical addresses equal linear ones" in at_reset["memcheck pagetable"]
     assert "paging off: virtual 0x1234 is physical 0x1234" in at_reset["memcheck vtop 0x1234"]
+    pagetable = json.loads(at_reset["memcheck pagetable --json"])
+    walk = json.loads(at_reset["memcheck vtop --json 0x1234"])
+    assert schema.validate(pagetable) == schema.validate(walk) == []
+    assert (pagetable["root"], pagetable["levels"], pagetable["ranges"]) == (None, 0, [])
+    assert (walk["virtual"], walk["physical"], walk["steps"]) == ("0x1234", "0x1234", [])
 
 
 def test_mid_boot_before_init_exists_only_the_idle_task_is_listed(boot_run):

@@ -37,7 +37,7 @@ def list_tasks(guest) -> set[tuple[int, int, str]]:
 SNAPSHOT_SCRIPT = r"""
 import random
 monitor = guest.hmp      # QEMU's own answers, asked during this stop
-ps = q("memcheck ps -t --json")
+ps = q("memcheck ps -t --json")["tasks"]
 pids = sorted({r["pid"] for r in ps if r["mm"] and not r["kernel_thread"]})
 maps = {pid: q(f"memcheck maps {pid} --rss --json")["maps"] for pid in pids}
 pt = q("memcheck pagetable --json")
@@ -46,8 +46,8 @@ rng = random.Random(1)
 leaves = [r for r in pt["ranges"]]
 samples = []
 for r in [rng.choice(leaves) for _ in range(1000)]:
-    va = r["start"] + rng.randrange(0, r["size"] // 4096) * 4096 + rng.randrange(0, 4096)
-    ours = q(f"memcheck vtop {va:#x} --json")["physical"]
+    va = int(r["start"], 16) + rng.randrange(0, r["size"] // 4096) * 4096 + rng.randrange(0, 4096)
+    ours = q(f"memcheck vtop --json {va:#x}")["physical"]
     qemu = monitor(f"gva2gpa {va:#x}")
     samples.append([va, ours, qemu.strip()])
 emit({"ps": ps, "maps": maps, "pagetable": pt, "info_mem": info_mem, "gva2gpa": samples})
@@ -111,7 +111,7 @@ def test_varied_address_space_workload_is_among_them(snap):
 
 def test_rss_and_anonymous_match_guest_smaps_for_every_mapping(snap):
     for pid in snap["user_pids"]:
-        ours = {m["start"]: (m["rss_kib"], m["anonymous_kib"]) for m in snap["res"]["maps"][str(pid)]}
+        ours = {int(m["start"], 16): (m["rss_kib"], m["anonymous_kib"]) for m in snap["res"]["maps"][str(pid)]}
         assert ours == snap["smaps"][pid], f"pid {pid}"
 
 
@@ -145,10 +145,11 @@ def merged_like_info_mem(ranges: list[dict]) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
     for r in ranges:
         perms = ("u" if r["user"] else "-") + ("w" if r["writable"] else "-")
-        if out and out[-1][1] == r["start"] and out[-1][2] == perms:
-            out[-1] = (out[-1][0], r["end"], perms)
+        start, end = int(r["start"], 16), int(r["end"], 16)
+        if out and out[-1][1] == start and out[-1][2] == perms:
+            out[-1] = (out[-1][0], end, perms)
         else:
-            out.append((r["start"], r["end"], perms))
+            out.append((start, end, perms))
     return out
 
 
@@ -161,18 +162,18 @@ def test_pagetable_of_the_cr3_process_agrees_with_qemu(snap, guest):
         assert len(qemu) > 10
         assert merged_like_info_mem(ranges) == qemu
         return
-    starts = [r["start"] for r in ranges]
+    starts = [int(r["start"], 16) for r in ranges]
     for va, _ours, qemu in snap["res"]["gva2gpa"]:
-        r = ranges[bisect.bisect_right(starts, va) - 1]
-        assert r["start"] <= va < r["end"], hex(va)
-        assert qemu == f"gpa: {r['physical'] + va - r['start']:#x}", hex(va)
+        i = bisect.bisect_right(starts, va) - 1
+        assert starts[i] <= va < int(ranges[i]["end"], 16), hex(va)
+        assert qemu == f"gpa: {int(ranges[i]['physical'], 16) + va - starts[i]:#x}", hex(va)
 
 
 def test_vtop_agrees_with_qemu_gva2gpa_for_sampled_addresses(snap):
     samples = snap["res"]["gva2gpa"]
     assert len(samples) >= 1000
     for va, ours, qemu in samples:
-        assert qemu == f"gpa: {ours:#x}", hex(va)
+        assert qemu == f"gpa: {ours}", hex(va)
 
 
 def test_vtop_agrees_with_guest_pagemap_across_processes(snap, guest):
@@ -180,17 +181,18 @@ def test_vtop_agrees_with_guest_pagemap_across_processes(snap, guest):
     checked = 0
     for pid in snap["user_pids"][:6]:
         maps = [m for m in snap["res"]["maps"][str(pid)] if m["rss_kib"]]
-        pages = [(m["start"] + i * PAGE) for m in maps for i in range((m["end"] - m["start"]) // PAGE)]
+        spans = [(int(m["start"], 16), int(m["end"], 16)) for m in maps]
+        pages = [start + i * PAGE for start, end in spans for i in range((end - start) // PAGE)]
         picks = sorted(rng.sample(pages, min(len(pages), SAMPLES_PER_PROCESS)))
         pagemap = read_pagemap(guest, pid, picks)
         script = "import gdb, json\n" + "".join(
-            f"emit(json.loads(gdb.execute('memcheck vtop {va:#x} {pid} --json', to_string=True)))\n" for va in picks)
+            f"emit(json.loads(gdb.execute('memcheck vtop -p {pid} --json {va:#x}', to_string=True)))\n" for va in picks)
         walks = run_gdb(guest, script=script).results
         assert len(walks) == len(picks)
         for va, walk in zip(picks, walks):
             pfn = pagemap[va]
             expected = None if pfn is None else pfn * PAGE
-            ours = None if walk["physical"] is None else walk["physical"] & ~(PAGE - 1)
+            ours = None if walk["physical"] is None else int(walk["physical"], 16) & ~(PAGE - 1)
             assert ours == expected, f"pid {pid} va {va:#x}"
             checked += 1
     assert checked >= 1000
@@ -215,10 +217,10 @@ def read_pagemap(guest, pid: int, vas: list[int]) -> dict[int, int | None]:
     ("memcheck maps 99999", "memcheck maps: no process with pid 99999"),
     ("memcheck maps no-such-comm", "memcheck maps: no process named 'no-such-comm'"),
     ("memcheck maps 2", "memcheck maps: pid 2 (kthreadd) is a kernel thread: it has no memory map"),
-    ("memcheck vtop 0x8000000000000000 1", "0x8000000000000000 is not a canonical 4-level address"),
+    ("memcheck vtop -p 1 0x8000000000000000", "0x8000000000000000 is not a canonical 4-level address"),
     ("memcheck vtop nonsense_symbol_xyz", "memcheck vtop: 'nonsense_symbol_xyz' is not an address"),
     ("memcheck pagetable --perm q", "memcheck pagetable: --perm takes letters from 'uwxk', not 'q'"),
-    ("memcheck vtop", "memcheck vtop: the following arguments are required: address"),
+    ("memcheck vtop", "memcheck vtop: the following arguments are required: ADDRESS"),
 ])
 def test_bad_input_gives_one_clear_line(guest, command, message):
     run = run_gdb(guest, command)

@@ -24,6 +24,6 @@ def test_pagetable_walks_five_levels(snap):
 
 
 def test_non_canonical_address_is_judged_by_57_bits(guest):
-    run = run_gdb(guest, "memcheck vtop 0x0100000000000000 1", "memcheck vtop 0x00ff000000000000 1")
+    run = run_gdb(guest, "memcheck vtop -p 1 0x0100000000000000", "memcheck vtop -p 1 0x00ff000000000000")
     assert "0x100000000000000 is not a canonical 5-level address" in run.output
     assert "0xff000000000000: PML5 entry 255 not present" in run.output

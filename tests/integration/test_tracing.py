@@ -13,6 +13,7 @@ import re
 
 import pytest
 
+from gdb_memcheck import schema
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
@@ -32,9 +33,9 @@ flushes_before = tb_flushes()
 runs = [while_running(f"wl-churn-static all {n}") for n in (N1, N2)]
 flushes = tb_flushes() - flushes_before
 status = q("memcheck trace status --json")
-events = q("memcheck events --json")
-table = q("memcheck trace table --json")
-ps = q("memcheck ps -t --json")
+events = q("memcheck events --json")["events"]
+table = q("memcheck trace table --json")["processes"]
+ps = q("memcheck ps -t --json")["tasks"]
 traced_maps, fresh_maps = {}, {}
 for proc in table:
     if proc["mm"]:
@@ -77,7 +78,7 @@ def traced_counts(events: list[dict], pid: int) -> dict[str, int]:
     C runtime's, whose number can vary with thread timing, and are not counted."""
     children = {e["child"] for e in events if e["event"] == "fork" and e["pid"] == pid}
     own = [e for e in events if e["pid"] == pid
-           and ("start" not in e or e["end"] - e["start"] <= WORKLOAD_MAPPING_BYTES)]
+           and ("start" not in e or int(e["end"], 16) - int(e["start"], 16) <= WORKLOAD_MAPPING_BYTES)]
     kids = [e for e in events if e["pid"] in children]
     count = lambda evs, kind: sum(1 for e in evs if e["event"] == kind)
     return {"fork": count(own, "fork"), "exec": count(kids, "exec"), "thread": count(own, "clone"),
@@ -107,8 +108,11 @@ def test_exactly_one_debug_stop_per_event(traced):
     assert 2 * status["hits"] - 8 <= traced["tb_flushes"] <= 2 * status["hits"]
 
 
-def test_event_log_file_has_every_event_as_a_json_line(traced):
-    assert [e["seq"] for e in traced["log"]] == [e["seq"] for e in traced["events"]]
+def test_event_log_file_has_every_event_as_a_json_line_with_a_time_and_the_schema_version(traced):
+    assert [{k: v for k, v in e.items() if k != "schema_version"} for e in traced["log"]] == traced["events"]
+    assert {e["schema_version"] for e in traced["log"]} == {schema.SCHEMA_VERSION}
+    times = [e["time"] for e in traced["log"]]
+    assert times == sorted(times) and traced["runs"][0]["seconds"] < times[-1] - times[0] < 600
 
 
 def test_traced_process_table_equals_a_fresh_snapshot(traced):
@@ -183,7 +187,7 @@ from gdb_memcheck.frontend.session import SESSION
 cur = SESSION.system().current(SESSION.selected_cpu())
 maps = json.loads(gdb.execute(f"memcheck maps {cur.tgid} --json", to_string=True))["maps"]
 emit({"comm": cur.comm, "pid": cur.tgid, "maps": [m["line"] for m in maps],
-      "last": json.loads(gdb.execute("memcheck events --last 1 --json", to_string=True))})
+      "last": json.loads(gdb.execute("memcheck events --last 1 --json", to_string=True))["events"]})
 gdb.execute("memcheck trace off")
 """
 
@@ -218,7 +222,7 @@ for cmd in (f"memcheck maps {cur.tgid}", f"memcheck leaks {cur.tgid}", f"memchec
         answers[cmd] = gdb.execute(cmd, to_string=True)
     except gdb.error as e:
         answers[cmd] = str(e)
-ps = json.loads(gdb.execute("memcheck ps --json", to_string=True))
+ps = json.loads(gdb.execute("memcheck ps --json", to_string=True))["tasks"]
 emit({"pid": cur.tgid, "answers": answers, "row": next(r for r in ps if r["pid"] == cur.tgid)})
 """
 
@@ -227,7 +231,7 @@ def test_a_process_being_torn_down_is_listed_without_a_memory_map(guest):
     run = run_gdb(guest, script=TEARDOWN_SCRIPT, timeout=300)
     res = run.result()
     pid = res["pid"]
-    assert res["row"]["mm"] == 0 and not res["row"]["kernel_thread"]
+    assert res["row"]["mm"] is None and not res["row"]["kernel_thread"]
     for cmd, answer in res["answers"].items():
         assert answer == f"{' '.join(cmd.split()[:2])}: pid {pid} (wl-churn-static) is exiting: it has no memory map"
     assert "Traceback" not in run.output
@@ -249,7 +253,7 @@ pc = int(gdb.parse_and_eval("$pc"))
 gdb.execute("memcheck trace on --only exit")   # hooks do_exit: the pc gdb will step over when it resumes
 while_running("sleep 0.5")
 emit({"tid": exiting.pid, "pc": pc, "do_exit": int(gdb.parse_and_eval("(long)&do_exit")),
-      "events": q("memcheck events --json"), "status": q("memcheck trace status --json")})
+      "events": q("memcheck events --json")["events"], "status": q("memcheck trace status --json")})
 gdb.execute("memcheck trace off")
 """
 

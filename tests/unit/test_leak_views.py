@@ -108,8 +108,8 @@ def test_json_carries_direct_and_indirect_bytes_per_record_and_per_block():
     doc = leak_report_json(two_lost_cycles())
     definite = [r for r in doc["loss_records"] if r["kind"] == "definitely lost"]
     assert definite == [{"kind": "definitely lost", "origin": "own", "blocks": 1, "total_bytes": 96,
-                         "direct_bytes": 16, "indirect_bytes": 80, "addresses": [0x2000]}]
-    assert {b["address"]: b["indirect_bytes"] for b in doc["blocks"] if b["indirect_bytes"]} == {0x2000: 80}
+                         "direct_bytes": 16, "indirect_bytes": 80, "addresses": ["0x2000"]}]
+    assert {b["address"]: b["indirect_bytes"] for b in doc["blocks"] if b["indirect_bytes"]} == {"0x2000": 80}
     assert doc["summary"]["indirectly lost"] == {"bytes": 80, "blocks": 5}
 
 
