@@ -207,6 +207,14 @@ class KernelEventSource:
             self.exits = ExitRule()
             self.repeats.clear()
 
+    def note_exiting(self, system: System) -> None:
+        """Threads already inside do_exit when the exit hook is placed will not pass it:
+        count them as entered, so their process's last thread still ends it."""
+        for process in system.processes:
+            exiting = {t.pid for t in system.threads(process) if t.is_exiting}
+            if exiting:
+                self.exits.in_exit[process.tgid] = self.exits.in_exit.get(process.tgid, set()) | exiting
+
     def wanted_groups(self) -> set[str]:
         return set().union(*(s.groups for s in self.subscriptions)) if self.subscriptions else set()
 

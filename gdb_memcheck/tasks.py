@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 
 from .target import StructLayout, Target, TargetError, cstring, i32, u32, u64
 
+PF_EXITING = 0x0000_0004     # set by exit_signals() at the start of do_exit
 PF_KTHREAD = 0x0020_0000
 MAX_TASKS = 1 << 16
 TASK_STATES = "RSDTtXZPI"   # fs/proc/array.c task_state_array, indexed by fls(state)
@@ -33,6 +34,11 @@ class Task:
     @property
     def is_kernel_thread(self) -> bool:
         return bool(self.flags & PF_KTHREAD)
+
+    @property
+    def is_exiting(self) -> bool:
+        """Already inside do_exit: its exit will not pass the do_exit hook again."""
+        return bool(self.flags & PF_EXITING)
 
     @property
     def is_group_leader(self) -> bool:

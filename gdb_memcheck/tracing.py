@@ -133,6 +133,8 @@ class Tracer:
                 continue
             traced = TracedProcess(proc.tgid, proc.ppid, proc.comm, system.exe_path(proc), proc.mm)
             traced.threads = {t.pid for t in system.threads(proc)}
+            # a process caught inside do_exit will not pass the hook: it is seen exiting already
+            traced.exiting = all(t.is_exiting for t in system.threads(proc))
             self.processes[proc.tgid] = traced
 
     # -- events -----------------------------------------------------------------

@@ -143,6 +143,8 @@ class KernelHooks:
             if hook.group not in self.placed:
                 bp = SilentBreakpoint(hook.address, lambda _address, h=hook: self._hit(h), hardware)
                 self.placed[hook.group] = (hook, bp)
+                if hook.group == "exit":
+                    self.source.note_exiting(SESSION.system())
         take_hit_at_pc()
         return subscription
 

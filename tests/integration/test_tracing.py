@@ -124,7 +124,9 @@ def test_traced_process_table_equals_a_fresh_snapshot(traced):
             if r["pid"] == r["tid"]:
                 fresh[r["pid"]]["comm"] = r["comm"]
     table = {p["pid"]: p for p in traced["table"]}
-    assert set(table) == set(fresh)
+    odd = set(table) ^ set(fresh)
+    assert set(table) == set(fresh), [(table.get(pid), [e for e in traced["events"] if pid in (e["pid"], e.get("child"))])
+                                      for pid in odd]
     for pid, proc in table.items():
         assert set(proc["threads"]) == fresh[pid]["threads"], pid
         if not fresh[pid]["kernel"]:       # kthreads name themselves after they are woken
@@ -265,5 +267,5 @@ def test_a_vcpu_already_on_a_hooked_instruction_gives_its_event(guest):
     res = run_gdb(guest, script=STEP_ONTO_HOOK_SCRIPT, timeout=300).result()
     assert res["pc"] == res["do_exit"] & 0xFFFF_FFFF_FFFF_FFFF
     exits = [e["tid"] for e in res["events"] if e["event"] in ("exit", "thread-exit")]
-    assert res["tid"] in exits
-    assert res["status"]["event_path"]["taken_at_stops"] == 1
+    assert exits.count(res["tid"]) == 1, "taken once, not again when gdb stepped past it"
+    assert res["status"]["event_path"]["taken_at_stops"] >= 1

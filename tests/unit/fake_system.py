@@ -76,7 +76,7 @@ class FakeSystem:
         self.tasks = Tasks()
         self.kmem = Memory()
         self.running: dict[int, Task] = {}           # vCPU -> task
-        self.processes: dict[int, Process] = {}      # tgid -> process
+        self.procs: dict[int, Process] = {}      # tgid -> process
         self._next = 0xFFFF_8880_0100_0000
 
     # -- building the guest ----------------------------------------------------
@@ -88,11 +88,11 @@ class FakeSystem:
         self.tasks.by_addr[task.addr] = task
         if tgid == pid:
             mm = MmInfo(task.mm, 0, 0x1000_0000, 0x1000_0000, 0x7FFF_F000, 0, 0, 0)
-            self.processes[tgid] = Process(task, [task], exe, mm=mm)
+            self.procs[tgid] = Process(task, [task], exe, mm=mm)
             for n in range(1, threads):
                 self.spawn(pid + n, ppid, comm, tgid=tgid)
         else:
-            self.processes[tgid].threads.append(task)
+            self.procs[tgid].threads.append(task)
         return task
 
     def run_on(self, cpu: int, task: Task, **registers: int) -> None:
@@ -111,23 +111,27 @@ class FakeSystem:
         return self._next
 
     # -- the System interface ----------------------------------------------------
+    @property
+    def processes(self) -> list[Task]:
+        return [p.leader for p in self.procs.values()]
+
     def current(self, cpu: int) -> Task:
         return self.running[cpu]
 
     def threads(self, task: Task) -> list[Task]:
-        return list(self.processes[task.tgid].threads)
+        return list(self.procs[task.tgid].threads)
 
     def exe_path(self, task: Task) -> str:
-        return self.processes[task.tgid].exe
+        return self.procs[task.tgid].exe
 
     def vmas(self, task: Task) -> list[Vma]:
-        return list(self.processes[task.tgid].vmas)
+        return list(self.procs[task.tgid].vmas)
 
     def mm(self, task: Task) -> MmInfo:
-        return self.processes[task.tgid].mm
+        return self.procs[task.tgid].mm
 
     def user_memory(self, task: Task) -> Memory:
-        return self.processes[task.tgid].memory
+        return self.procs[task.tgid].memory
 
     def layout_offset(self, type_name: str, member: str) -> int:
         return self.target.layout(type_name).offset(member)

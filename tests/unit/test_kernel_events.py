@@ -2,11 +2,14 @@
 last-thread-into-do_exit rule, repeated hits, and each subscriber fed its groups only."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from fake_system import FakeSystem
 from gdb_memcheck import kevents
 from gdb_memcheck.kevents import ChosenHook, KernelEventSource
+from gdb_memcheck.tasks import PF_EXITING
 
 ADDRESSES = {"wake_up_new_task": 0x1000, "setup_new_exec": 0x2000, "start_thread": 0x3000, "do_exit": 0x4000,
              "mmap_region": 0x5000, "__vm_munmap": 0x6000, "do_mprotect_pkey": 0x7000, "__x64_sys_brk": 0x8000,
@@ -126,7 +129,7 @@ def test_only_the_last_thread_to_enter_do_exit_ends_the_process(guest):
     source, rec = KernelEventSource(), Recorder()
     source.subscribe(rec, ["exit"])
     for n, tid in enumerate((102, 100, 101)):
-        guest.run_on(0, guest.processes[100].threads[[t.pid for t in guest.threads(leader)].index(tid)],
+        guest.run_on(0, guest.procs[100].threads[[t.pid for t in guest.threads(leader)].index(tid)],
                      rdi=0, rsp=0x100 + n)
         hit(source, guest, hook("exit"))
     assert [(e.kind, e.current.pid) for e in rec.events] == [
@@ -139,7 +142,7 @@ def test_a_thread_that_left_the_group_is_not_waited_for(guest):
     source.subscribe(rec, ["exit"])
     guest.run_on(0, leader, rdi=0, rsp=0x100)
     hit(source, guest, hook("exit"))
-    guest.processes[100].threads = [leader]            # the other thread was reaped meanwhile
+    guest.procs[100].threads = [leader]            # the other thread was reaped meanwhile
     guest.run_on(0, leader, rdi=0, rsp=0x200)
     hit(source, guest, hook("exit"))
     assert [e.kind for e in rec.events] == ["thread-exit", "exit"]
@@ -202,7 +205,7 @@ def test_unsubscribing_the_last_subscriber_forgets_threads_in_exit(guest):
     leader = guest.spawn(100, threads=2)
     source, rec = KernelEventSource(), Recorder()
     source.subscribe(rec, ["exit"])
-    guest.run_on(0, guest.processes[100].threads[1], rdi=0, rsp=0x100)
+    guest.run_on(0, guest.procs[100].threads[1], rdi=0, rsp=0x100)
     hit(source, guest, hook("exit"))
     source.unsubscribe(rec)
     assert source.wanted_groups() == set()
@@ -210,3 +213,15 @@ def test_unsubscribing_the_last_subscriber_forgets_threads_in_exit(guest):
     guest.run_on(0, leader, rdi=0, rsp=0x300)
     hit(source, guest, hook("exit"))
     assert [e.kind for e in rec.events] == ["thread-exit", "thread-exit"]
+
+
+def test_a_thread_already_inside_do_exit_when_the_hook_is_placed_still_counts_as_entered(guest):
+    leader = guest.spawn(100, threads=2)
+    inside = guest.procs[100].threads[1]
+    guest.procs[100].threads[1] = replace(inside, flags=inside.flags | PF_EXITING)
+    source, rec = KernelEventSource(), Recorder()
+    source.subscribe(rec, ["exit"])
+    source.note_exiting(guest)
+    guest.run_on(0, leader, rdi=0, rsp=0x100)
+    hit(source, guest, hook("exit"))
+    assert [e.kind for e in rec.events] == ["exit"]

@@ -92,7 +92,7 @@ class Guest:
     def process(self, pid: int, exe: Path | None = None, threads: int = 1, ppid: int = 1):
         exe = exe or self.exe
         task = self.system.spawn(pid, ppid=ppid, comm=exe.name[:15], exe=str(exe), threads=threads)
-        proc = self.system.processes[pid]
+        proc = self.system.procs[pid]
         proc.vmas = load_segments(exe)
         auxv = proc.mm.addr + SAVED_AUXV
         self.system.kmem.write(auxv, bytes(48 * 8))
@@ -118,7 +118,7 @@ class Guest:
     def call(self, function: str, task, args: tuple = (), result: int = 0, rsp: int = STACK_TOP - 0x100) -> None:
         """A whole call from main: entry (return address main+9 on the stack), then its return."""
         site = self.sym["main"] + 9
-        self.system.processes[task.tgid].memory.write_u64(rsp, site)
+        self.system.procs[task.tgid].memory.write_u64(rsp, site)
         self.at(function, task, rsp=rsp, **dict(zip(("rdi", "rsi", "rdx", "rcx"), args)))
         if function != "free":
             self.at(site, task, rsp=rsp + 8, rax=result)
@@ -190,7 +190,7 @@ def test_a_free_of_a_pointer_never_allocated_is_an_invalid_free(guest):
 
 def test_the_same_entry_hit_twice_with_equal_registers_is_one_call(guest):
     task = guest.started()
-    guest.system.processes[100].memory.write_u64(STACK_TOP - 0x100, guest.sym["main"] + 9)
+    guest.system.procs[100].memory.write_u64(STACK_TOP - 0x100, guest.sym["main"] + 9)
     guest.at("malloc", task, rdi=40)
     guest.at("malloc", task, rdi=40)
     assert guest.tracker.stats.repeated == 1
@@ -226,7 +226,7 @@ def test_a_thread_exit_keeps_tracking_and_the_last_exit_reports_and_clears_break
     task = guest.started(threads=2)
     guest.call("malloc", task, (40,), result=0x4C_0010)
     guest.heap.reachable = set()
-    guest.event("thread-exit", guest.system.processes[100].threads[1])
+    guest.event("thread-exit", guest.system.procs[100].threads[1])
     assert guest.tracker.reports == [] and guest.tracker.tracks(100)
     guest.event("exit", task)
     [report] = guest.tracker.reports
@@ -237,8 +237,8 @@ def test_a_thread_exit_keeps_tracking_and_the_last_exit_reports_and_clears_break
 
 def test_attaching_seeds_the_live_blocks_of_a_heap_scan_as_preexisting(guest):
     task = guest.process(100)
-    guest.system.processes[100].mm = guest.system.processes[100].mm.__class__(
-        **{**guest.system.processes[100].mm.__dict__, "brk": 0x1002_1000})
+    guest.system.procs[100].mm = guest.system.procs[100].mm.__class__(
+        **{**guest.system.procs[100].mm.__dict__, "brk": 0x1002_1000})
     guest.heap.live = [(0x1000_0010, 24), (0x1000_0030, 100)]
     said = guest.tracker.track_process(guest.system, task)
     assert "2 live blocks found by a heap scan" in said
