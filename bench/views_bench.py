@@ -20,7 +20,7 @@ VMAS = 10_000
 SCRIPT = r"""
 import time
 from gdb_memcheck.frontend.session import SESSION
-from gdb_memcheck.tasks import TaskReader
+from gdb_memcheck.linux.tasks import TaskReader
 monitor = guest.hmp
 
 def cold():
@@ -33,7 +33,7 @@ def best(fn, n=5):
         t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
     return min(times)
 
-from gdb_memcheck.paging import LeafMemo
+from gdb_memcheck.arch.x86_64.paging import LeafMemo
 
 def fresh_walk():
     SESSION.leaf_memo = LeafMemo()   # as at the first walk of a session: nothing remembered

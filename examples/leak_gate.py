@@ -10,7 +10,7 @@ fork or allocated before main are forgiven, as `memcheck leaks report` forgives 
 import gdb
 
 from gdb_memcheck import api
-from gdb_memcheck.leaks import Kind, summary
+from gdb_memcheck.leakcheck.leaks import Kind, summary
 
 LOST = (Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE)
 

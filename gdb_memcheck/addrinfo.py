@@ -6,13 +6,13 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from . import paging
-from .elfsyms import SourceLine, SymbolCache, runtime_to_vaddr
+from .arch.x86_64 import paging
 from .intervals import IntervalMap
-from .system import System
+from .linux.system import System
+from .linux.tasks import Task
+from .linux.vmas import Vma
+from .symbols.elfsyms import SourceLine, SymbolCache, runtime_to_vaddr
 from .target import MemoryReadError, TargetError
-from .tasks import Task
-from .vmas import Vma
 
 USER_TOP = 1 << 47
 PT_NOTE = 4

@@ -9,12 +9,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .kevents import KernelEvent, exit_code
-from .schema import SCHEMA_VERSION, hexa
-from .style import PLAIN, Styler
-from .system import System
+from .linux.kevents import KernelEvent, exit_code
+from .linux.system import System
+from .linux.vmas import Vma
+from .report.schema import SCHEMA_VERSION, hexa
+from .report.style import PLAIN, Styler
 from .target import TargetError
-from .vmas import Vma
 
 TRACED_GROUPS = ("new-task", "exec", "exit", "mmap", "munmap", "mprotect", "brk")
 ADDRESS_DETAILS = frozenset({"mm", "start", "end", "brk"})     # hex strings in JSON

@@ -4,7 +4,7 @@ Writes every node the tree reaches (256 bytes each), the tree's address and the
 layout offsets the reader uses, with the guest's own /proc/PID/maps beside it."""
 import json
 
-from gdb_memcheck import maple
+from gdb_memcheck.linux import maple
 from gdb_memcheck.frontend.session import SESSION
 
 system = SESSION.system()

@@ -6,14 +6,14 @@ the gdb-free core.
 
 from __future__ import annotations
 
-from ..target import TargetError
 import gdb
 
+from ..target import TargetError
 from . import commands, functions, parameters
 from .breakpoints import taken_at_stop
 from .leak_commands import LEAK_SUBCOMMANDS
-from .trace_commands import TRACE_SUBCOMMANDS
 from .session import SESSION
+from .trace_commands import TRACE_SUBCOMMANDS
 
 _REGISTERED: list = []
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import gdb
 
-from .. import kevents
+from ..linux import kevents
 from ..target import TargetError
 from .session import SESSION
 

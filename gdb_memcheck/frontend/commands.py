@@ -11,14 +11,15 @@ from typing import NoReturn
 
 import gdb
 
-from .. import addrinfo, cli, paging
-from ..elfsyms import SourceLine
-from ..kernel import cpu_paging_mode
-from ..schema import hexa
-from ..sources import SourceFinder
-from ..style import PLAIN, ROLES, Styler, escape_sequence
+from .. import addrinfo, cli
+from ..arch.x86_64 import paging
+from ..linux.kernel import cpu_paging_mode
+from ..report.schema import hexa
+from ..report.style import PLAIN, ROLES, Styler, escape_sequence
+from ..symbols.elfsyms import SourceLine
+from ..symbols.sources import SourceFinder
 from ..target import PartialError, TargetError
-from ..views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
+from ..report.views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
                      json_text, walk_json, walk_text)
 from .session import SESSION
 

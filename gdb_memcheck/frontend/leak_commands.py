@@ -6,12 +6,12 @@ import argparse
 
 import gdb
 
-from .. import leaks
-from ..leaks import Kind
+from ..leakcheck import leaks
+from ..leakcheck.leaks import Kind
+from ..report.views import leak_report_json, leak_report_memcheck, leak_report_text, json_text
 from ..target import TargetError
-from ..views import leak_report_json, leak_report_memcheck, leak_report_text, json_text
-from .commands import Subcommand, current_style, pick_process, source_finder
 from .breakpoints import event_path_text
+from .commands import Subcommand, current_style, pick_process, source_finder
 from .leak_tracking import CONTROLLER
 from .session import SESSION
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import gdb
 
-from .. import heapscan, kevents, leaks, malloc_tracker
-from ..system import System
-from ..tasks import Task
+from ..leakcheck import heapscan, leaks, malloc_tracker
+from ..linux import kevents
+from ..linux.system import System
+from ..linux.tasks import Task
 from .breakpoints import KERNEL_HOOKS, SilentBreakpoint, event_path
 from .session import SESSION
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import gdb
 
+from ..leakcheck.malloc_tracker import EXIT_REPORTS
 from . import physical
-from .session import SESSION
 from .leak_tracking import CONTROLLER as TRACKING
-from ..malloc_tracker import EXIT_REPORTS
+from .session import SESSION
 from .trace import CONTROLLER
 
 

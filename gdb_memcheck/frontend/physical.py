@@ -14,8 +14,8 @@ from typing import Callable
 
 import gdb
 
-from .. import physmem
-from ..kernel import page_offset_base
+from ..linux.kernel import page_offset_base
+from ..qemu import physmem
 from ..target import MemoryReadError, Target, TargetError
 
 PATHS = ("qemu-mem", "phymemmode", "directmap")

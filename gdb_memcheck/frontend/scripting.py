@@ -8,12 +8,14 @@ from typing import Callable, Union
 
 import gdb
 
-from .. import addrinfo, leaks, paging
+from .. import addrinfo
 from ..addrinfo import AddressInfo
-from ..kernel import cpu_paging_mode
-from ..system import Mapping, System
+from ..arch.x86_64 import paging
+from ..leakcheck import leaks
+from ..linux.kernel import cpu_paging_mode
+from ..linux.system import Mapping, System
+from ..linux.tasks import Task
 from ..target import TargetError
-from ..tasks import Task
 from ..tracing import Event
 from .breakpoints import HITS
 from .commands import kernel_symbol, pick_process

@@ -6,13 +6,14 @@ import functools
 
 import gdb
 
-from .. import __version__, kaslr
-from ..kernel import (BANNER_BYTES, KernelInfo, banner_mismatch, cpu_paging_mode, find_banner, read_kernel_info,
+from .. import __version__
+from ..arch.x86_64 import kaslr
+from ..linux.kernel import (BANNER_BYTES, KernelInfo, banner_mismatch, cpu_paging_mode, find_banner, read_kernel_info,
                       vmlinux_bytes)
-from ..elfsyms import SymbolCache
-from ..memory import KernelMemory, PageCache
-from ..paging import LeafMemo
-from ..system import System
+from ..arch.x86_64.paging import LeafMemo
+from ..linux.memory import KernelMemory, PageCache
+from ..linux.system import System
+from ..symbols.elfsyms import SymbolCache
 from ..target import MemoryReadError, SymbolError, TargetError
 from . import physical
 from .live import GdbTarget

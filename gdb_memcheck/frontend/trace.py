@@ -7,7 +7,8 @@ from typing import TextIO
 
 import gdb
 
-from .. import kevents, tracing
+from .. import tracing
+from ..linux import kevents
 from ..target import TargetError
 from .breakpoints import KERNEL_HOOKS, SilentBreakpoint
 from .session import SESSION

@@ -6,11 +6,11 @@ import argparse
 import gdb
 
 from .. import cli, tracing
-from ..schema import hexa
-from ..views import json_text, maps_json, maps_text
+from ..report.schema import hexa
+from ..report.views import json_text, maps_json, maps_text
+from .breakpoints import KERNEL_HOOKS, event_path, event_path_text
 from .commands import Subcommand, current_style
 from .session import SESSION
-from .breakpoints import KERNEL_HOOKS, event_path, event_path_text
 from .trace import CONTROLLER
 
 

@@ -17,7 +17,7 @@ CATEGORY = {"definite": "definitely lost", "indirect": "indirectly lost", "possi
 
 API_SCRIPT = r"""
 from gdb_memcheck import api
-from gdb_memcheck.leaks import Kind
+from gdb_memcheck.leakcheck.leaks import Kind
 pid = WL_MAPS
 out = {"processes": [[p.tgid, p.comm, bool(p.mm), p.is_kernel_thread] for p in api.processes()],
        "threads": [t.pid for t in api.threads(pid)]}

@@ -97,7 +97,7 @@ def test_every_command_without_kernel_symbols_says_so(guest):
 
 CORRUPT_MAPLE_SCRIPT = r"""
 import gdb, struct
-from gdb_memcheck import maple
+from gdb_memcheck.linux import maple
 from gdb_memcheck.frontend.session import SESSION
 system = SESSION.system()
 proc = system.find("wl-maps")

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from gdb_memcheck import schema
+from gdb_memcheck.report import schema
 from labtools import run_gdb
 
 EVERY_JSON_SCRIPT = r"""

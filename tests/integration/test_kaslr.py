@@ -10,7 +10,7 @@ from labtools import guestlab, run_gdb
 BOOT = guestlab.BootOptions(kaslr=True)
 
 AFTER_LOAD = r"""
-from gdb_memcheck.kernel import current_task, current_task_variable
+from gdb_memcheck.linux.kernel import current_task, current_task_variable
 from gdb_memcheck.frontend.session import SESSION
 import gdb
 t = SESSION.target

@@ -80,8 +80,8 @@ def test_a_page_reads_the_same_through_every_physical_path_and_qemus_xp(guest):
 
 
 TRANSLATE_SCRIPT = r"""
-from gdb_memcheck import paging
-from gdb_memcheck.kernel import cpu_paging_mode
+from gdb_memcheck.arch.x86_64 import paging
+from gdb_memcheck.linux.kernel import cpu_paging_mode
 from gdb_memcheck.frontend.session import SESSION
 t = SESSION.target
 SESSION.physical_path()

@@ -7,16 +7,16 @@ import json
 
 import pytest
 
-from gdb_memcheck import schema
-from gdb_memcheck.paging import cr3_table
+from gdb_memcheck.report import schema
+from gdb_memcheck.arch.x86_64.paging import cr3_table
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions(halt=True)
 
 KERNEL_INIT_SCRIPT = r"""
 import gdb, json
-from gdb_memcheck import paging
-from gdb_memcheck.kernel import current_task
+from gdb_memcheck.arch.x86_64 import paging
+from gdb_memcheck.linux.kernel import current_task
 from gdb_memcheck.target import read_u64
 from gdb_memcheck.frontend.session import SESSION
 at_reset = {c: gdb.execute(c, to_string=True) for c in ("memcheck pagetable", "memcheck vtop 0x1234",

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from gdb_memcheck import schema
+from gdb_memcheck.report import schema
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()

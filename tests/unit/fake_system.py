@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from fakes import FakeTarget
 from gdb_memcheck.target import Field, MemoryReadError, StructLayout, TargetError
-from gdb_memcheck.tasks import Task
-from gdb_memcheck.vmas import MmInfo, Vma
+from gdb_memcheck.linux.tasks import Task
+from gdb_memcheck.linux.vmas import MmInfo, Vma
 
 PT_REGS = StructLayout("struct pt_regs", 21 * 8, {name: Field(8 * i, 8) for i, name in enumerate(
     ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di",

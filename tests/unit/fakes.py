@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from gdb_memcheck import paging
+from gdb_memcheck.arch.x86_64 import paging
 from gdb_memcheck.target import MemoryReadError, StructLayout, SymbolError, TargetError
 
 PAGE_4K, PAGE_2M, PAGE_1G = 1 << 12, 1 << 21, 1 << 30

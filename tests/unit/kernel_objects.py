@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 from fakes import FakeTarget
-from gdb_memcheck.dpath import PathLayout, PathResolver
+from gdb_memcheck.linux.dpath import PathLayout, PathResolver
 from gdb_memcheck.target import Field, StructLayout
-from gdb_memcheck.vmas import VM_MAYSHARE, VM_READ, VM_SHARED, VM_WRITE, MmInfo, VmaReader
+from gdb_memcheck.linux.vmas import VM_MAYSHARE, VM_READ, VM_SHARED, VM_WRITE, MmInfo, VmaReader
 
 D_DNAMES = {"simple_dname": 0xFFFF_FFFF_8139_33E0, "anon_inodefs_dname": 0xFFFF_FFFF_813A_E680,
             "sockfs_dname": 0xFFFF_FFFF_8178_03B0, "dmabuffs_dname": 0xFFFF_FFFF_8171_E180}

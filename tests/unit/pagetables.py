@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import struct
 
-from gdb_memcheck import paging
+from gdb_memcheck.arch.x86_64 import paging
 from gdb_memcheck.target import MemoryReadError
 
 PAGE = 4096

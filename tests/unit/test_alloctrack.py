@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gdb_memcheck.alloctrack import RECENT_FREES, AllocationTracker, Origin
+from gdb_memcheck.leakcheck.alloctrack import RECENT_FREES, AllocationTracker, Origin
 
 PID, TID = 100, 100
 RSP = 0x7FFF_F000

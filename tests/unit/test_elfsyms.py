@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdb_memcheck.elfsyms import (ElfFile, SourceLine, SymbolCache, SymbolizationError,
+from gdb_memcheck.symbols.elfsyms import (ElfFile, SourceLine, SymbolCache, SymbolizationError,
                                    runtime_to_vaddr)
 from gdb_memcheck.target import TargetError
-from gdb_memcheck.unwind import CallFrameTable
+from gdb_memcheck.symbols.unwind import CallFrameTable
 
 LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 PAGE = 0x1000

@@ -5,8 +5,9 @@ import struct
 
 import pytest
 
-from gdb_memcheck import glibc_heap, leaks
-from gdb_memcheck.glibc_heap import PREV_INUSE
+from gdb_memcheck.glibc import heap as glibc_heap
+from gdb_memcheck.leakcheck import leaks
+from gdb_memcheck.glibc.heap import PREV_INUSE
 from gdb_memcheck.target import MemoryReadError
 
 HEAP = 0x55_0000_0000

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gdb_memcheck.elfsyms import ElfFile
-from gdb_memcheck.stackframes import frame
-from gdb_memcheck.unwind import ModuleMap
-from gdb_memcheck.vmas import VM_EXEC, VM_READ, Vma
+from gdb_memcheck.symbols.elfsyms import ElfFile
+from gdb_memcheck.symbols.stackframes import frame
+from gdb_memcheck.symbols.unwind import ModuleMap
+from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, Vma
 
 PROGRAM = """\
 #include <stdio.h>

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from gdb_memcheck.kaslr import IDT_GATE_SIZE, KERNEL_ALIGN, idt_gate_target, slide_from_gate
+from gdb_memcheck.arch.x86_64.kaslr import IDT_GATE_SIZE, KERNEL_ALIGN, idt_gate_target, slide_from_gate
 
 LINK_DIVIDE_ERROR = 0xFFFF_FFFF_8160_0AC0      # asm_exc_divide_error as linked
 KERNEL_CS, INTERRUPT_GATE_DPL0 = 0x10, 0x8E

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from fakes import CR0_AT_RESET, CR0_BOOTED, CR4_BOOTED, EFER_BOOTED, FakeTarget
-from gdb_memcheck.kernel import (
+from gdb_memcheck.linux.kernel import (
     UTS_FIELD_LEN, KernelInfo, banner_mismatch, cpu_paging_mode, current_task, find_banner, page_offset_base,
     per_cpu_address, read_kernel_info, uts_field)
-from gdb_memcheck.paging import CR4_LA57, CR4_PAE, PagingMode
+from gdb_memcheck.arch.x86_64.paging import CR4_LA57, CR4_PAE, PagingMode
 from gdb_memcheck.target import Field, MemoryReadError, StructLayout, SymbolError, TargetError
 
 KERNEL_DATA_VA, KERNEL_DATA_PA = 0xFFFF_FFFF_82A0_0000, 0x02A0_0000

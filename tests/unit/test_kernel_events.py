@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from fake_system import FakeSystem
-from gdb_memcheck import kevents
-from gdb_memcheck.kevents import ChosenHook, KernelEventSource
-from gdb_memcheck.tasks import PF_EXITING
+from gdb_memcheck.linux import kevents
+from gdb_memcheck.linux.kevents import ChosenHook, KernelEventSource
+from gdb_memcheck.linux.tasks import PF_EXITING
 
 ADDRESSES = {"wake_up_new_task": 0x1000, "setup_new_exec": 0x2000, "start_thread": 0x3000, "do_exit": 0x4000,
              "mmap_region": 0x5000, "__vm_munmap": 0x6000, "do_mprotect_pkey": 0x7000, "__x64_sys_brk": 0x8000,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from fakes import CR0_BOOTED, CR4_BOOTED, EFER_BOOTED, FakeTarget
-from gdb_memcheck.memory import START_KERNEL_MAP, KernelMemory
+from gdb_memcheck.linux.memory import START_KERNEL_MAP, KernelMemory
 from gdb_memcheck.target import Field, StructLayout
 
 DIRECT_MAP = 0xFFFF_8880_0000_0000

@@ -41,8 +41,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdb_memcheck import leaks
-from gdb_memcheck.leaks import Kind
+from gdb_memcheck.leakcheck import leaks
+from gdb_memcheck.leakcheck.leaks import Kind
 
 ROOT, HEAP, SLOT, SIZE = 0x1000, 0x10000, 0x100, 0x80
 DEFINITE, INDIRECT, POSSIBLE, REACHABLE = Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE, Kind.REACHABLE

@@ -2,10 +2,10 @@
 layout, and as JSON; forgiven blocks only with --all."""
 from __future__ import annotations
 
-from gdb_memcheck.alloctrack import Allocation, BadFree, Origin
-from gdb_memcheck.leaks import Block, Kind, LeakReport, Region, classify
-from gdb_memcheck.stackframes import Frame
-from gdb_memcheck.views import leak_report_json, leak_report_memcheck, leak_report_text
+from gdb_memcheck.leakcheck.alloctrack import Allocation, BadFree, Origin
+from gdb_memcheck.leakcheck.leaks import Block, Kind, LeakReport, Region, classify
+from gdb_memcheck.symbols.stackframes import Frame
+from gdb_memcheck.report.views import leak_report_json, leak_report_memcheck, leak_report_text
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 MALLOC = Frame(0x7FFF_F7E7_8930, LIBC, 0x98930, "malloc")

@@ -3,7 +3,6 @@ static program (built here, so its malloc family, main and CFI are real), fed ke
 events and breakpoint hits as the frontend would feed them."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,11 +10,12 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from fake_system import SAVED_AUXV, FakeSystem
-from gdb_memcheck import kevents, leaks
-from gdb_memcheck.elfsyms import SymbolCache
-from gdb_memcheck.kevents import KernelEvent
-from gdb_memcheck.malloc_tracker import AT_ENTRY, MallocTracker
-from gdb_memcheck.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
+from gdb_memcheck.linux import kevents
+from gdb_memcheck.leakcheck import leaks
+from gdb_memcheck.symbols.elfsyms import SymbolCache
+from gdb_memcheck.linux.kevents import KernelEvent
+from gdb_memcheck.leakcheck.malloc_tracker import AT_ENTRY, MallocTracker
+from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
 
 SOURCE = Path(__file__).with_name("programs") / "mallocs.c"
 STACK_TOP = 0x7FFF_F000

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gdb_memcheck import maple
+from gdb_memcheck.linux import maple
 from gdb_memcheck.target import MemoryReadError
 
 DATA = Path(__file__).parent / "data"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gdb_memcheck import paging
+from gdb_memcheck.arch.x86_64 import paging
 from pagetables import P, PAGE, U, W, PhysMemory, Tables
 
 USER_VA = 0x0000_5555_5555_4000

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from fakes import LEAF_LEVEL, NX, P, PAGE_1G, PAGE_2M, PAGE_4K, U, W, FakeTarget, PageTableBuilder, build_va
-from gdb_memcheck.paging import (
+from gdb_memcheck.arch.x86_64.paging import (
     CR0_PG, CR4_LA57, CR4_PAE, EFER_LMA, LEVEL_NAMES, PagingMode, PageWalkError, cr3_table, is_canonical,
     paging_mode, translate)
 from gdb_memcheck.target import MemoryReadError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gdb_memcheck.physmem import QemuPhysicalMemory, RamRange, listening_pid, parse_flat_ram, parse_gpa2hva, port_of
+from gdb_memcheck.qemu.physmem import QemuPhysicalMemory, RamRange, listening_pid, parse_flat_ram, parse_gpa2hva, port_of
 from gdb_memcheck.target import MemoryReadError
 
 MTREE_QEMU72 = Path(__file__).parent / "data" / "qemu72_info_mtree_f.txt"

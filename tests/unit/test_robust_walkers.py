@@ -16,12 +16,15 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdb_memcheck import alloctrack, glibc_heap, leaks, maple, paging, tasks
-from gdb_memcheck.dpath import DNAME_FORMATS, PathLayout, PathResolver
-from gdb_memcheck.elfsyms import SymbolCache
+from gdb_memcheck.leakcheck import alloctrack, leaks
+from gdb_memcheck.glibc import heap as glibc_heap
+from gdb_memcheck.linux import maple, tasks
+from gdb_memcheck.arch.x86_64 import paging
+from gdb_memcheck.linux.dpath import DNAME_FORMATS, PathLayout, PathResolver
+from gdb_memcheck.symbols.elfsyms import SymbolCache
 from gdb_memcheck.target import MemoryReadError, TargetError
-from gdb_memcheck.unwind import RA, RBP, RSP, ModuleMap, Unwinder
-from gdb_memcheck.vmas import VM_EXEC, VM_READ, Vma
+from gdb_memcheck.symbols.unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, Vma
 from pagetables import PAGE, P, PhysMemory, Tables, U, W
 
 EXAMPLES = int(os.environ.get("MEMCHECK_FUZZ_EXAMPLES", "300"))

@@ -6,18 +6,18 @@ import re
 
 import pytest
 
-from gdb_memcheck import paging
+from gdb_memcheck.arch.x86_64 import paging
 from gdb_memcheck.addrinfo import AddressInfo
-from gdb_memcheck.elfsyms import SourceLine
-from gdb_memcheck.leaks import Block, Kind, LeakReport
-from gdb_memcheck.sources import SourceFinder
-from gdb_memcheck.stackframes import Frame
-from gdb_memcheck.style import PLAIN, RESET, Styler, escape_sequence
-from gdb_memcheck.tasks import Task
+from gdb_memcheck.symbols.elfsyms import SourceLine
+from gdb_memcheck.leakcheck.leaks import Block, Kind, LeakReport
+from gdb_memcheck.symbols.sources import SourceFinder
+from gdb_memcheck.symbols.stackframes import Frame
+from gdb_memcheck.report.style import PLAIN, RESET, Styler, escape_sequence
+from gdb_memcheck.linux.tasks import Task
 from gdb_memcheck.tracing import Event
-from gdb_memcheck.views import (PsRow, addr_text, leak_report_memcheck, leak_report_text, maps_text, pagetable_text,
+from gdb_memcheck.report.views import (PsRow, addr_text, leak_report_memcheck, leak_report_text, maps_text, pagetable_text,
                                 ps_text, walk_text)
-from gdb_memcheck.vmas import Vma
+from gdb_memcheck.linux.vmas import Vma
 
 ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 GDB_DEFAULTS = Styler({"address": escape_sequence("blue", "none", "normal"),

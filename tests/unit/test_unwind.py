@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gdb_memcheck.elfsyms import SymbolCache
-from gdb_memcheck.stackframes import Frame, frame
-from gdb_memcheck.unwind import RA, RBP, RSP, ModuleMap, Unwinder
-from gdb_memcheck.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
+from gdb_memcheck.symbols.elfsyms import SymbolCache
+from gdb_memcheck.symbols.stackframes import Frame, frame
+from gdb_memcheck.symbols.unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
 
 SOURCE = Path(__file__).with_name("programs") / "stackdump.c"
 SYMBOLS = SymbolCache("/")          # host files are the "guest" here; parsed once for the module

@@ -1,8 +1,8 @@
 """Text views: columns line up with their headers."""
 from __future__ import annotations
 
-from gdb_memcheck import paging
-from gdb_memcheck.views import pagetable_text
+from gdb_memcheck.arch.x86_64 import paging
+from gdb_memcheck.report.views import pagetable_text
 
 
 def test_pagetable_header_columns_line_up_with_their_values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gdb_memcheck.vmas import MmInfo, Vma, mangle_path
+from gdb_memcheck.linux.vmas import MmInfo, Vma, mangle_path
 from kernel_objects import MM, SHARED, Kernel, name_of, pseudo_file
 
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .target import MemoryReadError
+from ..target import MemoryReadError
 
 _MTREE_LINE = re.compile(
     r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, (ram|rom|romd)\): (\S+)(?: @([0-9a-f]+))?", re.M)

@@ -1,6 +1,6 @@
 """The JSON that `--json` prints and the event log writes: one versioned schema, defined
 here, checked by the tests and rendered into docs/json-schema.md (`python3 -m
-gdb_memcheck.schema` prints that part of the document).
+gdb_memcheck.report.schema` prints that part of the document).
 
 Addresses and other 64-bit values are hex strings, exact in jq and JavaScript, whose
 numbers are doubles; sizes and counts are numbers."""

@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .target import TargetError
+from ..target import TargetError
 
 Reader = Callable[[int, int], bytes]
 

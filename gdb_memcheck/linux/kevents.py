@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
+from ..target import TargetError, cstring, i32, u64
 from .system import System
-from .target import TargetError, cstring, i32, u64
 from .tasks import Task
 
 REGS = "regs"           # arguments in rdi, rsi, rdx, rcx, r8, r9

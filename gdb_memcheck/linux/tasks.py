@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .target import StructLayout, Target, TargetError, cstring, i32, u32, u64
+from ..target import StructLayout, Target, TargetError, cstring, i32, u32, u64
 
 PF_EXITING = 0x0000_0004     # set by exit_signals() at the start of do_exit
 PF_KTHREAD = 0x0020_0000

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from . import paging, rss
+from ..arch.x86_64 import paging
+from ..target import PartialError, Target, TargetError
+from . import rss
+from .dpath import PathLayout
 from .kernel import CurrentTask
 from .memory import KernelMemory, UserMemory
-from .target import PartialError, Target, TargetError
 from .tasks import Task, TaskReader
-from .dpath import PathLayout
 from .vmas import MmInfo, Vma, VmaReader, path_layout_root
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import glibc_heap, leaks
-from .memory import UserMemory
-from .system import System
-from .target import TargetError, u64
-from .tasks import Task
-from .vmas import VM_EXEC, VM_READ, Vma
+from ..glibc import heap as glibc_heap
+from ..linux.memory import UserMemory
+from ..linux.system import System
+from ..linux.tasks import Task
+from ..linux.vmas import VM_EXEC, VM_READ, Vma
+from ..target import TargetError, u64
+from . import leaks
 
 TCACHE_CHUNK_SIZE = 0x290        # sizeof(tcache_perthread_struct) + header, glibc 2.36
 PT_REGS_WORDS = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si",

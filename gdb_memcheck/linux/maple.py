@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .target import Target, TargetError
+from ..target import Target, TargetError
 
 Reader = Callable[[int, int], bytes]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import paging
+from ..arch.x86_64 import paging
+from ..target import MemoryReadError, Target, read_u64, u64
 from .kernel import page_offset_base
-from .target import MemoryReadError, Target, read_u64, u64
 
 PAGE = 4096
 START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000      # __START_KERNEL_map, the same under 4- and 5-level paging

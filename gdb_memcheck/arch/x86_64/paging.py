@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Iterable, Iterator, NamedTuple
 
-from .target import MemoryReadError, TargetError
+from ...target import MemoryReadError, TargetError
 
 PhysReader = Callable[[int, int], bytes]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from .target import Target, TargetError, cstring, u32, u64
+from ..target import Target, TargetError, cstring, u32, u64
 
 Reader = Callable[[int, int], bytes]
 MAX_DEPTH = 256

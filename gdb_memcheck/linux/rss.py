@@ -8,8 +8,8 @@ import bisect
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from . import paging
-from .target import Target, read_u64, u64
+from ..arch.x86_64 import paging
+from ..target import Target, read_u64, u64
 
 PAGE_MAPPING_ANON = 0x1
 

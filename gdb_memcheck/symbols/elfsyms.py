@@ -17,9 +17,9 @@ from elftools.construct import ConstructError
 from elftools.dwarf.callframe import CallFrameInfo
 from elftools.elf.elffile import ELFFile
 
+from ..intervals import IntervalMap
+from ..target import TargetError
 from .inlines import InlineChain, inline_chain
-from .intervals import IntervalMap
-from .target import TargetError
 
 ELF_MAGIC = b"\x7fELF"
 # .eh_frame_hdr: FDE count as udata4 (0x03), table as datarel sdata4 pairs (0x3b), as GNU ld writes it

@@ -8,8 +8,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from .paging import PagingMode, paging_mode
-from .target import SymbolError, Target, TargetError, cstring, read_u64
+from ..arch.x86_64.paging import PagingMode, paging_mode
+from ..target import SymbolError, Target, TargetError, cstring, read_u64
 
 UTS_FIELD_LEN = 65
 FIXED_PAGE_OFFSET = {4: 0xFFFF_8880_0000_0000, 5: 0xFF11_0000_0000_0000}   # __PAGE_OFFSET_BASE_L4 / _L5

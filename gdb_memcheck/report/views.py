@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from . import paging
+from ..addrinfo import AddressInfo
+from ..arch.x86_64 import paging
+from ..leakcheck.alloctrack import BadFree
+from ..leakcheck.leaks import Kind, LeakReport, LossRecord, loss_records, summary
+from ..linux.rss import Usage
+from ..linux.tasks import Task
+from ..linux.vmas import Vma, mangle_path
+from ..symbols.elfsyms import SourceLine
+from ..symbols.sources import SourceFinder
+from ..symbols.stackframes import Frame
 from .schema import document, hexa
 from .style import PLAIN, Styler
-from .addrinfo import AddressInfo
-from .alloctrack import BadFree
-from .elfsyms import SourceLine
-from .leaks import Kind, LeakReport, LossRecord, loss_records, summary
-from .rss import Usage
-from .sources import SourceFinder
-from .stackframes import Frame
-from .tasks import Task
-from .vmas import Vma, mangle_path
 
 KIB = 1024
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .schema import hexa
-from .style import PLAIN, Styler
-from .target import TargetError
+from ..report.schema import hexa
+from ..report.style import PLAIN, Styler
+from ..target import TargetError
 from .unwind import ModuleMap
 
 

@@ -9,10 +9,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..intervals import IntervalMap
+from ..linux.vmas import Vma
+from ..target import TargetError
 from .elfsyms import ElfFile, SymbolCache, runtime_to_vaddr
-from .intervals import IntervalMap
-from .target import TargetError
-from .vmas import Vma
 
 Reader = Callable[[int, int], bytes]
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
+from ..linux.kevents import HitStats, KernelEvent, RepeatedHits
+from ..linux.memory import UserMemory
+from ..linux.system import System
+from ..linux.tasks import Task
+from ..report.views import bad_free_json, bad_free_text, leak_report_memcheck, leak_report_text
+from ..symbols.elfsyms import SymbolCache
+from ..symbols.stackframes import Frame, frame
+from ..symbols.unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from ..target import TargetError, u64
 from . import alloctrack, heapscan, leaks
-from .elfsyms import SymbolCache
-from .kevents import HitStats, KernelEvent, RepeatedHits
-from .memory import UserMemory
-from .stackframes import Frame, frame
-from .system import System
-from .target import TargetError, u64
-from .tasks import Task
-from .unwind import RA, RBP, RSP, ModuleMap, Unwinder
-from .views import bad_free_json, bad_free_text, leak_report_memcheck, leak_report_text
 
 KERNEL_GROUPS = ("new-task", "exec-ready", "exit")
 ARG_REGS = ("rdi", "rsi", "rdx", "rcx")

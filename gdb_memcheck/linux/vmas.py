@@ -7,9 +7,9 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ..target import PartialError, StructLayout, Target, TargetError, cstring, u32, u64
 from . import maple
 from .dpath import PathLayout, PathResolver
-from .target import PartialError, StructLayout, Target, TargetError, cstring, u32, u64
 
 Reader = Callable[[int, int], bytes]
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE = 0x1, 0x2, 0x4, 0x8, 0x80

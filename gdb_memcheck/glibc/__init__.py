@@ -1,0 +1,1 @@
+"""glibc's malloc heap, walked from outside the process."""

@@ -1,0 +1,1 @@
+"""What QEMU itself offers: guest RAM read straight from the QEMU process."""

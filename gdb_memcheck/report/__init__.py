@@ -1,0 +1,1 @@
+"""What the commands print: text and JSON views, the JSON schema, and gdb styles."""

@@ -1,0 +1,1 @@
+"""ELF symbols, DWARF lines and inlined calls, CFI unwinding, and frames made readable."""
