@@ -6,11 +6,31 @@ from __future__ import annotations
 import gdb
 
 from ..leakcheck import heapscan, leaks, malloc_tracker
+from ..leakcheck.alloctrack import BadFree
 from ..linux import kevents
 from ..linux.system import System
 from ..linux.tasks import Task
+from ..report.views import bad_free_json, bad_free_text, exit_report_text
+from ..symbols.stackframes import Frame
 from .breakpoints import KERNEL_HOOKS, SilentBreakpoint, event_path
 from .session import SESSION
+
+
+class GdbTrackerOutput:
+    """What the tracker tells, printed as it happens; `exit_report` is the setting that
+    chooses what a tracked process's exit prints."""
+
+    def __init__(self) -> None:
+        self.exit_report = "summary"
+
+    def bad_free(self, bad: BadFree, frames: dict[int, Frame]) -> None:
+        gdb.write("memcheck: " + bad_free_text(bad, frames) + "\n")
+
+    def exited(self, report: leaks.LeakReport) -> None:
+        gdb.write(exit_report_text(report, self.exit_report))
+
+    def not_tracking(self, reason: str) -> None:
+        gdb.write(f"memcheck: not tracking {reason}\n")
 
 
 class GdbUserBreakpoints:
@@ -42,7 +62,8 @@ class TrackingController:
 
     def __init__(self) -> None:
         self.user_breakpoints = GdbUserBreakpoints()
-        self.tracker = malloc_tracker.MallocTracker(self.user_breakpoints, SESSION.symbols, gdb.write)
+        self.output = GdbTrackerOutput()
+        self.tracker = malloc_tracker.MallocTracker(self.user_breakpoints, SESSION.symbols, self.output)
         self.user_breakpoints.tracker = self.tracker
         self.subscription: kevents.Subscription | None = None
 
@@ -83,7 +104,8 @@ class TrackingController:
 
     def status(self) -> dict:
         kernel = self.subscription.stats if self.subscription else kevents.HitStats()
-        doc = {"active": self.active, **self.tracker.status(kernel), "event_path": event_path()}
+        doc = {"active": self.active, **self.tracker.status(kernel), "event_path": event_path(),
+               "bad_frees": [bad_free_json(bad, frames) for bad, frames in self.tracker.bad_frees()]}
         doc["breakpoints"]["kernel"] = len(KERNEL_HOOKS.breakpoints(self.subscription)) if self.subscription else 0
         return doc
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gdb
 
-from ..leakcheck.malloc_tracker import EXIT_REPORTS
+from ..report.views import EXIT_REPORTS
 from . import physical
 from .leak_tracking import CONTROLLER as TRACKING
 from .session import SESSION
@@ -120,10 +120,10 @@ class ExitReportParameter(gdb.Parameter):
 
     def __init__(self) -> None:
         super().__init__(self.name, gdb.COMMAND_DATA, gdb.PARAM_ENUM, EXIT_REPORTS)
-        self.value = TRACKING.tracker.exit_report
+        self.value = TRACKING.output.exit_report
 
     def get_set_string(self) -> str:
-        TRACKING.tracker.exit_report = self.value
+        TRACKING.output.exit_report = self.value
         return ""
 
     def get_show_string(self, svalue: str) -> str:

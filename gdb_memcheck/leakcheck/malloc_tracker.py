@@ -13,7 +13,6 @@ from ..linux.kevents import HitStats, KernelEvent, RepeatedHits
 from ..linux.memory import UserMemory
 from ..linux.system import System
 from ..linux.tasks import Task
-from ..report.views import bad_free_json, bad_free_text, leak_report_memcheck, leak_report_text
 from ..symbols.elfsyms import SymbolCache
 from ..symbols.stackframes import Frame, frame
 from ..symbols.unwind import RA, RBP, RSP, ModuleMap, Unwinder
@@ -26,7 +25,6 @@ ARG_REGS = ("rdi", "rsi", "rdx", "rcx")
 # of the thread in between, mean the same call reported again, not a new call.
 SCRATCH_REGS = ("rax", "r8", "r9", "r10", "r11")
 AT_ENTRY = 9
-EXIT_REPORTS = ("summary", "text", "memcheck", "off")
 
 
 class Heap(Protocol):
@@ -47,6 +45,19 @@ class GlibcHeap:
 
     def classify(self, system: System, process: Task, blocks: list[leaks.Block]) -> None:
         heapscan.classify_tracked(system, process, blocks)
+
+
+class TrackerOutput(Protocol):
+    """Where the tracker tells what happened while the guest ran (the frontend prints it)."""
+
+    def bad_free(self, bad: alloctrack.BadFree, frames: dict[int, Frame]) -> None:
+        """An invalid or double free, just seen, with its stacks symbolized."""
+
+    def exited(self, report: leaks.LeakReport) -> None:
+        """A tracked process's last thread entered do_exit: its report."""
+
+    def not_tracking(self, reason: str) -> None:
+        """A process that executed a tracked program cannot be tracked, and why."""
 
 
 class UserBreakpoints(Protocol):
@@ -75,11 +86,10 @@ class MallocTracker:
     """Follows tracked processes through their malloc-family calls and kernel events."""
 
     def __init__(self, breakpoints: UserBreakpoints, symbols: Callable[[], SymbolCache],
-                 notify: Callable[[str], None], heap: Heap | None = None) -> None:
-        self.breakpoints, self.symbols, self.notify = breakpoints, symbols, notify
+                 output: TrackerOutput, heap: Heap | None = None) -> None:
+        self.breakpoints, self.symbols, self.output = breakpoints, symbols, output
         self.heap = heap or GlibcHeap()
         self.depth = 16                 # frames kept per allocation stack (set memcheck stack-depth)
-        self.exit_report = "summary"    # what a tracked process's exit prints (set memcheck exit-report)
         self.reports: list[leaks.LeakReport] = []
         self.frames: dict[int, dict[int, Frame]] = {}       # pid -> pc -> symbolized frame
         self.tracker = alloctrack.AllocationTracker()
@@ -157,7 +167,7 @@ class MallocTracker:
         if proc is not None:
             report = self._report(system, current, proc, "exited")
             self.reports.append(report)
-            self.notify(exit_report_text(report, self.exit_report))
+            self.output.exited(report)
         self.tracker.forget(current.tgid)
         self.hooks.pop(current.tgid)
         if not self.hooks:
@@ -213,7 +223,7 @@ class MallocTracker:
         if bad is not None:
             frames = self._symbolize(current.tgid, bad.stack + bad.freed_by + (bad.block.stack if bad.block else ()),
                                      modules)
-            self.notify("memcheck: " + bad_free_text(bad, frames) + "\n")
+            self.output.bad_free(bad, frames)
         if wait and site not in self.return_sites:
             self.return_sites.add(site)
             self._insert(site)
@@ -242,7 +252,7 @@ class MallocTracker:
             self._place_family(system, current, hooks)
         except TargetError as e:                 # e.g. a static binary without symbols
             self.untracked.append(str(e))
-            self.notify(f"memcheck: not tracking {e}\n")
+            self.output.not_tracking(str(e))
             self.tracker.forget(current.tgid)
             del self.hooks[current.tgid]
             return
@@ -339,22 +349,11 @@ class MallocTracker:
                 "processes": [{"pid": p.pid, "blocks": len(p.blocks), "calls": p.calls, "returns": p.returns,
                                "in_main": p.in_main, "complete": p.complete}
                               for p in self.tracker.processes.values()],
-                "reports": [r.pid for r in self.reports], "untracked": self.untracked,
-                "bad_frees": [bad_free_json(b, self.frames.get(b.pid, {})) for b in self.tracker.bad_frees]}
+                "reports": [r.pid for r in self.reports], "untracked": self.untracked}
 
-
-def exit_report_text(report: leaks.LeakReport, style: str) -> str:
-    """What a tracked process's exit prints: a line, the valgrind-style report, the
-    emulator memcheck's per-block report, or nothing."""
-    if style == "off":
-        return ""
-    if style == "text":
-        return leak_report_text(report, [leaks.Kind.DEFINITE, leaks.Kind.INDIRECT, leaks.Kind.POSSIBLE])
-    if style == "memcheck":
-        return leak_report_memcheck(report)
-    lost = sum(1 for b in report.reported(False) if b.kind is not leaks.Kind.REACHABLE)
-    return (f"memcheck: pid {report.pid} ({report.comm}) exited: {lost} lost blocks, {len(report.bad_frees)} "
-            f"bad frees; 'memcheck leaks report {report.pid}' shows them\n")
+    def bad_frees(self) -> list[tuple[alloctrack.BadFree, dict[int, Frame]]]:
+        """Every bad free seen, with the frames its stacks were symbolized to."""
+        return [(b, self.frames.get(b.pid, {})) for b in self.tracker.bad_frees]
 
 
 def auxv_entry(system: System, task: Task) -> int:

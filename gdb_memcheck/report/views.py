@@ -219,7 +219,7 @@ def _record_bytes(rec: LossRecord) -> str:
 def _stack_lines(stack: tuple, frames: dict, style: Styler) -> list[str]:
     """valgrind's at/by lines; a pc inside inlined code gives one line per inlined call."""
     expanded = [f for pc in stack for f in _with_inlined(frames.get(pc) or Frame(pc))]
-    return [f"   {'at' if i == 0 else 'by'} {f.text(style)}" for i, f in enumerate(expanded)]
+    return [f"   {'at' if i == 0 else 'by'} {frame_text(f, style)}" for i, f in enumerate(expanded)]
 
 
 def allocating_source(stack: tuple, frames: dict, source: SourceFinder) -> list[str]:
@@ -231,6 +231,21 @@ def allocating_source(stack: tuple, frames: dict, source: SourceFinder) -> list[
             if found:
                 return [f"   {frame.file}:{frame.line}:", *found]
     return []
+
+
+def frame_text(frame: Frame, style: Styler = PLAIN) -> str:
+    """valgrind's `0xPC: function (file:line)`, then where in which module."""
+    where = f" ({style.filename(frame.file)}:{frame.line})" if frame.file else ""
+    module = f" [{style.filename(frame.module)}+{frame.offset:#x}]" if frame.module is not None else ""
+    function = style.function(frame.function) if frame.function else "???"
+    return f"{style.address(hex(frame.pc))}: {function}{where}{module}"
+
+
+def frame_json(frame: Frame) -> dict:
+    """The schema's frame."""
+    return {"pc": hexa(frame.pc), "module": frame.module, "offset": hexa(frame.offset), "function": frame.function,
+            "file": frame.file, "line": frame.line, "directory": frame.directory,
+            "inlined_into": [frame_json(f) for f in frame.inlined_into]}
 
 
 def _with_inlined(frame: Frame) -> list[Frame]:
@@ -296,7 +311,7 @@ def leak_report_json(report: LeakReport, all_origins: bool = False) -> dict:
     return {"pid": report.pid, "comm": report.comm, "mode": report.mode, "header": report.header,
             "blocks": [{"address": hex(b.address), "size": b.size, "kind": b.kind.value if b.kind else None,
                         "indirect_bytes": b.indirect, "origin": b.origin, "via": b.via or None,
-                        "stack": [_frame(pc, report).as_dict() for pc in b.stack]} for b in blocks],
+                        "stack": [frame_json(_frame(pc, report)) for pc in b.stack]} for b in blocks],
             "loss_records": [_loss_record_json(rec) for rec in loss_records(blocks, list(Kind))],
             "bad_frees": [bad_free_json(bad, report.frames) for bad in report.bad_frees],
             "summary": {k.value: {"bytes": v[0], "blocks": v[1]} for k, v in summary(blocks).items()}}
@@ -309,8 +324,25 @@ def _loss_record_json(rec: LossRecord) -> dict:
 
 
 def bad_free_json(bad: BadFree, frames: dict) -> dict:
-    frame = lambda pc: (frames.get(pc) or Frame(pc)).as_dict()
+    frame = lambda pc: frame_json(frames.get(pc) or Frame(pc))
     return {"pid": bad.pid, "tid": bad.tid, "kind": bad.kind, "via": bad.via, "address": hexa(bad.address),
             "block_size": bad.block.size if bad.block else None, "stack": [frame(pc) for pc in bad.stack],
             "freed_by": [frame(pc) for pc in bad.freed_by],
             "allocated_by": [frame(pc) for pc in bad.block.stack] if bad.block else []}
+
+
+EXIT_REPORTS = ("summary", "text", "memcheck", "off")
+
+
+def exit_report_text(report: LeakReport, style: str) -> str:
+    """What a tracked process's exit prints: a line, the valgrind-style report, the
+    emulator memcheck's per-block report, or nothing."""
+    if style == "off":
+        return ""
+    if style == "text":
+        return leak_report_text(report, [Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE])
+    if style == "memcheck":
+        return leak_report_memcheck(report)
+    lost = sum(1 for b in report.reported(False) if b.kind is not Kind.REACHABLE)
+    return (f"memcheck: pid {report.pid} ({report.comm}) exited: {lost} lost blocks, {len(report.bad_frees)} "
+            f"bad frees; 'memcheck leaks report {report.pid}' shows them\n")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..report.schema import hexa
-from ..report.style import PLAIN, Styler
 from ..target import TargetError
 from .unwind import ModuleMap
 
@@ -23,18 +21,6 @@ class Frame:
     directory: str | None = None
     inlined_into: tuple["Frame", ...] = ()     # the callers this function was inlined into, at the same pc
 
-    def text(self, style: Styler = PLAIN) -> str:
-        """valgrind's `0xPC: function (file:line)`, then where in which module."""
-        where = f" ({style.filename(self.file)}:{self.line})" if self.file else ""
-        module = f" [{style.filename(self.module)}+{self.offset:#x}]" if self.module is not None else ""
-        function = style.function(self.function) if self.function else "???"
-        return f"{style.address(hex(self.pc))}: {function}{where}{module}"
-
-    def as_dict(self) -> dict:
-        """The schema's frame."""
-        return {"pc": hexa(self.pc), "module": self.module, "offset": hexa(self.offset), "function": self.function,
-                "file": self.file, "line": self.line, "directory": self.directory,
-                "inlined_into": [f.as_dict() for f in self.inlined_into]}
 
 
 def frame(pc: int, modules: ModuleMap, is_return: bool) -> Frame:

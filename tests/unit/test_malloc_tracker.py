@@ -15,6 +15,7 @@ from gdb_memcheck.leakcheck import leaks
 from gdb_memcheck.symbols.elfsyms import SymbolCache
 from gdb_memcheck.linux.kevents import KernelEvent
 from gdb_memcheck.leakcheck.malloc_tracker import AT_ENTRY, MallocTracker
+from gdb_memcheck.report.views import bad_free_text, exit_report_text
 from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
 
 SOURCE = Path(__file__).with_name("programs") / "mallocs.c"
@@ -67,6 +68,22 @@ class FakeHeap:
             b.kind = leaks.Kind.REACHABLE if b.address in self.reachable else leaks.Kind.DEFINITE
 
 
+class Output:
+    """What the tracker told, printed as the frontend prints it."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def bad_free(self, bad, frames) -> None:
+        self.said.append("memcheck: " + bad_free_text(bad, frames) + "\n")
+
+    def exited(self, report) -> None:
+        self.said.append(exit_report_text(report, "summary"))
+
+    def not_tracking(self, reason: str) -> None:
+        self.said.append(f"memcheck: not tracking {reason}\n")
+
+
 class Breakpoints:
     def __init__(self) -> None:
         self.placed: set[int] = set()
@@ -86,8 +103,9 @@ class Guest:
         self.system = FakeSystem()
         self.sym = symbols_of(exe)
         self.exe = exe
-        self.heap, self.bps, self.said = FakeHeap(), Breakpoints(), []
-        self.tracker = MallocTracker(self.bps, lambda: SymbolCache("/"), self.said.append, self.heap)
+        self.heap, self.bps, self.output = FakeHeap(), Breakpoints(), Output()
+        self.said = self.output.said
+        self.tracker = MallocTracker(self.bps, lambda: SymbolCache("/"), self.output, self.heap)
 
     def process(self, pid: int, exe: Path | None = None, threads: int = 1, ppid: int = 1):
         exe = exe or self.exe
