@@ -114,19 +114,12 @@ def _page_name(size: int) -> str:
     return {1 << 12: "4K", 1 << 21: "2M", 1 << 30: "1G"}.get(size, hex(size))
 
 
-def entry_flags(entry: int) -> str:
-    """Decoded flag bits of a page-table entry, e.g. "P W U A D NX"."""
-    names = [(paging.PRESENT, "P"), (paging.WRITABLE, "W"), (paging.USER, "U"), (paging.ACCESSED, "A"),
-             (paging.DIRTY, "D"), (paging.HUGE, "PS"), (paging.GLOBAL, "G"), (paging.NX, "NX")]
-    return " ".join(n for bit, n in names if entry & bit) or "-"
-
-
 def walk_text(va: int, steps: list[paging.WalkStep], physical: int | None, stop: str = "",
               style: Styler = PLAIN) -> str:
     lines = [f"virtual {style.address(hex(va))}"]
     for s in steps:
         lines.append(f"  {s.name:<4} table {style.address(f'{s.table:#014x}')} [{s.index:3}] entry {s.entry:#018x}  "
-                     f"{entry_flags(s.entry)}")
+                     f"{s.flags}")
     lines.append(f"  physical {style.address(hex(physical))}" if physical is not None
                  else f"  {style.highlight('walk stops:')} {stop}")
     return "\n".join(lines) + "\n"
@@ -135,7 +128,7 @@ def walk_text(va: int, steps: list[paging.WalkStep], physical: int | None, stop:
 def walk_json(va: int, steps: list[paging.WalkStep], physical: int | None, stop: str = "") -> dict:
     return {"virtual": hexa(va), "physical": hexa(physical), "stop": stop or None,
             "steps": [{"level": s.name, "table": hexa(s.table), "index": s.index, "entry": hexa(s.entry),
-                       "flags": entry_flags(s.entry).split()} for s in steps]}
+                       "flags": s.flags.split()} for s in steps]}
 
 
 def json_text(command: str, body: dict) -> str:

@@ -120,7 +120,9 @@ def mapping_base(guest, pid: int, path: str) -> int:
 
 def addr_json(guest, *commands: str) -> list[dict]:
     run = run_gdb(guest, *commands)
-    return [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
+    docs = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
+    assert docs and not any("error" in d for d in docs), run.output
+    return docs
 
 
 def test_addr_names_function_and_source_line_in_a_static_binary(guest):

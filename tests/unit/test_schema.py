@@ -27,7 +27,7 @@ KTHREAD = Task(0xFFFF_8880_0100_0000, 2, 2, 0, "kthreadd", "S", 0x20_0000, 0, 0)
 VMA = Vma(KERNEL_ADDRESS, 0x5555_5555_4000, 0x5555_5555_5000, 0x5, 0x1000, (0x2 << 20) | 0x11, 23, "/bin/wl-maps")
 FRAME = Frame(0x7FFF_F7E7_8930, "/lib/libc.so.6", 0x98930, "malloc", "malloc.c", 3281, "./malloc",
               (Frame(0x7FFF_F7E7_8930, "/lib/libc.so.6", 0x98930, "caller"),))
-STEP = paging.WalkStep(4, 0x1FEAE000, 255, 0x8000_0000_1FF7_1067)
+STEP = paging.step(4, 0x1FEAE000, 255, 0x8000_0000_1FF7_1067)
 
 
 def leak_report() -> LeakReport:

@@ -61,7 +61,7 @@ def views(program) -> dict:
     report = LeakReport(7, "prog", "tracking", [Block(0x1000, 40, Kind.DEFINITE, stack=(malloc.pc, caller.pc),
                                                       via="malloc")],
                         "header", "/bin/prog", {malloc.pc: malloc, caller.pc: caller})
-    step = paging.WalkStep(4, 0x1FEAE000, 0, 0x1FF71067)
+    step = paging.step(4, 0x1FEAE000, 0, 0x1FF71067)
     info = AddressInfo(0x401800, 7, "prog", vma, 0x1800, "make_data_file+0xa2", "prog.c:7", 0x1F16D800, "",
                        SourceLine("prog.c", 7, str(program / "src")))
     return {
