@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from gdb_memcheck.leakcheck import alloctrack, leaks
 from gdb_memcheck.glibc import heap as glibc_heap
 from gdb_memcheck.linux import maple, tasks
+from gdb_memcheck.arch.arm64 import paging as arm64_paging
 from gdb_memcheck.arch.x86_64 import paging
 from gdb_memcheck.linux.dpath import DNAME_FORMATS, PathLayout, PathResolver
 from gdb_memcheck.symbols.elfsyms import SymbolCache
@@ -85,6 +86,36 @@ def test_page_walks_of_corrupt_tables_end_with_results_or_a_walk_error(levels, m
         again = list(paging.leaves(mem.read, tables.root, levels, max_tables=4096, merge_runs=True, memo=memo))
         assert first == again
     ends_cleanly("page tables: remembered", remembered)
+
+
+ARM64_TABLE = 0b11
+
+
+@FUZZ
+@given(va_bits=st.sampled_from([39, 48]), high=st.booleans(), mutations=st.lists(
+    st.tuples(st.integers(0, 20), st.integers(0, 511), WORD | st.sampled_from([0, 0x400001, 0x400003, 1 << 61])),
+    max_size=12), va=WORD)
+def test_arm64_walks_of_corrupt_tables_end_with_results_or_a_walk_error(va_bits, high, mutations, va):
+    mem = PhysMemory()
+    levels = arm64_paging.levels_for(va_bits)
+    root = mem.alloc()
+    for i in range(6):                       # a chain of tables down to a page, six times over
+        table, base = root, i * PAGE * 513
+        for level in range(levels, 1, -1):
+            index = (base >> (12 + 9 * (level - 1))) & 0x1FF
+            entry = mem.entry(table, index) or (mem.alloc() | ARM64_TABLE)
+            mem.set_entry(table, index, entry)
+            table = entry & arm64_paging.ADDR_MASK
+        mem.set_entry(table, (base >> 12) & 0x1FF, (0x200000 + i * PAGE) | ARM64_TABLE | arm64_paging.AF)
+    frames = sorted(mem.frames)
+    for which, index, value in mutations:
+        mem.set_entry(frames[which % len(frames)], index, value)
+    ends_cleanly("arm64 page tables: translate", lambda: arm64_paging.translate(mem.read, root, va, va_bits))
+
+    def walk():
+        found = list(arm64_paging.leaves(mem.read, root, va_bits, high, max_tables=4096, merge_runs=True))
+        assert [l.virtual for l in found] == sorted(l.virtual for l in found)
+    ends_cleanly("arm64 page tables: leaves", walk)
 
 
 # -- maple tree --------------------------------------------------------------------------
