@@ -225,16 +225,17 @@ def fenced_chunks(read: Reader, start: int, end: int) -> list[Chunk]:
 
 
 def thread_tcaches(read: Reader, thread_pointers: Iterable[int], candidates: Iterable[Chunk],
-                   tls_window: int = PAGE) -> set[int]:
+                   tls_below: int = PAGE, tls_above: int = 0) -> set[int]:
     """Which of the candidate chunks are threads' tcache_perthread_structs: those a thread's
     `tcache` TLS variable points at.  glibc's static TLS lies just below the thread pointer
-    (x86-64 TLS variant II), so each thread's window [fs_base - tls_window, fs_base) is read."""
+    on x86-64 (TLS variant II) and just above it on AArch64 (variant I), so each thread's
+    window [tp - tls_below, tp + tls_above) is read."""
     users = {c.user: c.address for c in candidates}
     found: set[int] = set()
     for tp in thread_pointers:
-        if tp < tls_window or not users:
+        if tp < tls_below or not users:
             continue
-        for (word,) in struct.iter_unpack("<Q", read(tp - tls_window, tls_window)):
+        for (word,) in struct.iter_unpack("<Q", read(tp - tls_below, tls_below + tls_above)):
             if word in users:
                 found.add(users[word])
     return found

@@ -94,9 +94,6 @@ class Call:
     entry_rsp: int
     stack: tuple[int, ...]
 
-    @property
-    def return_rsp(self) -> int:
-        return self.entry_rsp + 8      # `ret` pops the return address
 
 
 @dataclass
@@ -199,11 +196,13 @@ class AllocationTracker:
         return bad
 
     def returned(self, pid: int, tid: int, rsp: int, result: int, read_u64: Callable[[int], int]) -> bool:
-        """A return site was reached with rax = `result`; False when it is not the
-        return of this thread's pending call (another process or a deeper frame)."""
+        """A return site was reached with the return value `result`, and `rsp` the stack
+        pointer as it was at the call's entry (the caller undoes what its ABI's return pops);
+        False when it is not the return of this thread's pending call (another process or a
+        deeper frame)."""
         proc = self.processes.get(pid)
         call = proc.pending.get(tid) if proc else None
-        if call is None or rsp != call.return_rsp:
+        if call is None or rsp != call.entry_rsp:
             return False
         del proc.pending[tid]
         proc.returns += 1

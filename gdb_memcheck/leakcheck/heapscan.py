@@ -13,8 +13,6 @@ from ..target import TargetError, u64
 from . import leaks
 
 TCACHE_CHUNK_SIZE = 0x290        # sizeof(tcache_perthread_struct) + header, glibc 2.36
-PT_REGS_WORDS = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si",
-                 "di", "ip", "sp")
 
 
 @dataclass
@@ -91,9 +89,10 @@ def _tcaches(system: System, process: Task, read, chunks: list[glibc_heap.Chunk]
     """Chunk addresses of the threads' tcache_perthread_structs: found from each thread's
     TLS; the main heap's first chunk is the main thread's even when its TLS cannot be read."""
     candidates = [c for c in chunks if c.in_use and c.size == TCACHE_CHUNK_SIZE]
-    fsbase = system.layout_offset("struct task_struct", "thread.fsbase")
-    pointers = [system.kmem.u64(t.addr + fsbase) for t in system.threads(process)]
-    found = glibc_heap.thread_tcaches(read, pointers, candidates)
+    arch = system.arch
+    tp = system.layout_offset("struct task_struct", arch.thread_pointer)
+    pointers = [system.kmem.u64(t.addr + tp) for t in system.threads(process)]
+    found = glibc_heap.thread_tcaches(read, pointers, candidates, arch.tls_below, arch.tls_above)
     if main_first.size == TCACHE_CHUNK_SIZE and main_first.in_use:
         found.add(main_first.address)
     return found
@@ -161,7 +160,7 @@ def user_registers(system: System, thread: Task) -> dict[str, int]:
     regs_layout = system.target.layout("struct pt_regs")
     top = stack + system.target.symbol_size("init_stack")          # THREAD_SIZE
     raw = system.kmem.read(top - regs_layout.size, regs_layout.size)
-    return {name: u64(raw, regs_layout.offset(name)) for name in PT_REGS_WORDS}
+    return {name: u64(raw, offset) for name, offset in system.arch.user_registers(regs_layout).items()}
 
 
 def classify_tracked(system: System, process: Task, blocks: list[leaks.Block]) -> leaks.BlockIndex:

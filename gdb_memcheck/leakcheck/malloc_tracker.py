@@ -15,15 +15,14 @@ from ..linux.system import System
 from ..linux.tasks import Task
 from ..symbols.elfsyms import SymbolCache
 from ..symbols.stackframes import Frame, frame
-from ..symbols.unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from ..symbols.unwind import ModuleMap, Unwinder, frame_registers
 from ..target import TargetError, u64
 from . import alloctrack, heapscan, leaks
 
 KERNEL_GROUPS = ("new-task", "exec-ready", "exit")
-ARG_REGS = ("rdi", "rsi", "rdx", "rcx")
-# Registers a call clobbers: equal values at a second hit of an entry, with no other stop
-# of the thread in between, mean the same call reported again, not a new call.
-SCRATCH_REGS = ("rax", "r8", "r9", "r10", "r11")
+ARGS = 4                         # the malloc family takes at most four arguments
+# The calling convention's scratch registers: equal values at a second hit of an entry, with no
+# other stop of the thread in between, mean the same call reported again, not a new call.
 AT_ENTRY = 9
 
 
@@ -207,18 +206,18 @@ class MallocTracker:
             self.tracker.processes[current.tgid].in_main = True
 
     def _entry(self, system: System, current: Task, hooks: ProcessHooks, address: int) -> None:
-        reg = system.target.register
-        args = [reg(r) for r in ARG_REGS]
-        rsp = reg("rsp")
+        reg, calls = system.target.register, system.arch.calls
+        args = [reg(r) for r in calls.args[:ARGS]]
+        sp = reg(calls.sp)
         memory = system.user_memory(current)
-        if self._repeated(system, current.pid, address, args, rsp, memory, hooks.family[address] == "free"):
+        if self._repeated(system, current.pid, address, args, sp, memory, hooks.family[address] == "free"):
             return
         modules = self._modules(system, current, hooks, [address])
-        stack = tuple(self.unwinder.unwind({RA: address, RSP: rsp, RBP: reg("rbp")}, memory.read, modules,
-                                           self.depth))
-        site = memory.u64(rsp)
+        site = reg(calls.link) if calls.link else memory.u64(sp)      # where the call returns to
+        registers = frame_registers(system.arch, address, sp, reg(calls.frame_pointer), site if calls.link else None)
+        stack = tuple(self._unwinder(system).unwind(registers, memory.read, modules, self.depth))
         caller = modules.module(site)
-        wait, bad = self.tracker.entry(current.tgid, current.pid, hooks.family[address], args, rsp, stack,
+        wait, bad = self.tracker.entry(current.tgid, current.pid, hooks.family[address], args, sp, stack,
                                        from_allocator=caller is not None and caller.path == hooks.allocator)
         if bad is not None:
             frames = self._symbolize(current.tgid, bad.stack + bad.freed_by + (bad.block.stack if bad.block else ()),
@@ -228,22 +227,27 @@ class MallocTracker:
             self.return_sites.add(site)
             self._insert(site)
 
-    def _repeated(self, system: System, tid: int, address: int, args: list[int], rsp: int,
+    def _repeated(self, system: System, tid: int, address: int, args: list[int], sp: int,
                   memory: UserMemory, free: bool) -> bool:
-        """Whether this entry hit is the thread's last one reported again (see SCRATCH_REGS).
+        """Whether this entry hit is the thread's last one reported again (scratch registers).
         A free writes into its block (tcache key or list link), so a free entered again with
         its block unchanged is the same call, even from a loop with equal registers."""
         block = memory.read(args[0], 16) if free and args[0] else b""
-        scratch = tuple(system.target.register(r) for r in SCRATCH_REGS)
-        if self.repeats.seen(tid, (address, rsp, *args, *scratch, block)):
+        scratch = tuple(system.target.register(r) for r in system.arch.calls.scratch)
+        if self.repeats.seen(tid, (address, sp, *args, *scratch, block)):
             self.stats.repeated += 1
             return True
         return False
 
     def _return(self, system: System, current: Task) -> None:
-        reg = system.target.register
-        self.tracker.returned(current.tgid, current.pid, reg("rsp"), reg("rax"),
+        reg, calls = system.target.register, system.arch.calls
+        self.tracker.returned(current.tgid, current.pid, reg(calls.sp) - calls.sp_after_return, reg(calls.result),
                               lambda address: system.user_memory(current).u64(address))
+
+    def _unwinder(self, system: System) -> Unwinder:
+        if self.unwinder.dwarf is not system.arch.dwarf:
+            self.unwinder = Unwinder(system.arch)
+        return self.unwinder
 
     def _at_entry(self, system: System, current: Task, hooks: ProcessHooks) -> None:
         """The program's first instruction: its libraries are mapped, main is not running yet."""

@@ -8,14 +8,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
+from ..arch import X86_64, Arch
 from ..target import TargetError, cstring, i32, u64
 from .system import System
 from .tasks import Task
 
-REGS = "regs"           # arguments in rdi, rsi, rdx, rcx, r8, r9
-PT_REGS = "pt_regs"     # a syscall wrapper: rdi points at the user's saved registers
-ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
-PT_REGS_ARGS = ("di", "si", "dx", "r10", "r8", "r9")
+REGS = "regs"           # arguments in the calling convention's registers
+PT_REGS = "pt_regs"     # a syscall wrapper: the first argument points at the user's saved registers
+SYSCALL = "{sys}"       # in a candidate's name: the architecture's syscall-wrapper prefix
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,20 @@ HOOKS = (
                       # 5.9 ("exec: Rename flush_old_exec begin_new_exec"), should setup_new_exec be inlined
                       ("begin_new_exec", REGS)), 1,
              "after the new mm is installed; bprm names the image"),
-    HookSpec("exec-ready", (("start_thread", REGS),), 3,
+    HookSpec("exec-ready", (("start_thread", REGS),
+                            # start_thread is inline on arm64 (asm/processor.h); finalize_exec runs just before it
+                            ("finalize_exec", REGS)), 1,
              "the new image is mapped and its auxiliary vector written; no user code has run"),
     HookSpec("exit", (("do_exit", REGS),), 1, "every thread's exit, before exit_mm tears the mm down"),
     HookSpec("mmap", (("mmap_region", REGS),), 5, "the address is chosen, nothing mapped yet"),
     HookSpec("munmap", (("__vm_munmap", REGS),
                         # 4.17 (fa697140f9a2): syscalls take a pt_regs; used if __vm_munmap is inlined away
-                        ("__x64_sys_munmap", PT_REGS)), 2,
+                        (SYSCALL + "munmap", PT_REGS)), 2,
              "munmap(2) itself, not the unmaps mmap_region does internally"),
     HookSpec("mprotect", (("do_mprotect_pkey", REGS),
                           # 4.17 (fa697140f9a2): the pt_regs syscall wrapper, if do_mprotect_pkey is inlined
-                          ("__x64_sys_mprotect", PT_REGS)), 3, "once per call"),
-    HookSpec("brk", (("__x64_sys_brk", PT_REGS),), 1, "brk(2) entry"),
+                          (SYSCALL + "mprotect", PT_REGS)), 3, "once per call"),
+    HookSpec("brk", ((SYSCALL + "brk", PT_REGS),), 1, "brk(2) entry"),
 )
 GROUPS = tuple(spec.group for spec in HOOKS)
 
@@ -64,8 +66,8 @@ class ChosenHook:
     reason: str
 
 
-def choose_hooks(resolve: Callable[[str], "int | None"],
-                 groups: Iterable[str] = GROUPS) -> tuple[list[ChosenHook], list[str]]:
+def choose_hooks(resolve: Callable[[str], "int | None"], groups: Iterable[str] = GROUPS,
+                 arch: Arch = X86_64) -> tuple[list[ChosenHook], list[str]]:
     """Probe the kernel for each group's candidates; return the chosen hooks and the groups left out."""
     chosen, missing = [], []
     wanted = set(groups)
@@ -73,7 +75,8 @@ def choose_hooks(resolve: Callable[[str], "int | None"],
         if spec.group not in wanted:
             continue
         tried = []
-        for symbol, args in spec.candidates:
+        for candidate, args in spec.candidates:
+            symbol = candidate.replace(SYSCALL, arch.syscall_prefix)
             address = resolve(symbol)
             if address is not None:
                 note = f"; not in this kernel: {', '.join(tried)}" if tried else ""
@@ -244,7 +247,7 @@ class KernelEventSource:
     def _decode(self, hook: ChosenHook, cpu: int, system: System) -> KernelEvent | None:
         """The event of a hit, or None when it is the same call reported again."""
         args = tuple(arguments(hook, system))
-        if self.repeats.seen(cpu, (hook.address, system.target.register("rsp"), args)):
+        if self.repeats.seen(cpu, (hook.address, system.target.register(system.arch.calls.sp), args)):
             return None
         current = system.current(cpu)
         if hook.group == "new-task":
@@ -261,12 +264,13 @@ class KernelEventSource:
 
 def arguments(hook: ChosenHook, system: System) -> list[int]:
     """The hook's arguments, from registers or from the saved user registers (pt_regs)."""
-    register = system.target.register
+    register, calls = system.target.register, system.arch.calls
     if hook.args == REGS:
-        return [register(r) for r in ARG_REGS[:hook.nargs]]
+        return [register(r) for r in calls.args[:hook.nargs]]
     layout = system.target.layout("struct pt_regs")
-    raw = system.kmem.read(register("rdi"), layout.size)
-    return [u64(raw, layout.offset(name)) for name in PT_REGS_ARGS[:hook.nargs]]
+    raw = system.kmem.read(register(calls.args[0]), layout.size)
+    saved = system.arch.user_registers(layout)
+    return [u64(raw, saved[name]) for name in system.arch.syscall_args[:hook.nargs]]
 
 
 def exit_code(event: KernelEvent) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from ..arch import X86_64, Arch
 from ..arch.x86_64 import paging
 from ..target import PartialError, Target, TargetError
 from . import rss
@@ -28,8 +29,9 @@ class System:
     `readers` keeps what depends only on the debug info (offsets, symbol addresses) from
     one stop to the next; its owner empties it when the symbols or `kmem` change."""
 
-    def __init__(self, target: Target, kmem: KernelMemory, readers: dict | None = None) -> None:
-        self.target, self.kmem = target, kmem
+    def __init__(self, target: Target, kmem: KernelMemory, readers: dict | None = None,
+                 arch: Arch = X86_64) -> None:
+        self.target, self.kmem, self.arch = target, kmem, arch
         self.readers = {} if readers is None else readers
 
     @property

@@ -9,6 +9,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..arch import X86_64, Arch
 from ..intervals import IntervalMap
 from ..linux.vmas import Vma
 from ..target import TargetError
@@ -16,11 +17,7 @@ from .elfsyms import ElfFile, SymbolCache, runtime_to_vaddr
 
 Reader = Callable[[int, int], bytes]
 
-# DWARF register numbers of x86-64 (System V ABI, figure 3.36).
-RBX, RBP, RSP = 3, 6, 7
-RA = 16
-CALLEE_SAVED = (RBX, RBP, 12, 13, 14, 15)
-USER_TOP = 1 << 47
+PC = -1            # the frame's pc in a register set; the others are keyed by DWARF number
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class _Row:
     cfa_reg: int | None
     cfa_offset: int
     saved: dict[int, int]          # DWARF register -> offset from the CFA
-    ra_undefined: bool
+    undefined: frozenset[int]      # registers the row declares undefined (the outermost frame's RA)
 
 
 class CallFrameTable:
@@ -130,22 +127,23 @@ class CallFrameTable:
 
 def _row(entry: dict[Any, Any]) -> _Row:
     cfa = entry["cfa"]
-    saved, ra_undefined = {}, False
+    saved, undefined = {}, set()
     for reg, rule in entry.items():
         if not isinstance(reg, int):
             continue
         if rule.type == "OFFSET":
             saved[reg] = rule.arg
-        elif rule.type == "UNDEFINED" and reg == RA:
-            ra_undefined = True
+        elif rule.type == "UNDEFINED":
+            undefined.add(reg)
     cfa_reg = cfa.reg if cfa.expr is None else None
-    return _Row(cfa_reg, cfa.offset or 0, saved, ra_undefined)
+    return _Row(cfa_reg, cfa.offset or 0, saved, frozenset(undefined))
 
 
 class Unwinder:
     """Unwinds stacks of one process; keeps parsed CFI tables per ELF file."""
 
-    def __init__(self) -> None:
+    def __init__(self, arch: Arch = X86_64) -> None:
+        self.dwarf, self.user_top = arch.dwarf, arch.user_top
         self._tables: dict[int, tuple[ElfFile, CallFrameTable]] = {}
 
     def table(self, elf: ElfFile) -> CallFrameTable:
@@ -155,25 +153,27 @@ class Unwinder:
         return cached[1]
 
     def unwind(self, registers: dict[int, int], read: Reader, modules: ModuleMap, depth: int) -> list[int]:
-        """Return addresses of up to `depth` frames, the first being registers[RA] (the pc).
+        """Return addresses of up to `depth` frames, the first being registers[PC].  The
+        registers are keyed by DWARF number (the stack and frame pointers, and on AArch64
+        the link register, which holds the return address until a prologue saves it).
 
         Stops at the outermost frame (return address undefined or zero), at a frame that
         does not move up the stack, or where memory cannot be read or give a plausible pc."""
-        regs = dict(registers)
-        pcs = [regs[RA]]
+        regs, sp = dict(registers), self.dwarf.sp
+        pcs = [regs[PC]]
         while len(pcs) < depth:
             try:
                 caller = self._step(regs, read, modules, first=len(pcs) == 1)
             except TargetError:
                 break               # memory the frame needs cannot be read: the stack ends there
-            if caller is None or caller[RSP] <= regs[RSP] or not 0 < caller[RA] < USER_TOP:
+            if caller is None or caller[sp] <= regs[sp] or not 0 < caller[PC] < self.user_top:
                 break
             regs = caller
-            pcs.append(regs[RA])
+            pcs.append(regs[PC])
         return pcs
 
     def _step(self, regs: dict[int, int], read: Reader, modules: ModuleMap, first: bool) -> dict[int, int] | None:
-        pc = regs[RA]
+        pc = regs[PC]
         lookup = pc if first else pc - 1          # a return address may sit past its call's FDE
         module = modules.module(lookup)
         row = None
@@ -184,28 +184,40 @@ class Unwinder:
             except TargetError:
                 row = None
         if row is None:
-            return _frame_pointer_step(regs, read)
-        if row.ra_undefined or row.cfa_reg is None or row.cfa_reg not in regs:
+            return self._frame_pointer_step(regs, read)
+        d = self.dwarf
+        if d.return_address in row.undefined or row.cfa_reg is None or row.cfa_reg not in regs:
             return None
         cfa = (regs[row.cfa_reg] + row.cfa_offset) & 0xFFFF_FFFF_FFFF_FFFF
-        caller = {r: v for r, v in regs.items() if r in CALLEE_SAVED}
+        caller = {r: v for r, v in regs.items() if r in d.callee_saved}
         for reg, offset in row.saved.items():
             caller[reg] = _u64(read, cfa + offset)
-        caller[RSP] = cfa
-        caller.setdefault(RA, 0)
+        caller[d.sp] = cfa
+        # the return address: where the row saved it, else still in its register (a leaf, or
+        # a function's first instructions on AArch64, before the prologue stores the link register)
+        caller[PC] = caller[d.return_address] if d.return_address in row.saved else regs.get(d.return_address, 0)
+        return caller
+
+    def _frame_pointer_step(self, regs: dict[int, int], read: Reader) -> dict[int, int] | None:
+        """The caller by the frame-pointer chain: [fp] is the caller's frame pointer and
+        [fp+8] the return address (x86-64's rbp chain and AArch64's frame records alike)."""
+        d = self.dwarf
+        fp = regs.get(d.frame_pointer, 0)
+        if not regs[d.sp] <= fp < self.user_top:
+            return None
+        caller = {r: v for r, v in regs.items() if r in d.callee_saved}
+        caller[d.frame_pointer] = _u64(read, fp)
+        caller[PC] = caller[d.return_address] = _u64(read, fp + 8)
+        caller[d.sp] = fp + 16
         return caller
 
 
-def _frame_pointer_step(regs: dict[int, int], read: Reader) -> dict[int, int] | None:
-    """The caller by the rbp chain: [rbp] is the caller's rbp, [rbp+8] the return address."""
-    rbp = regs.get(RBP, 0)
-    if not regs[RSP] <= rbp < USER_TOP:
-        return None
-    caller = {r: v for r, v in regs.items() if r in CALLEE_SAVED}
-    caller[RBP] = _u64(read, rbp)
-    caller[RA] = _u64(read, rbp + 8)
-    caller[RSP] = rbp + 16
-    return caller
+def frame_registers(arch: Arch, pc: int, sp: int, frame_pointer: int, link: int | None = None) -> dict[int, int]:
+    """A register set to start unwinding from, keyed as the unwinder keys them."""
+    regs = {PC: pc, arch.dwarf.sp: sp, arch.dwarf.frame_pointer: frame_pointer}
+    if link is not None:
+        regs[arch.dwarf.return_address] = link
+    return regs
 
 
 def _u64(read: Reader, address: int) -> int:

@@ -7,6 +7,7 @@ import struct
 from dataclasses import dataclass, field
 
 from fakes import FakeTarget
+from gdb_memcheck.arch import X86_64, Arch
 from gdb_memcheck.target import Field, MemoryReadError, StructLayout, TargetError
 from gdb_memcheck.linux.tasks import Task
 from gdb_memcheck.linux.vmas import MmInfo, Vma
@@ -69,7 +70,8 @@ class Process:
 class FakeSystem:
     """The System methods the event source and the malloc tracker use."""
 
-    def __init__(self, cpus: int = 1) -> None:
+    def __init__(self, cpus: int = 1, arch: Arch = X86_64) -> None:
+        self.arch = arch
         self.target = FakeTarget(registers=[{} for _ in range(cpus)],
                                  layouts={"struct pt_regs": PT_REGS, "struct linux_binprm": BINPRM,
                                           "struct mm_struct": MM_STRUCT})

@@ -19,7 +19,7 @@ def call(tracker: AllocationTracker, via: str, args: list[int], result: int | No
     wait, bad = tracker.entry(PID, tid, via, args, rsp, stack)
     if result is not None:
         assert wait
-        assert tracker.returned(PID, tid, rsp + 8, result, memory)
+        assert tracker.returned(PID, tid, rsp, result, memory)
     return bad
 
 
@@ -88,7 +88,7 @@ def test_calls_made_inside_a_tracked_call_are_not_counted_twice(tracker):
     assert wait
     nested, _ = tracker.entry(PID, TID, "malloc", [64, 0, 0, 0], RSP - 0x40, STACK, from_allocator=True)
     assert not nested
-    assert tracker.returned(PID, TID, RSP + 8, 0x1000, NO_MEMORY)
+    assert tracker.returned(PID, TID, RSP, 0x1000, NO_MEMORY)
     assert blocks(tracker) == {0x1000: 64}
 
 
@@ -96,16 +96,16 @@ def test_a_call_that_never_returned_is_replaced_by_the_threads_next_call(tracker
     tracker.entry(PID, TID, "malloc", [64, 0, 0, 0], RSP, STACK)     # left by longjmp or a signal
     wait, _ = tracker.entry(PID, TID, "malloc", [16, 0, 0, 0], RSP - 0x100, STACK)
     assert wait
-    assert tracker.returned(PID, TID, RSP - 0x100 + 8, 0x2000, NO_MEMORY)
+    assert tracker.returned(PID, TID, RSP - 0x100, 0x2000, NO_MEMORY)
     assert blocks(tracker) == {0x2000: 16}
 
 
 def test_a_return_site_reached_at_another_depth_or_by_another_thread_is_not_the_return(tracker):
     tracker.entry(PID, TID, "malloc", [8, 0, 0, 0], RSP, STACK)
     assert not tracker.returned(PID, TID, RSP + 0x100, 0x1000, NO_MEMORY)
-    assert not tracker.returned(PID, TID + 1, RSP + 8, 0x1000, NO_MEMORY)
-    assert not tracker.returned(PID + 1, TID, RSP + 8, 0x1000, NO_MEMORY)
-    assert tracker.returned(PID, TID, RSP + 8, 0x1000, NO_MEMORY)
+    assert not tracker.returned(PID, TID + 1, RSP, 0x1000, NO_MEMORY)
+    assert not tracker.returned(PID + 1, TID, RSP, 0x1000, NO_MEMORY)
+    assert tracker.returned(PID, TID, RSP, 0x1000, NO_MEMORY)
 
 
 def test_a_second_free_is_a_double_free_that_names_the_block_and_its_first_free(tracker):

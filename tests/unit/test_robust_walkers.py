@@ -24,7 +24,8 @@ from gdb_memcheck.arch.x86_64 import paging
 from gdb_memcheck.linux.dpath import DNAME_FORMATS, PathLayout, PathResolver
 from gdb_memcheck.symbols.elfsyms import SymbolCache
 from gdb_memcheck.target import MemoryReadError, TargetError
-from gdb_memcheck.symbols.unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from gdb_memcheck.arch import X86_64
+from gdb_memcheck.symbols.unwind import ModuleMap, Unwinder, frame_registers
 from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, Vma
 from pagetables import PAGE, P, PhysMemory, Tables, U, W
 
@@ -256,7 +257,7 @@ def test_unwinding_garbage_stacks_ends_within_the_depth(words, pc, rbp):
         mem.words[STACK + 8 * i] = w
 
     def unwind():
-        pcs = UNWINDER.unwind({RA: pc, RSP: STACK, RBP: rbp}, mem.read, MODULES, 16)
+        pcs = UNWINDER.unwind(frame_registers(X86_64, pc, STACK, rbp), mem.read, MODULES, 16)
         assert 1 <= len(pcs) <= 16 and pcs[0] == pc
     ends_cleanly("user stacks", unwind)
 
@@ -279,7 +280,7 @@ def test_any_sequence_of_calls_and_returns_keeps_a_consistent_map(calls):
             rsp = 0x7000 - (0x100 if nested else 0)
             tracker.entry(1, tid, via, args, rsp, (1, 2), from_allocator=nested)
             if result is not None:
-                tracker.returned(1, tid, rsp + 8, result, lambda address: address ^ 0x5A)
+                tracker.returned(1, tid, rsp, result, lambda address: address ^ 0x5A)
         proc = tracker.processes[1]
         assert all(address == block.address for address, block in proc.blocks.items())
         assert not set(proc.blocks) & set(proc.freed)

@@ -13,7 +13,8 @@ import pytest
 
 from gdb_memcheck.symbols.elfsyms import SymbolCache
 from gdb_memcheck.symbols.stackframes import Frame, frame
-from gdb_memcheck.symbols.unwind import RA, RBP, RSP, ModuleMap, Unwinder
+from gdb_memcheck.arch import X86_64
+from gdb_memcheck.symbols.unwind import ModuleMap, Unwinder, frame_registers
 from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
 
 SOURCE = Path(__file__).with_name("programs") / "stackdump.c"
@@ -73,7 +74,7 @@ def symbolize(pcs: list[int], modules: ModuleMap) -> list[Frame]:
 
 def unwind(rec: Recording, depth: int = 16) -> list[int]:
     modules = ModuleMap(rec.vmas, SYMBOLS)
-    return UNWINDER.unwind({RA: rec.pc, RSP: rec.rsp, RBP: rec.rbp}, rec.read, modules, depth)
+    return UNWINDER.unwind(frame_registers(X86_64, rec.pc, rec.rsp, rec.rbp), rec.read, modules, depth)
 
 
 def test_cfi_unwinding_finds_every_true_return_address_in_order(recording):
