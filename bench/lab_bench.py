@@ -24,7 +24,7 @@ MiB = 1 << 20
 t = SESSION.target
 times = {}
 for name in physical.PATHS:
-    path = physical.open_path(name, t)
+    path = physical.open_path(name, t, SESSION.arch)
     samples = []
     for i in range(REPEAT):
         t0 = time.perf_counter()

@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from .arch.x86_64 import paging
+from .arch.pagetables import PageWalkError
 from .intervals import IntervalMap
 from .linux.system import System
 from .linux.tasks import Task
@@ -14,7 +14,6 @@ from .linux.vmas import Vma
 from .symbols.elfsyms import SourceLine, SymbolCache, runtime_to_vaddr
 from .target import MemoryReadError, TargetError
 
-USER_TOP = 1 << 47
 PT_NOTE = 4
 NT_GNU_BUILD_ID = 3
 
@@ -40,7 +39,7 @@ class AddressInfo:
 def describe(system: System, process: Task | None, va: int, symbols: SymbolCache,
              kernel_symbol: KernelSymbolizer) -> AddressInfo:
     """Describe `va` as seen by `process` (kernel addresses need none)."""
-    if va >= USER_TOP:
+    if va >= system.arch.user_top:
         physical, note = _physical(system, system.kmem.kernel_pgd, va)
         symbol, line = kernel_symbol(va)
         return AddressInfo(va, None, "kernel", None, None, symbol, _where(line), physical, note, line)
@@ -77,7 +76,7 @@ def vma_map(vmas: list[Vma]) -> IntervalMap[Vma]:
 def _physical(system: System, root: int, va: int) -> tuple[int | None, str]:
     try:
         return system.translate(root, va).physical, ""
-    except paging.PageWalkError as e:
+    except PageWalkError as e:
         return None, f"not in memory: {e}"
 
 
@@ -106,7 +105,7 @@ def guest_build_id(system: System, mm, vmas: list[Vma], vma: Vma) -> str | None:
     pgd = system.pgd(mm)
     try:
         page = system.kmem.phys.read(system.translate(pgd, head.start).physical, 4096)
-    except (paging.PageWalkError, MemoryReadError):
+    except (PageWalkError, MemoryReadError):
         return None
     return build_id_from_headers(page)
 

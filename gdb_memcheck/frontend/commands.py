@@ -12,8 +12,8 @@ from typing import NoReturn
 import gdb
 
 from .. import addrinfo, cli
-from ..arch.x86_64 import paging
-from ..linux.kernel import cpu_paging_mode
+from ..arch import Span
+from ..arch.pagetables import Leaf, PageWalkError, Range, coalesce
 from ..report.schema import hexa
 from ..report.style import PLAIN, ROLES, Styler, escape_sequence
 from ..symbols.elfsyms import SourceLine
@@ -131,7 +131,7 @@ class InfoCommand(Subcommand):
         k = SESSION.kernel
         doc = dict.fromkeys(("release", "machine", "paging", "kaslr_slide", "vcpus", "physical_path"))
         if k is not None:
-            doc.update(release=k.release, machine=k.machine, paging=k.paging.value, kaslr_slide=hexa(k.slide),
+            doc.update(release=k.release, machine=k.machine, paging=k.paging, kaslr_slide=hexa(k.slide),
                        vcpus=SESSION.target.cpu_count(), physical_path=SESSION.physical_path().name)
         gdb.write(json_text("info", {"summary": line, **doc}))
 
@@ -240,39 +240,43 @@ class PagetableCommand(Subcommand):
     name = "pagetable"
 
     def show_partial(self, partial: list) -> None:
-        gdb.write(pagetable_text(paging.coalesce(partial), current_style()))
+        gdb.write(pagetable_text(coalesce(partial), current_style()))
 
     def run(self, args: argparse.Namespace) -> None:
-        mode = cpu_paging_mode(SESSION.target)
-        if mode.levels == 0 and args.json:
-            gdb.write(json_text("pagetable", {"root": None, "levels": 0, "ranges": []}))
+        paging = SESSION.regime()
+        if paging.levels == 0 and args.json:
+            gdb.write(json_text("pagetable", {"root": None, "levels": 0, "tables": [], "ranges": []}))
             return
-        if mode.levels == 0:
-            gdb.write(f"{mode.value}: no page tables are in use; physical addresses equal linear ones\n")
+        if paging.levels == 0:
+            gdb.write(f"{paging.description}: no page tables are in use; physical addresses equal linear ones\n")
             return
-        root = table_root(args.process, args.kernel, args.cr3)
+        spans = table_spans(args.process, args.kernel, args.cr3)
         start, end = parse_range(args.vrange)
         bad = set(args.perm) - set("uwxk")
         if bad:
             raise cli.UsageError(f"--perm takes letters from 'uwxk', not {''.join(sorted(bad))!r}")
-        found: list[paging.Leaf] = []
-        levels = mode.levels
+        found: list[Leaf] = []
         try:
-            for leaf in paging.leaves(SESSION.pages().read, root, levels, start, end, merge_runs=True,
-                                      memo=SESSION.leaf_memo):
-                found.append(leaf)
-        except paging.PageWalkError as e:
+            for span in spans:
+                lo, hi = max(start, span.start), min(end, span.end)
+                if lo < hi:
+                    found.extend(paging.leaves(SESSION.pages().read, span.root, lo, hi, merge_runs=True,
+                                               memo=SESSION.leaf_memo))
+        except PageWalkError as e:
             raise PartialError(str(e), found) from None
-        ranges = paging.coalesce(found)
+        ranges = coalesce(found)
         if args.perm:
             ranges = [r for r in ranges if _has_perms(r, args.perm)]
         if args.json:
-            gdb.write(json_text("pagetable", {"root": hexa(root), "levels": levels, "ranges": pagetable_json(ranges)}))
+            tables = [{"root": hexa(s.root), "start": hexa(s.start), "end": hexa(s.end - 1)} for s in spans]
+            gdb.write(json_text("pagetable", {"root": hexa(spans[0].root), "levels": paging.levels, "tables": tables,
+                                              "ranges": pagetable_json(ranges)}))
         else:
-            gdb.write(f"# {levels}-level tables at {root:#x}\n" + pagetable_text(ranges, current_style()))
+            roots = ", ".join(f"{s.root:#x}" for s in spans)
+            gdb.write(f"# {paging.levels}-level tables at {roots}\n" + pagetable_text(ranges, current_style()))
 
 
-def _has_perms(r: paging.Range, perms: str) -> bool:
+def _has_perms(r: Range, perms: str) -> bool:
     have = {"u": r.user, "k": not r.user, "w": r.writable, "x": r.executable}
     return all(have[c] for c in perms)
 
@@ -289,17 +293,18 @@ def parse_range(text: str | None) -> tuple[int, int]:
     return start, end
 
 
-def table_root(spec: str | None, kernel: bool = False, cr3: str | None = None) -> int:
-    """Physical address of the top-level table to walk; only a process or the kernel's
-    tables need kernel structures (and a vmlinux that matches the guest)."""
+def table_spans(spec: str | None, kernel: bool = False, cr3: str | None = None) -> list[Span]:
+    """The top-level tables to walk and the part of the address space each maps; only a
+    process's or the kernel's tables need kernel structures (and a vmlinux that matches)."""
+    arch = SESSION.arch
     if cr3:
-        return paging.cr3_table(parse_address(cr3))
+        return [Span(arch.table_of(parse_address(cr3)), 0, 1 << 64)]
     if kernel:
-        return SESSION.system().kmem.kernel_pgd
+        return arch.kernel_spans(SESSION.system().kmem.kernel_pgd)
     if spec:
         system = SESSION.system()
-        return system.pgd(system.mm(system.find(spec)))
-    return paging.cr3_table(SESSION.target.register("cr3"))
+        return arch.process_spans(system.pgd(system.mm(system.find(spec))), system.kmem.kernel_pgd)
+    return arch.current_spans(SESSION.target, None)
 
 
 class VtopCommand(Subcommand):
@@ -309,20 +314,21 @@ class VtopCommand(Subcommand):
 
     def run(self, args: argparse.Namespace) -> None:
         va = parse_address(args.address)
-        mode = cpu_paging_mode(SESSION.target)
-        if mode.levels == 0 and args.json:
+        paging = SESSION.regime()
+        if paging.levels == 0 and args.json:
             gdb.write(json_text("vtop", walk_json(va, [], va)))
             return
-        if mode.levels == 0:
-            gdb.write(f"{mode.value}: virtual {va:#x} is physical {va:#x}\n")
+        if paging.levels == 0:
+            gdb.write(f"{paging.description}: virtual {va:#x} is physical {va:#x}\n")
             return
-        if not paging.is_canonical(va, mode.levels):
-            raise TargetError(f"{va:#x} is not a canonical {mode.levels}-level address")
-        root = table_root(args.process)
+        why = paging.reject(va)
+        if why:
+            raise TargetError(why)
+        root = SESSION.arch.root_for(va, table_spans(args.process))
         try:
-            tr = paging.translate(SESSION.pages().read, root, va, mode.levels)
+            tr = paging.translate(SESSION.pages().read, root, va)
             steps, physical, stop = tr.steps, tr.physical, ""
-        except paging.PageWalkError as e:
+        except PageWalkError as e:
             steps, physical, stop = e.steps, None, str(e)
         if args.json:
             gdb.write(json_text("vtop", walk_json(va, steps, physical, stop)))
@@ -339,7 +345,7 @@ class AddrCommand(Subcommand):
         va = parse_address(args.address)
         system = SESSION.system()
         process = None
-        if va < addrinfo.USER_TOP:
+        if va < system.arch.user_top:
             process = pick_process(system, args.process)
         info = addrinfo.describe(system, process, va, SESSION.symbols(), kernel_symbol)
         if args.json:

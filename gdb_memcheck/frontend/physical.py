@@ -14,7 +14,7 @@ from typing import Callable
 
 import gdb
 
-from ..linux.kernel import page_offset_base
+from ..arch import Arch
 from ..qemu import physmem
 from ..target import MemoryReadError, Target, TargetError
 
@@ -83,36 +83,37 @@ def phymemmode_path() -> PhysicalPath:
     return PhysicalPath("phymemmode", read, "gdbstub")
 
 
-def directmap_path(target: Target) -> PhysicalPath:
-    """Read physical memory as kernel virtual memory in the direct map."""
-    base = page_offset_base(target)
+def directmap_path(target: Target, arch: Arch) -> PhysicalPath:
+    """Read physical memory as kernel virtual memory in the direct (linear) map."""
+    start, _end, offset = arch.kernel_map(target, arch.regime(target, None)).windows[0]
+    base = (start - ((start + offset) % (1 << 64))) % (1 << 64)       # the virtual address of physical 0
 
     def read(addr: int, size: int) -> bytes:
         try:
-            return target.read_virtual(base + addr, size)
+            return target.read_virtual((base + addr) % (1 << 64), size)
         except MemoryReadError as e:
             raise MemoryReadError("physical", addr, size, f"through the direct map: {e}") from None
 
-    return PhysicalPath("directmap", read, f"page_offset_base {base:#x}")
+    return PhysicalPath("directmap", read, f"direct map at {base:#x}")
 
 
-def open_path(name: str, target: Target) -> PhysicalPath:
+def open_path(name: str, target: Target, arch: Arch) -> PhysicalPath:
     """One path by name; TargetError says why it is not available here."""
     if name == "qemu-mem":
         return qemu_mem_path()
     if name == "phymemmode":
         return phymemmode_path()
     if name == "directmap":
-        return directmap_path(target)
+        return directmap_path(target, arch)
     raise TargetError(f"unknown physical read path {name!r}; one of: {', '.join(PATHS)}")
 
 
-def first_available(target: Target, order: tuple[str, ...] = PATHS) -> tuple[PhysicalPath, list[str]]:
+def first_available(target: Target, arch: Arch, order: tuple[str, ...] = PATHS) -> tuple[PhysicalPath, list[str]]:
     """The first path that opens, and why each earlier one did not."""
     skipped = []
     for name in order:
         try:
-            return open_path(name, target), skipped
+            return open_path(name, target, arch), skipped
         except TargetError as e:
             skipped.append(f"{name}: {e}")
     raise TargetError("no physical read path works: " + "; ".join(skipped))

@@ -10,9 +10,9 @@ import gdb
 
 from .. import addrinfo
 from ..addrinfo import AddressInfo
-from ..arch.x86_64 import paging
+from ..arch import Regime, Span
+from ..arch.pagetables import Range, Translation, coalesce
 from ..leakcheck import leaks
-from ..linux.kernel import cpu_paging_mode
 from ..linux.system import Mapping, System
 from ..linux.tasks import Task
 from ..target import TargetError
@@ -57,40 +57,42 @@ def maps(spec: Process = None, rss: bool = True) -> list[Mapping]:
     return system().mappings(process(spec), rss)
 
 
-def _levels() -> int:
+def _regime() -> Regime:
     SESSION.require_guest()
-    levels = cpu_paging_mode(SESSION.target).levels
-    if levels == 0:
-        raise TargetError("paging is off: physical addresses equal linear ones")
-    return levels
+    paging = SESSION.regime()
+    if paging.levels == 0:
+        raise TargetError(f"{paging.description}: physical addresses equal linear ones")
+    return paging
 
 
-def _root(spec: Process) -> int:
+def _spans(spec: Process) -> list[Span]:
     if spec is None:
-        return paging.cr3_table(SESSION.target.register("cr3"))
-    return system().task_pgd(process(spec))
+        return SESSION.arch.current_spans(SESSION.target, None)
+    return SESSION.arch.process_spans(system().task_pgd(process(spec)), system().kmem.kernel_pgd)
 
 
-def translate(address: int, spec: Process = None) -> paging.Translation:
-    """Walk the page tables of a process (None: the selected vCPU's CR3) for a virtual
-    address; raises paging.PageWalkError, an Error, where the walk stops."""
-    levels = _levels()
-    return paging.translate(SESSION.pages().read, _root(spec), address & (2 ** 64 - 1), levels)
+def translate(address: int, spec: Process = None) -> Translation:
+    """Walk the page tables of a process (None: the selected vCPU's) for a virtual
+    address; raises PageWalkError, an Error, where the walk stops."""
+    paging = _regime()
+    address &= 2 ** 64 - 1
+    return paging.translate(SESSION.pages().read, SESSION.arch.root_for(address, _spans(spec)), address)
 
 
-def pagetable(spec: Process = None, kernel: bool = False) -> list[paging.Range]:
-    """Every mapped range of a process's page tables (None: the selected vCPU's CR3; with
+def pagetable(spec: Process = None, kernel: bool = False) -> list[Range]:
+    """Every mapped range of a process's page tables (None: the selected vCPU's; with
     kernel=True, the kernel's own), merged as `memcheck pagetable` merges them."""
-    levels = _levels()
-    root = system().kmem.kernel_pgd if kernel else _root(spec)
-    found = paging.leaves(SESSION.pages().read, root, levels, merge_runs=True, memo=SESSION.leaf_memo)
-    return paging.coalesce(found)
+    paging = _regime()
+    spans = SESSION.arch.kernel_spans(system().kmem.kernel_pgd) if kernel else _spans(spec)
+    found = [leaf for s in spans for leaf in paging.leaves(SESSION.pages().read, s.root, s.start, s.end,
+                                                            merge_runs=True, memo=SESSION.leaf_memo)]
+    return coalesce(found)
 
 
 def describe(address: int, spec: Process = None) -> AddressInfo:
     """What an address is: process, mapping, file offset, symbol, source line, physical address."""
     address &= 2 ** 64 - 1
-    task = process(spec) if address < addrinfo.USER_TOP else None
+    task = process(spec) if address < SESSION.arch.user_top else None
     return addrinfo.describe(system(), task, address, SESSION.symbols(), kernel_symbol)
 
 

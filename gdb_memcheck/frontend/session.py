@@ -7,10 +7,9 @@ import functools
 import gdb
 
 from .. import __version__
-from ..arch.x86_64 import kaslr
-from ..linux.kernel import (BANNER_BYTES, KernelInfo, banner_mismatch, cpu_paging_mode, find_banner, read_kernel_info,
-                      vmlinux_bytes)
-from ..arch.x86_64.paging import LeafMemo
+from ..arch import X86_64, Arch, Regime, for_gdb_name
+from ..arch.pagetables import LeafMemo
+from ..linux.kernel import BANNER_BYTES, KernelInfo, banner_mismatch, find_banner, read_kernel_info, vmlinux_bytes
 from ..linux.memory import KernelMemory, PageCache
 from ..linux.system import System
 from ..symbols.elfsyms import SymbolCache
@@ -36,6 +35,7 @@ class Session:
         self._system: System | None = None
         self._symbols: SymbolCache | None = None
         self.leaf_memo = LeafMemo()       # keyed by table content: valid across stops
+        self.arch: Arch = X86_64          # chosen from gdb's view of the target at each detection
 
     def system(self) -> System:
         """The snapshot of the stopped guest; rebuilt after the guest has run.  Refused when
@@ -43,7 +43,7 @@ class Session:
         if self.mismatch:
             raise TargetError(self.mismatch)
         if self._system is None:
-            self._system = System(self.target, self.kmem(), self._readers)
+            self._system = System(self.target, self.kmem(), self._readers, self.arch)
         return self._system
 
     def symbols(self) -> SymbolCache:
@@ -56,13 +56,17 @@ class Session:
     def selected_cpu(self) -> int:
         return self.target.selected_cpu()
 
+    def regime(self, cpu: int | None = None) -> Regime:
+        """How the selected vCPU (or `cpu`) translates addresses now."""
+        return self.arch.regime(self.target, cpu)
+
     def kmem(self) -> KernelMemory:
         """Fast kernel-memory reader; its page cache lives until the guest runs again."""
         if self._kmem is None:
-            levels = cpu_paging_mode(self.target).levels
-            if levels == 0:
-                raise TargetError("paging is off: there is no kernel memory to read yet")
-            self._kmem = KernelMemory(self.target, levels, self.pages())
+            paging = self.regime()
+            if paging.levels == 0:
+                raise TargetError(f"{paging.description}: there is no kernel memory to read yet")
+            self._kmem = KernelMemory(self.target, paging, self.arch.kernel_map(self.target, paging), self.pages())
         return self._kmem
 
     def pages(self) -> PageCache:
@@ -77,9 +81,9 @@ class Session:
     def physical_path(self) -> physical.PhysicalPath:
         if self.physical is None:
             if self.physical_choice == "auto":
-                self.physical, _ = physical.first_available(self.target)
+                self.physical, _ = physical.first_available(self.target, self.arch)
             else:
-                self.physical = physical.open_path(self.physical_choice, self.target)
+                self.physical = physical.open_path(self.physical_choice, self.target, self.arch)
             self.target.physical_reader = self.physical.read
         return self.physical
 
@@ -111,18 +115,19 @@ class Session:
     def detect(self) -> str:
         """Find out what the guest is; relocate symbols for KASLR; return the summary line."""
         self.require_guest()
-        mode = cpu_paging_mode(self.target)
-        if mode.levels == 0:
+        self.arch = for_gdb_name(gdb.selected_inferior().architecture().name())
+        paging = self.regime()
+        if paging.levels == 0:
             self.kernel = None
-            return f"{mode.value}: the CPU is at reset or in early boot; physical addresses are linear ones"
-        slide = self._measure_slide()
+            return f"{paging.description}: the CPU is at reset or in early boot; physical addresses are linear ones"
+        slide = self.arch.slide(self.target)
         if slide:
             self._relocate(self.slide_applied + slide)
         self.mismatch = self._banner_mismatch()
         if self.mismatch:
             self.kernel = None
             return self.mismatch
-        self.kernel = read_kernel_info(self.target, None if slide is None else self.slide_applied)
+        self.kernel = read_kernel_info(self.target, paging, None if slide is None else self.slide_applied)
         path = self.physical_path()
         cpus = self.target.cpu_count()
         return f"{self.kernel.summary()}; {cpus} vCPU{'s' if cpus > 1 else ''}; physical reads via {path.name} ({path.detail})"
@@ -147,22 +152,17 @@ class Session:
             raise SymbolError("no kernel symbol file is loaded")
         return path
 
-    def _measure_slide(self) -> int | None:
-        """Slide of the running kernel relative to the symbols gdb has now; None if not measurable."""
-        try:
-            gate = self.target.read_virtual(kaslr.CEA_RO_IDT, kaslr.IDT_GATE_SIZE)
-            return kaslr.slide_from_gate(gate, self.target.symbol_address(kaslr.DIVIDE_ERROR_HANDLER))
-        except (MemoryReadError, SymbolError, ValueError):
-            return None
-
     def _relocate(self, slide: int) -> None:
-        """Reload the kernel's symbols at `slide`, keeping per-CPU symbols zero-based."""
+        """Reload the kernel's symbols at `slide`.  x86-64 links its per-CPU section at 0 (its
+        symbols are offsets into each CPU's area) and that must stay so; arm64's moves with
+        the image."""
         path = self._vmlinux_path()
         confirm = gdb.parameter("confirm")
+        percpu = " -s .data..percpu 0" if self.arch.percpu_at_zero else ""
         gdb.execute("set confirm off")
         try:
             gdb.execute("symbol-file", to_string=True)
-            gdb.execute(f"add-symbol-file {path} -o {slide:#x} -s .data..percpu 0", to_string=True)
+            gdb.execute(f"add-symbol-file {path} -o {slide:#x}{percpu}", to_string=True)
         finally:
             gdb.execute(f"set confirm {'on' if confirm else 'off'}")
         self.slide_applied = slide

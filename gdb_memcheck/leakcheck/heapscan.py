@@ -63,7 +63,7 @@ def scan(system: System, process: Task) -> HeapScan:
     """Find the live blocks of `process` and classify them by reachability."""
     mm = system.mm(process)
     vmas = system.vmas(process)
-    user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.levels)
+    user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.paging)
     state = malloc_state(user.read, vmas, mm.start_brk, mm.brk)
     chunks = glibc_heap.main_heap_chunks(user.read, state.arena.heap_start, state.arena.heap_end)
     main_first = chunks[0]
@@ -169,7 +169,7 @@ def classify_tracked(system: System, process: Task, blocks: list[leaks.Block]) -
     of the roots."""
     mm = system.mm(process)
     vmas = system.vmas(process)
-    user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.levels)
+    user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.paging)
     holes = [(mm.start_brk, mm.brk)]
     try:
         holes += malloc_state(user.read, vmas, mm.start_brk, mm.brk).holes

@@ -8,11 +8,10 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from ..arch.x86_64.paging import PagingMode, paging_mode
+from ..arch import Regime
 from ..target import SymbolError, Target, TargetError, cstring, read_u64
 
 UTS_FIELD_LEN = 65
-FIXED_PAGE_OFFSET = {4: 0xFFFF_8880_0000_0000, 5: 0xFF11_0000_0000_0000}   # __PAGE_OFFSET_BASE_L4 / _L5
 Loader = Callable[[int], int]
 
 
@@ -22,16 +21,12 @@ class KernelInfo:
 
     release: str
     machine: str
-    paging: PagingMode
+    paging: str                # the translation regime, as the architecture names it: "4-level paging"
     slide: int | None          # None when it could not be measured
 
     def summary(self) -> str:
         slide = "unknown" if self.slide is None else ("off" if self.slide == 0 else f"slide {self.slide:#x}")
-        return f"Linux {self.release} {self.machine}, {self.paging.value}, KASLR {slide}"
-
-
-def cpu_paging_mode(target: Target, cpu: int | None = None) -> PagingMode:
-    return paging_mode(target.register("cr0", cpu), target.register("cr4", cpu), target.register("efer", cpu))
+        return f"Linux {self.release} {self.machine}, {self.paging}, KASLR {slide}"
 
 
 def uts_field(target: Target, member: str) -> str:
@@ -40,12 +35,12 @@ def uts_field(target: Target, member: str) -> str:
     return cstring(target.read_virtual(target.symbol_address("init_uts_ns") + offset, UTS_FIELD_LEN))
 
 
-def read_kernel_info(target: Target, slide: int | None) -> KernelInfo:
-    """Read release and machine from init_uts_ns; needs paging on and the kernel running."""
-    mode = cpu_paging_mode(target)
-    if mode.levels == 0:
-        raise TargetError(f"{mode.value}: the CPU is at reset or in early boot, kernel data is not readable yet")
-    return KernelInfo(uts_field(target, "release"), uts_field(target, "machine"), mode, slide)
+def read_kernel_info(target: Target, paging: Regime, slide: int | None) -> KernelInfo:
+    """Read release and machine from init_uts_ns; needs translation on and the kernel running."""
+    if paging.levels == 0:
+        raise TargetError(f"{paging.description}: the CPU is at reset or in early boot, kernel data is not "
+                          "readable yet")
+    return KernelInfo(uts_field(target, "release"), uts_field(target, "machine"), paging.description, slide)
 
 
 def per_cpu_address(target: Target, symbol: str, cpu: int, load: Loader | None = None) -> int:
@@ -61,7 +56,11 @@ def current_task_variable(target: Target) -> tuple[str, int]:
     # 6.2 (e57ef2ed97c1, "x86: Put hot per CPU variables into a struct") made it a member of pcpu_hot
     if target.has_symbol("pcpu_hot"):
         return "pcpu_hot", target.layout("struct pcpu_hot").offset("current_task")
-    raise SymbolError("this kernel has neither current_task nor pcpu_hot.current_task: "
+    # arm64 keeps the task each CPU switched to in __entry_task (arch/arm64/kernel/process.c,
+    # entry_task_switch); sp_el0 holds it only while the CPU runs in the kernel
+    if target.has_symbol("__entry_task"):
+        return "__entry_task", 0
+    raise SymbolError("this kernel has none of current_task, pcpu_hot.current_task and __entry_task: "
                       "the running task cannot be found")
 
 
@@ -85,16 +84,6 @@ class CurrentTask:
 def current_task(target: Target, cpu: int, load: Loader | None = None) -> int:
     """Address of the task_struct running on `cpu` (`load` reads a u64; default: a virtual read)."""
     return CurrentTask.from_target(target).task(cpu, load or (lambda addr: read_u64(target, addr)))
-
-
-def page_offset_base(target: Target) -> int:
-    """Start of the kernel's direct map of all physical memory (randomized with KASLR)."""
-    # a variable where the layout can move: 4.8 (CONFIG_RANDOMIZE_MEMORY), 4.17 (CONFIG_DYNAMIC_MEMORY_LAYOUT);
-    # else the fixed __PAGE_OFFSET of the paging mode
-    if not target.has_symbol("page_offset_base"):
-        levels = cpu_paging_mode(target).levels
-        return FIXED_PAGE_OFFSET[5 if levels == 5 else 4]
-    return read_u64(target, target.symbol_address("page_offset_base"))
 
 
 BANNER_BYTES = 256

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..arch.x86_64 import paging
-from ..target import MemoryReadError, Target, read_u64, u64
-from .kernel import page_offset_base
+from ..arch import KernelMap, Regime
+from ..arch.pagetables import PageWalkError
+from ..target import MemoryReadError, Target, u64
 
 PAGE = 4096
-START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000      # __START_KERNEL_map, the same under 4- and 5-level paging
-MASK64 = (1 << 64) - 1
 
 
 @dataclass
@@ -41,35 +39,33 @@ class PageCache:
 
 
 class KernelMemory:
-    """Reads kernel virtual memory through physical memory wherever the address allows."""
+    """Reads kernel virtual memory through physical memory wherever the address allows:
+    the architecture's kernel map translates the direct (linear) map and the image by an
+    offset; anything else is walked through the kernel's own table."""
 
-    def __init__(self, target: Target, levels: int = 4, phys: PageCache | None = None) -> None:
+    def __init__(self, target: Target, paging: Regime, kernel: KernelMap, phys: PageCache | None = None) -> None:
         self.target = target
         self.phys = phys or PageCache(target)
-        self.levels = levels
-        self.direct_map = page_offset_base(target)
-        self.direct_map_end = self.direct_map + read_u64(target, target.symbol_address("max_pfn")) * PAGE
-        self.image_end = target.symbol_address("_end")
+        self.paging, self.map = paging, kernel
+        self.kernel_pgd = kernel.kernel_root
         self._walked: dict[int, int] = {}
-        self.phys_base = read_u64(target, target.symbol_address("phys_base"))
-        self.kernel_pgd = self.to_physical(read_u64(target, target.symbol_address("init_mm")
-                                                    + target.layout("struct mm_struct").offset("pgd")))
+
+    @property
+    def levels(self) -> int:
+        return self.paging.levels
 
     def clear(self) -> None:
         self.phys.clear()
         self._walked.clear()
 
     def to_physical(self, va: int) -> int:
-        """Physical address of a kernel virtual address (direct map, image, or page walk)."""
-        if self.direct_map <= va < self.direct_map_end:
-            return va - self.direct_map
-        if START_KERNEL_MAP <= va < self.image_end:
-            # phys_base wraps below zero when KASLR moved the image further in virtual
-            # than in physical memory (__phys_addr_nodebug: unsigned arithmetic)
-            return (va - START_KERNEL_MAP + self.phys_base) & MASK64
+        """Physical address of a kernel virtual address (kernel map, or page walk)."""
+        physical = self.map.physical(va)
+        if physical is not None:
+            return physical
         page = va & ~(PAGE - 1)
         if page not in self._walked:
-            self._walked[page] = paging.translate(self.phys.read, self.kernel_pgd, page, self.levels).physical
+            self._walked[page] = self.paging.translate(self.phys.read, self.kernel_pgd, page).physical
         return self._walked[page] | (va & (PAGE - 1))
 
     def read(self, va: int, size: int) -> bytes:
@@ -77,7 +73,7 @@ class KernelMemory:
         if (va & (PAGE - 1)) + size <= PAGE:
             try:
                 return self.phys.read(self.to_physical(va), size)
-            except (MemoryReadError, paging.PageWalkError) as e:
+            except (MemoryReadError, PageWalkError) as e:
                 raise MemoryReadError("kernel virtual", va, size, str(e)) from None
         out = []
         pos, end = va, va + size
@@ -85,7 +81,7 @@ class KernelMemory:
             n = min(end, (pos // PAGE + 1) * PAGE) - pos
             try:
                 out.append(self.phys.read(self.to_physical(pos), n))
-            except (MemoryReadError, paging.PageWalkError) as e:
+            except (MemoryReadError, PageWalkError) as e:
                 raise MemoryReadError("kernel virtual", va, size, str(e)) from None
             pos += n
         return b"".join(out)
@@ -99,8 +95,8 @@ class UserMemory:
     translated and read once per scan; pages not present read as zeros (swap is not
     followed), so a scan never stops at a hole."""
 
-    def __init__(self, phys: PageCache, pgd: int, levels: int) -> None:
-        self.phys, self.pgd, self.levels = phys, pgd, levels
+    def __init__(self, phys: PageCache, pgd: int, paging: Regime) -> None:
+        self.phys, self.pgd, self.paging = phys, pgd, paging
         self._pages: dict[int, bytes] = {}
 
     def read(self, va: int, size: int) -> bytes:
@@ -123,8 +119,8 @@ class UserMemory:
         data = self._pages.get(page)
         if data is None:
             try:
-                phys = paging.translate(self.phys.read, self.pgd, page, self.levels).physical
-            except paging.PageWalkError:
+                phys = self.paging.translate(self.phys.read, self.pgd, page).physical
+            except PageWalkError:
                 data = _ZERO_PAGE
             else:
                 data = self.phys.read(phys, PAGE)

@@ -8,7 +8,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ..arch.x86_64 import paging
+from ..arch import Regime
 from ..target import Target, read_u64, u64
 
 PAGE_MAPPING_ANON = 0x1
@@ -46,7 +46,7 @@ class PageInfo:
         return bool(u64(raw, self.mapping) & PAGE_MAPPING_ANON)
 
 
-def usages(read_phys: Reader, pgd_phys: int, levels: int, ranges: Sequence[tuple[int, int]],
+def usages(read_phys: Reader, pgd_phys: int, paging: Regime, ranges: Sequence[tuple[int, int]],
            pages: PageInfo) -> list[Usage]:
     """Rss and Anonymous of each sorted, disjoint [start, end) range in the address space
     rooted at `pgd_phys`, from one walk over their whole span."""
@@ -54,8 +54,8 @@ def usages(read_phys: Reader, pgd_phys: int, levels: int, ranges: Sequence[tuple
         return []
     starts = [lo for lo, _ in ranges]
     rss, anon = [0] * len(ranges), [0] * len(ranges)
-    for leaf in paging.leaves(read_phys, pgd_phys, levels, ranges[0][0], ranges[-1][1]):
-        if leaf.entry & paging.SPECIAL:
+    for leaf in paging.leaves(read_phys, pgd_phys, ranges[0][0], ranges[-1][1]):
+        if leaf.entry & paging.special:
             continue
         is_anon = None
         i = max(0, bisect.bisect_right(starts, leaf.virtual) - 1)

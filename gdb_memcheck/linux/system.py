@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ..arch import X86_64, Arch
-from ..arch.x86_64 import paging
+from ..arch.pagetables import Translation
 from ..target import PartialError, Target, TargetError
 from . import rss
 from .dpath import PathLayout
@@ -118,7 +118,7 @@ class System:
 
     def user_memory(self, task: Task) -> UserMemory:
         """A reader of `task`'s user memory through its own page tables."""
-        return UserMemory(self.kmem.phys, self.task_pgd(task), self.kmem.levels)
+        return UserMemory(self.kmem.phys, self.task_pgd(task), self.kmem.paging)
 
     def pgd(self, mm: MmInfo) -> int:
         """Physical address of a process's top-level page table."""
@@ -126,7 +126,7 @@ class System:
 
     def usages(self, mm: MmInfo, vmas: list[Vma]) -> list[rss.Usage]:
         """Rss and Anonymous of each VMA, from one walk of the process's page tables."""
-        return rss.usages(self.kmem.phys.read, self.pgd(mm), self.kmem.levels,
+        return rss.usages(self.kmem.phys.read, self.pgd(mm), self.kmem.paging,
                           [(v.start, v.end) for v in vmas], self.pages)
 
     def mappings(self, process: Task, count_rss: bool = True) -> list[Mapping]:
@@ -149,5 +149,5 @@ class System:
         """The path of a struct file, as /proc/PID/maps names it."""
         return self.vma_reader.file_path(file)
 
-    def translate(self, root: int, va: int) -> paging.Translation:
-        return paging.translate(self.kmem.phys.read, root, va, self.kmem.levels)
+    def translate(self, root: int, va: int) -> Translation:
+        return self.kmem.paging.translate(self.kmem.phys.read, root, va)

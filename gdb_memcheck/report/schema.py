@@ -88,8 +88,13 @@ SHAPES: dict[str, Shape] = {
         "rss_kib": (Opt(INT), "resident kB (with --rss, else null)"),
         "anonymous_kib": (Opt(INT), "of those, anonymous kB (with --rss, else null)")}),
     "pagetable": Shape("Mapped ranges of one set of page tables; with paging off, root is null.", {
-        "root": (Opt(HEX), "physical address of the top-level table"), "levels": (INT, "4 or 5, 0 with paging off"),
+        "root": (Opt(HEX), "physical address of the (first) top-level table"),
+        "levels": (INT, "3, 4 or 5; 0 with paging off"),
+        "tables": (Arr(Ref("table")), "each top-level table walked and the addresses it maps (AArch64 has two)"),
         "ranges": (Arr(Ref("range")), "in virtual order")}),
+    "table": Shape("A top-level page table and the part of the address space it maps.", {
+        "root": (HEX, "its physical address"), "start": (HEX, "first virtual address it maps"),
+        "end": (HEX, "last virtual address it maps")}),
     "range": Shape("Pages alike and contiguous, virtually and physically.", {
         "start": (HEX, "first virtual address"), "end": (HEX, "virtual address after the last"),
         "physical": (HEX, "physical address of start"), "size": (INT, "bytes"), "page_size": (INT, "bytes"),

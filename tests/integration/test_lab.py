@@ -60,7 +60,7 @@ t = SESSION.target
 addrs = [0x1000000, 0x100000, 0x1f000000 - 0x3000, SESSION.kmem().to_physical(t.symbol_address("init_uts_ns"))]
 pages = {}
 for name in physical.PATHS:
-    path = physical.open_path(name, t)
+    path = physical.open_path(name, t, SESSION.arch)
     pages[name] = [path.read(a & ~0xfff, 4096).hex() for a in addrs]
 emit({"addrs": addrs, "pages": pages})
 """
@@ -80,14 +80,12 @@ def test_a_page_reads_the_same_through_every_physical_path_and_qemus_xp(guest):
 
 
 TRANSLATE_SCRIPT = r"""
-from gdb_memcheck.arch.x86_64 import paging
-from gdb_memcheck.linux.kernel import cpu_paging_mode
 from gdb_memcheck.frontend.session import SESSION
 t = SESSION.target
 SESSION.physical_path()
-cr3 = t.register("cr3")
 va = t.symbol_address("init_uts_ns")
-tr = paging.translate(t.read_physical, paging.cr3_table(cr3), va, cpu_paging_mode(t).levels)
+root = SESSION.arch.root_for(va, SESSION.arch.current_spans(t, None))
+tr = SESSION.regime().translate(t.read_physical, root, va)
 emit({"va": va, "pa": tr.physical, "page_size": tr.page_size})
 """
 

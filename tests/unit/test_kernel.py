@@ -4,9 +4,11 @@ from __future__ import annotations
 import pytest
 
 from fakes import CR0_AT_RESET, CR0_BOOTED, CR4_BOOTED, EFER_BOOTED, FakeTarget
+from gdb_memcheck.arch import X86_64
+from gdb_memcheck.arch.x86_64.linux import page_offset_base
 from gdb_memcheck.linux.kernel import (
-    UTS_FIELD_LEN, KernelInfo, banner_mismatch, cpu_paging_mode, current_task, find_banner, page_offset_base,
-    per_cpu_address, read_kernel_info, uts_field)
+    UTS_FIELD_LEN, KernelInfo, banner_mismatch, current_task, find_banner, per_cpu_address, read_kernel_info,
+    uts_field)
 from gdb_memcheck.arch.x86_64.paging import CR4_LA57, CR4_PAE, PagingMode
 from gdb_memcheck.target import Field, MemoryReadError, StructLayout, SymbolError, TargetError
 
@@ -57,7 +59,7 @@ def booted_kernel(cr4: int = CR4_BOOTED) -> FakeTarget:
 # --- read_kernel_info ---------------------------------------------------------------------
 
 def test_kernel_info_reads_release_and_machine_from_init_uts_ns_at_the_layout_offsets():
-    info = read_kernel_info(booted_kernel(), slide=0)
+    info = read_kernel_info(booted_kernel(), X86_64.regime(booted_kernel(), None), slide=0)
     assert (info.release, info.machine) == ("6.6.58-memcheck", "x86_64")
 
 
@@ -66,7 +68,7 @@ def test_kernel_info_follows_the_layout_not_a_fixed_struct_shape():
     target.layouts["struct uts_namespace"] = StructLayout("struct uts_namespace", 0x1B0, {
         "name.release": Field(NAME + 4 * UTS_FIELD_LEN, UTS_FIELD_LEN),    # swapped on purpose
         "name.machine": Field(NAME + 2 * UTS_FIELD_LEN, UTS_FIELD_LEN)})
-    info = read_kernel_info(target, slide=0)
+    info = read_kernel_info(target, X86_64.regime(target, None), slide=0)
     assert (info.release, info.machine) == ("x86_64", "6.6.58-memcheck")
 
 
@@ -79,27 +81,28 @@ def test_a_uts_field_filling_all_65_bytes_is_read_whole():
 @pytest.mark.parametrize("cr4, mode", [(CR4_BOOTED, PagingMode.FOUR_LEVEL),
                                        (CR4_BOOTED | CR4_LA57, PagingMode.FIVE_LEVEL)])
 def test_kernel_info_reports_the_paging_mode_of_the_cpu(cr4, mode):
-    assert read_kernel_info(booted_kernel(cr4), slide=None).paging is mode
+    target = booted_kernel(cr4)
+    assert read_kernel_info(target, X86_64.regime(target, None), slide=None).paging == mode.value
 
 
 def test_kernel_info_keeps_the_slide_it_was_given():
-    assert read_kernel_info(booted_kernel(), slide=0x2600000).slide == 0x2600000
+    assert read_kernel_info(booted_kernel(), X86_64.regime(booted_kernel(), None), slide=0x2600000).slide == 0x2600000
 
 
 def test_paging_mode_is_read_from_the_selected_cpu_unless_one_is_named():
     target = booted_kernel()
     target.registers[1]["cr4"] |= CR4_LA57
-    assert cpu_paging_mode(target) is PagingMode.FOUR_LEVEL
-    assert cpu_paging_mode(target, 1) is PagingMode.FIVE_LEVEL
+    assert X86_64.regime(target, None).mode is PagingMode.FOUR_LEVEL
+    assert X86_64.regime(target, 1).mode is PagingMode.FIVE_LEVEL
     target.selected_cpu = 1
-    assert cpu_paging_mode(target) is PagingMode.FIVE_LEVEL
+    assert X86_64.regime(target, None).mode is PagingMode.FIVE_LEVEL
 
 
 def test_kernel_info_with_paging_off_raises_a_clear_target_error_before_reading_memory():
     target = FakeTarget(registers=[{"cr0": CR0_AT_RESET, "cr4": 0, "efer": 0}], identity=False)
     with pytest.raises(TargetError, match="paging off: the CPU is at reset or in early boot, "
                                           "kernel data is not readable yet") as err:
-        read_kernel_info(target, slide=None)
+        read_kernel_info(target, X86_64.regime(target, None), slide=None)
     assert not isinstance(err.value, (MemoryReadError, SymbolError))
 
 
@@ -110,14 +113,14 @@ def test_kernel_info_with_paging_off_raises_a_clear_target_error_before_reading_
 def test_kernel_info_in_legacy_paging_modes_raises_naming_the_mode(cr0, cr4, efer, mode):
     target = FakeTarget(registers=[{"cr0": cr0, "cr4": cr4, "efer": efer}], identity=False)
     with pytest.raises(TargetError, match=f"^{mode}: .*not readable yet"):
-        read_kernel_info(target, slide=None)
+        read_kernel_info(target, X86_64.regime(target, None), slide=None)
 
 
 def test_kernel_info_without_the_uts_layout_raises_symbol_error():
     target = booted_kernel()
     del target.layouts["struct uts_namespace"]
     with pytest.raises(SymbolError):
-        read_kernel_info(target, slide=0)
+        read_kernel_info(target, X86_64.regime(target, None), slide=0)
 
 
 # --- per-CPU data -------------------------------------------------------------------------
@@ -178,12 +181,12 @@ def test_current_task_uses_the_member_offset_of_pcpu_hot_current_task():
 def test_current_task_on_a_kernel_with_neither_variable_raises_one_symbol_error():
     target = booted_kernel()
     del target.symbols["current_task"]
-    with pytest.raises(SymbolError, match="neither current_task nor pcpu_hot"):
+    with pytest.raises(SymbolError, match="none of current_task, pcpu_hot.current_task and __entry_task"):
         current_task(target, 0)
 
 
 def test_page_offset_base_is_the_value_of_the_variable():
-    assert page_offset_base(booted_kernel()) == 0xFFFF_8880_0000_0000
+    assert page_offset_base(booted_kernel(), 4) == 0xFFFF_8880_0000_0000
 
 
 @pytest.mark.parametrize("cr4, base", [(CR4_BOOTED, 0xFFFF_8880_0000_0000),
@@ -191,23 +194,23 @@ def test_page_offset_base_is_the_value_of_the_variable():
 def test_page_offset_base_without_the_variable_is_the_fixed_base_of_the_paging_mode(cr4, base):
     target = booted_kernel(cr4)
     del target.symbols["page_offset_base"]
-    assert page_offset_base(target) == base
+    assert page_offset_base(target, X86_64.regime(target, None).levels) == base
 
 
 # --- KernelInfo.summary -------------------------------------------------------------------
 
 def test_summary_says_kaslr_off_for_a_zero_slide():
-    info = KernelInfo("6.6.58", "x86_64", PagingMode.FOUR_LEVEL, 0)
+    info = KernelInfo("6.6.58", "x86_64", PagingMode.FOUR_LEVEL.value, 0)
     assert info.summary() == "Linux 6.6.58 x86_64, 4-level paging, KASLR off"
 
 
 def test_summary_gives_a_slide_in_hex():
-    info = KernelInfo("6.6.58", "x86_64", PagingMode.FIVE_LEVEL, 0x2600000)
+    info = KernelInfo("6.6.58", "x86_64", PagingMode.FIVE_LEVEL.value, 0x2600000)
     assert info.summary() == "Linux 6.6.58 x86_64, 5-level paging, KASLR slide 0x2600000"
 
 
 def test_summary_says_unknown_when_the_slide_could_not_be_measured():
-    info = KernelInfo("6.6.58", "x86_64", PagingMode.FOUR_LEVEL, None)
+    info = KernelInfo("6.6.58", "x86_64", PagingMode.FOUR_LEVEL.value, None)
     assert info.summary() == "Linux 6.6.58 x86_64, 4-level paging, KASLR unknown"
 
 

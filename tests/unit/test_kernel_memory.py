@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from fakes import CR0_BOOTED, CR4_BOOTED, EFER_BOOTED, FakeTarget
-from gdb_memcheck.linux.memory import START_KERNEL_MAP, KernelMemory
+from gdb_memcheck.arch import X86_64
+from gdb_memcheck.arch.x86_64.linux import START_KERNEL_MAP
+from gdb_memcheck.linux.memory import KernelMemory
 from gdb_memcheck.target import Field, StructLayout
 
 DIRECT_MAP = 0xFFFF_8880_0000_0000
@@ -30,13 +32,18 @@ def kernel_at(slide: int, phys_base: int) -> FakeTarget:
     return target
 
 
+def kernel_memory(target: FakeTarget) -> KernelMemory:
+    paging = X86_64.regime(target, None)
+    return KernelMemory(target, paging, X86_64.kernel_map(target, paging))
+
+
 @pytest.mark.parametrize("slide, phys_base", [(0, 0), (0x2E00_0000, 0x1640_0000), (0x3FA0_0000, -0x1400_0000)])
 def test_kernel_image_addresses_read_at_their_physical_place_even_when_phys_base_is_negative(slide, phys_base):
-    kmem = KernelMemory(kernel_at(slide, phys_base))
+    kmem = kernel_memory(kernel_at(slide, phys_base))
     assert kmem.read(DATA_VA + slide + 0x200, 11) == b"kernel data"
     assert kmem.to_physical(DATA_VA + slide) == DATA_VA - START_KERNEL_MAP + slide + phys_base
 
 
 def test_direct_map_addresses_are_physical_addresses_offset_by_page_offset_base():
-    kmem = KernelMemory(kernel_at(0, 0))
+    kmem = kernel_memory(kernel_at(0, 0))
     assert kmem.to_physical(DIRECT_MAP + 0x1234_5678) == 0x1234_5678

@@ -42,7 +42,7 @@ EXAMPLES = {
                                        PsRow(KTHREAD, "", 0, 0, None).as_dict()]},
     "maps": {"pid": 85, "comm": "wl-maps", "maps": maps_json([VMA], [Usage(8192, 4096)])},
     "trace maps": {"pid": 85, "maps": maps_json([VMA])},
-    "pagetable": {"root": "0x1feae000", "levels": 4, "ranges": pagetable_json(
+    "pagetable": {"root": "0x1feae000", "levels": 4, "tables": [{"root": "0x1feae000", "start": "0x0", "end": "0xffffffffffffffff"}], "ranges": pagetable_json(
         [paging.Range(KERNEL_ADDRESS & ~0xFFF, 0x1000, 0x20_0000, 0x20_0000, True, False, False)])},
     "vtop": walk_json(KERNEL_ADDRESS, [STEP], 0x1F16_D881),
     "addr": addr_json(AddressInfo(0x5555_5555_4800, 85, "wl-maps", VMA, 0x1800, "main+0x10", "wl-maps.c:52",

@@ -161,3 +161,36 @@ def leaves(read_phys: PhysReader, root: int, va_bits: int, high: bool, start: in
     """Every present leaf of one half overlapping [start, end), in address order."""
     return pagetables.leaves(entries(high, va_bits), read_phys, root, levels_for(va_bits), start, end, max_tables,
                              merge_runs, memo)
+
+
+@dataclass(frozen=True)
+class Arm64Regime:
+    """The regime of an AArch64 vCPU: TTBR0 maps the low half, TTBR1 the high half."""
+
+    regime: Layout
+    special: int = PTE_SPECIAL
+
+    @property
+    def levels(self) -> int:
+        return self.regime.mmu.levels
+
+    @property
+    def description(self) -> str:
+        return self.regime.mmu.value
+
+    def va_bits(self, high: bool) -> int:
+        return self.regime.va_bits_high if high else self.regime.va_bits_low
+
+    def translate(self, read: PhysReader, root: int, va: int) -> Translation:
+        bits = self.va_bits(is_high(va))
+        return pagetables.translate(entries(is_high(va), bits), read, root, va, levels_for(bits))
+
+    def leaves(self, read: PhysReader, root: int, start: int = 0, end: int = 1 << 64, max_tables: int = MAX_TABLES,
+               merge_runs: bool = False, memo: LeafMemo | None = None) -> Iterator[Leaf]:
+        """The leaves of one half's table: the high half when `start` lies in it."""
+        high = start >= 1 << 63
+        return leaves(read, root, self.va_bits(high), high, start, end, max_tables, merge_runs, memo)
+
+    def reject(self, va: int) -> str | None:
+        bits = self.va_bits(is_high(va))
+        return entries(is_high(va), bits).reject(va, levels_for(bits))

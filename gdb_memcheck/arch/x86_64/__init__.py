@@ -1,1 +1,24 @@
-"""x86-64: 4- and 5-level paging, and the KASLR slide from the IDT."""
+"""x86-64: 4- and 5-level paging, the KASLR slide from the IDT, and the System V calls."""
+from __future__ import annotations
+
+from ...target import StructLayout
+from ..base import Arch, Calls, Dwarf
+from . import linux
+from .paging import cr3_table
+
+
+def _pt_regs(layout: StructLayout) -> dict[str, int]:
+    return {name: layout.offset(name) for name in ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9",
+                                                  "r8", "ax", "cx", "dx", "si", "di", "ip", "sp")}
+
+
+X86_64 = Arch(
+    "x86_64",
+    Calls(args=("rdi", "rsi", "rdx", "rcx", "r8", "r9"), result="rax", sp="rsp", pc="rip", frame_pointer="rbp",
+          link=None, scratch=("rax", "r8", "r9", "r10", "r11"), sp_after_return=8),
+    Dwarf(return_address=16, sp=7, frame_pointer=6, callee_saved=(3, 6, 12, 13, 14, 15)),
+    syscall_prefix="__x64_sys_", syscall_args=("di", "si", "dx", "r10", "r8", "r9"),
+    thread_pointer="thread.fsbase", tls_below=4096, tls_above=0, user_top=1 << 47, percpu_at_zero=True,
+    pt_regs=_pt_regs,
+    regime=linux.regime, current_spans=linux.current_spans, process_spans=linux.process_spans,
+    kernel_spans=linux.kernel_spans, table_of=cr3_table, kernel_map=linux.kernel_map, slide=linux.slide)

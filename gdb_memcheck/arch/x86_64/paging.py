@@ -137,3 +137,29 @@ def leaves(read_phys: PhysReader, root: int, levels: int, start: int = 0, end: i
 def step(level: int, table: int, index: int, entry: int) -> WalkStep:
     """A walk step named and decoded as x86 names its tables and bits."""
     return WalkStep(level, table, index, entry, LEVEL_NAMES[level], X86.flags(entry, level))
+
+
+@dataclass(frozen=True)
+class X86Regime:
+    """The regime of an x86-64 vCPU: one table (CR3) maps both halves."""
+
+    mode: PagingMode
+    special: int = SPECIAL
+
+    @property
+    def levels(self) -> int:
+        return self.mode.levels
+
+    @property
+    def description(self) -> str:
+        return self.mode.value
+
+    def translate(self, read: PhysReader, root: int, va: int) -> Translation:
+        return translate(read, root, va, self.levels)
+
+    def leaves(self, read: PhysReader, root: int, start: int = 0, end: int = 1 << 64, max_tables: int = MAX_TABLES,
+               merge_runs: bool = False, memo: LeafMemo | None = None) -> Iterator[Leaf]:
+        return leaves(read, root, self.levels, start, end, max_tables, merge_runs, memo)
+
+    def reject(self, va: int) -> str | None:
+        return X86.reject(va, self.levels)
