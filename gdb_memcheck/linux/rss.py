@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..arch import Regime
-from ..target import Target, read_u64, u64
+from ..target import Target, TargetError, read_u64, u64
 
 PAGE_MAPPING_ANON = 0x1
 
@@ -33,7 +33,7 @@ class PageInfo:
     def __init__(self, target: Target, read_kernel: Reader) -> None:
         page = target.layout("struct page")
         self.read = read_kernel
-        self.vmemmap = read_u64(target, target.symbol_address("vmemmap_base"))
+        self.vmemmap = vmemmap(target, read_kernel)
         self.size = page.size
         self.mapping = page.offset("mapping")
         self.compound_head = page.offset("compound_head")
@@ -44,6 +44,37 @@ class PageInfo:
         if head & 1:
             raw = self.read(head - 1, self.size)
         return bool(u64(raw, self.mapping) & PAGE_MAPPING_ANON)
+
+
+SECTION_HAS_MEM_MAP = 1 << 1
+SECTION_FLAGS = 0x3F            # below the map's alignment (sizeof(struct page) is 64)
+MAX_SECTION_ROOTS = 64
+
+
+def vmemmap(target: Target, read_kernel: Reader) -> int:
+    """The virtual address of struct page for pfn 0 in the vmemmap array."""
+    # x86-64 names it where the layout can move (4.17, CONFIG_DYNAMIC_MEMORY_LAYOUT)
+    if target.has_symbol("vmemmap_base"):
+        return read_u64(target, target.symbol_address("vmemmap_base"))
+    # elsewhere (arm64) it is a constant of the build; but with SPARSEMEM_VMEMMAP every
+    # present section's section_mem_map encodes vmemmap itself (mm/sparse.c sparse_encode_mem_map)
+    return _vmemmap_from_sections(target, read_kernel)
+
+
+def _vmemmap_from_sections(target: Target, read_kernel: Reader) -> int:
+    section = target.layout("struct mem_section")
+    per_root = 4096 // section.size                      # SECTIONS_PER_ROOT (SPARSEMEM_EXTREME)
+    roots = read_u64(target, target.symbol_address("mem_section"))
+    for r in range(MAX_SECTION_ROOTS):
+        root = u64(read_kernel(roots + 8 * r, 8))
+        if not root:
+            continue
+        raw = read_kernel(root, per_root * section.size)
+        for i in range(per_root):
+            encoded = u64(raw, i * section.size + section.offset("section_mem_map"))
+            if encoded & SECTION_HAS_MEM_MAP:
+                return encoded & ~SECTION_FLAGS
+    raise TargetError("no memory section has a struct page map: the vmemmap array cannot be found")
 
 
 def usages(read_phys: Reader, pgd_phys: int, paging: Regime, ranges: Sequence[tuple[int, int]],
