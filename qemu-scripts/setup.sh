@@ -2,7 +2,9 @@
 # Install what the lab, the plugin and the tests need, from Debian: QEMU, gdb, busybox, a C
 # toolchain, valgrind, jq, and the Python packages gdb's Python imports (python3-pyelftools,
 # python3-sortedcontainers, python3-pygments) or the tests do (python3-pytest,
-# python3-hypothesis).  pip is used only for a Python package that Debian lacks or has too
+# python3-hypothesis).  For the arm64 lab: qemu-system-arm, the aarch64 cross compiler and
+# binutils, gdb-multiarch (Debian's gdb debugs x86-64 only), and arm64 as a foreign dpkg
+# architecture, so that apt-get download fetches arm64 kernels, busybox and libc.  pip is used only for a Python package that Debian lacks or has too
 # old, into $CACHE/python (common.sh puts it on PYTHONPATH), never into the system Python.
 # apt's and pip's output goes to $CACHE/logs/setup.log; each step prints one line.
 set -euo pipefail
@@ -12,7 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 log="$CACHE/logs/setup.log"
 mkdir -p "$(dirname "$log")"
 tools=(qemu-system-x86 gdb busybox-static gcc libc6-dev libc6-dbg binutils xz-utils valgrind jq
-       python3 python3-pip python3-setuptools python3-wheel)
+       python3 python3-pip python3-setuptools python3-wheel
+       qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu)
 pydebs=(python3-pyelftools python3-sortedcontainers python3-pygments python3-pytest python3-hypothesis)
 # pip distribution>=minimum for each Python package, in the order of pydebs
 pydists=("pyelftools>=0.29" "sortedcontainers>=2.4" "pygments>=2.14" "pytest>=7" "hypothesis>=6")
@@ -22,7 +25,13 @@ available() { [ -n "$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate
 
 missing=()
 for p in "${tools[@]}" "${pydebs[@]}"; do installed "$p" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
+lists_stale=no
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  lists_stale=yes
+  say "dpkg: arm64 added as a foreign architecture (the arm64 lab downloads its kernels, busybox and libc)"
+fi
+if [ ${#missing[@]} -gt 0 ] || [ "$lists_stale" = yes ]; then
   export DEBIAN_FRONTEND=noninteractive
   say "apt-get update (output in $log)"
   apt-get update >>"$log" 2>&1 || { say "apt-get update failed; the end of $log:"; tail -n 20 "$log" >&2; exit 1; }
@@ -36,7 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
       || { say "apt-get install failed; the end of $log:"; tail -n 20 "$log" >&2; exit 1; }
   fi
 fi
-say "from Debian: $(dpkg-query -W -f='${Package} ${Version}, ' "${tools[0]}" gdb "${pydebs[@]}" 2>/dev/null | sed 's/, $//')"
+say "from Debian: $(dpkg-query -W -f='${Package} ${Version}, ' "${tools[0]}" gdb qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu "${pydebs[@]}" 2>/dev/null | sed 's/, $//')"
 
 # gdb embeds /usr/bin/python3 on Debian; check what it imports, with the versions needed.
 py=/usr/bin/python3
