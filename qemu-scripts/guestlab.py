@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Boot, drive and stop lab guests: QEMU (TCG) with a gdbstub, a serial console log,
-an HMP monitor socket and a command shell on a second serial port.
+an HMP monitor socket and a command shell on a second serial port.  x86-64 guests by
+default; arm64 guests (Debian's arm64 kernels on QEMU's virt machine) with --arch arm64.
 
 Used by the tests, the benchmarks and the demo; also a command line:
-  guestlab.py boot [--kernel NAME] [--kaslr] [--randmaps] [--halt] [--smp N] [--mem MB] [--cpu MODEL] [--run-dir D]
+  guestlab.py boot [--arch amd64|arm64] [--kernel NAME] [--kaslr] [--randmaps] [--halt] [--smp N] [--mem MB] [--cpu MODEL] [--run-dir D]
   guestlab.py sh RUN_DIR 'cat /proc/1/maps'
   guestlab.py hmp RUN_DIR 'info mem'
+  guestlab.py gdb [--no-plugin] RUN_DIR [gdb args]
   guestlab.py stop RUN_DIR
 """
 from __future__ import annotations
@@ -49,18 +51,57 @@ def default_kernel() -> str:
     return os.environ.get("GDB_MEMCHECK_KERNEL") or os.environ.get("GDB_MEMCHECK_KERNEL_ABI") or "6.1-cloud"
 
 
-def kernel_dir(kernel: str = "") -> Path:
-    return _script_output("kernel.sh", kernel or default_kernel())
+def arch_kernel(arch: str, kernel: str = "") -> str:
+    """The kernel.sh name or ABI of `kernel` (default_kernel() if empty) built for `arch`.
+
+    A name without an architecture (6.1-cloud) gets the arm64 suffix (6.1-cloud-arm64); an
+    amd64 ABI becomes the arm64 ABI of the same Debian upload (they share the ABI number), so
+    one GDB_MEMCHECK_KERNEL picks the same kernel release on both architectures.
+    """
+    kernel = kernel or default_kernel()
+    if arch == "amd64" or kernel.endswith("-arm64"):
+        return kernel
+    return kernel.removesuffix("-amd64") + "-arm64"
 
 
-def initramfs_dir() -> Path:
-    return _script_output("initramfs.sh")
+def kernel_dir(kernel: str = "", arch: str = "amd64") -> Path:
+    return _script_output("kernel.sh", arch_kernel(arch, kernel))
+
+
+def initramfs_dir(arch: str = "amd64") -> Path:
+    return _script_output("initramfs.sh", "--arch", arch)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class GuestArch:
+    """How QEMU runs a guest of one architecture and how the lab talks to it."""
+
+    qemu: str
+    machine: tuple[str, ...]    # QEMU arguments that choose and trim the machine
+    cpu: str                    # the default -cpu
+    console: str                # the kernel's console (console.log)
+    shell_tty: str              # the guest's serial port of the command shell
+    shell_port: tuple[str, ...]  # QEMU arguments that give the guest that port on chardev "shell"
+    gdb: str
+
+
+ARCHES = {
+    "amd64": GuestArch(qemu="qemu-system-x86_64", machine=("-vga", "none"), cpu="qemu64", console="ttyS0",
+                       shell_tty="ttyS1", shell_port=("-serial", "chardev:shell"), gdb="gdb"),
+    # virt has one PL011 UART (the console), and Debian's arm64 6.1 kernel builds virtio
+    # (virtio_console, virtio_mmio, virtio_pci) as modules: the shell gets a PCI 16550
+    # (CONFIG_SERIAL_8250_PCI=y in 6.1 and 6.12), which the guest calls ttyS0.  ARMv8.0's
+    # cortex-a72: 48-bit VAs with 4-level tables on both kernels (-cpu max would give 6.12's
+    # LPA2 52-bit layout) and no pointer authentication to emulate.  Debian's gdb is x86-64 only.
+    "arm64": GuestArch(qemu="qemu-system-aarch64", machine=("-M", "virt"), cpu="cortex-a72", console="ttyAMA0",
+                       shell_tty="ttyS0", shell_port=("-device", "pci-serial,chardev=shell"), gdb="gdb-multiarch"),
+}
 
 
 @dataclass
@@ -71,10 +112,11 @@ class BootOptions:
     halt: bool = False          # -S: stay stopped at reset until gdb continues
     smp: int = 1
     mem_mb: int = 512
-    cpu: str = "qemu64"
+    cpu: str = ""               # QEMU's -cpu; "" is the architecture's default (qemu64, cortex-a72)
     randmaps: bool = False
     extra_append: str = ""
-    kernel: str = ""            # a kernel.sh name or ABI; "" is default_kernel()
+    kernel: str = ""            # a kernel.sh name or ABI; "" is default_kernel() (for arch: arch_kernel)
+    arch: str = "amd64"         # a key of ARCHES: amd64 (x86-64) or arm64
 
 
 @dataclass
@@ -100,6 +142,14 @@ class Guest:
     def console_log(self) -> Path:
         return self.run_dir / "console.log"
 
+    @property
+    def arch(self) -> GuestArch:
+        return ARCHES[self.options.arch]
+
+    @property
+    def shell_socket(self) -> Path:
+        return self.run_dir / f"{self.arch.shell_tty}.sock"
+
     def save(self) -> None:
         data = asdict(self)
         data = {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
@@ -115,21 +165,21 @@ class Guest:
 
     # -- life cycle -------------------------------------------------------
     def qemu_argv(self) -> list[str]:
-        o = self.options
-        append = ["console=ttyS0", "panic=-1", "nokaslr" if not o.kaslr else "kaslr"]
+        o, a = self.options, self.arch
+        append = [f"console={a.console}", "panic=-1", "nokaslr" if not o.kaslr else "kaslr"]
         if not o.randmaps:
             append.append("norandmaps")
+        append.append(f"labshell={a.shell_tty}")        # init.sh serves its shell there
         if o.extra_append:
             append.append(o.extra_append)
         r = self.run_dir
         argv = [
-            "qemu-system-x86_64", "-accel", "tcg", "-cpu", o.cpu, "-smp", str(o.smp),
-            "-m", str(o.mem_mb), "-no-reboot", "-vga", "none", "-nic", "none",
-            "-parallel", "none", "-display", "none",
+            a.qemu, *a.machine, "-accel", "tcg", "-cpu", o.cpu or a.cpu, "-smp", str(o.smp),
+            "-m", str(o.mem_mb), "-no-reboot", "-nic", "none", "-parallel", "none", "-display", "none",
             "-kernel", str(self.kernel / "vmlinuz"), "-initrd", str(self.initramfs / "initramfs.cpio.gz"),
             "-append", " ".join(append),
             "-serial", f"file:{r}/console.log",
-            "-serial", f"unix:{r}/ttyS1.sock,server=on,wait=off",
+            "-chardev", f"socket,id=shell,path={self.shell_socket},server=on,wait=off", *a.shell_port,
             "-monitor", f"unix:{r}/hmp.sock,server=on,wait=off",
             "-gdb", f"tcp:127.0.0.1:{self.gdb_port}",
             "-daemonize", "-pidfile", f"{r}/qemu.pid",
@@ -159,7 +209,7 @@ class Guest:
         raise LabError(f"no '{READY_MARKER}' after {timeout:.0f} s; console:\n{self.console_tail()}")
 
     def _wait_shell(self, deadline: float) -> None:
-        """Ping the ttyS1 shell until it answers (input sent before it opened the port is lost)."""
+        """Ping the command shell until it answers (input sent before it opened the port is lost)."""
         while True:
             try:
                 self.sh("true", timeout=2)
@@ -197,7 +247,7 @@ class Guest:
 
     # -- talking to it ----------------------------------------------------
     def sh(self, command: str, timeout: float = 60.0) -> str:
-        """Run one shell line in the guest (over ttyS1) and return its output.
+        """Run one shell line in the guest (over its shell's serial port) and return its output.
 
         Raises LabError when the command exits non-zero or no answer comes in time.  A line
         the guest's shell received garbled (a syntax error in our own framing, seen once in
@@ -219,7 +269,7 @@ class Guest:
         line = f"echo '<<B:{tag}>>'; {command}; echo \"<<E:{tag}:$?>>\"\n"
         end = re.compile(rf"<<E:{tag}:(\d+)>>\n")
         with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(self.run_dir / "ttyS1.sock"))
+            s.connect(str(self.shell_socket))
             s.sendall(line.encode())
             data = _read_until(s, end, timeout, garbled=f"<<B:{tag}>>")
         text = data.decode(errors="replace")
@@ -244,14 +294,14 @@ class Guest:
     def release_debugger(self) -> None:
         """After a gdb was killed in the middle of a run: attach and detach once, which makes
         QEMU remove the breakpoints that gdb left (the guest would stay 'paused (debug)')."""
-        subprocess.run(["timeout", "60", "gdb", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{self.gdb_port}",
+        subprocess.run(["timeout", "60", self.arch.gdb, "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{self.gdb_port}",
                         "-ex", "detach"], capture_output=True)
 
     def gdb_argv(self, *extra: str, plugin: bool = True) -> list[str]:
-        """gdb with the indexed vmlinux, connected to this guest, plugin sourced.  A stop (the
-        attach too) prints the frame's location without its source line: the kernel's
-        sources are not on the host, and gdb would say so at every stop."""
-        argv = ["gdb", "-nx", "-q", "-ex", "set pagination off", "-ex", "set confirm off",
+        """gdb (gdb-multiarch for arm64) with the indexed vmlinux, connected to this guest,
+        plugin sourced.  A stop (the attach too) prints the frame's location without its
+        source line: the kernel's sources are not on the host, and gdb would say so at every stop."""
+        argv = [self.arch.gdb, "-nx", "-q", "-ex", "set pagination off", "-ex", "set confirm off",
                 "-ex", f"file {self.vmlinux}", "-ex", "set print frame-info location",
                 "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
         if plugin:
@@ -292,7 +342,9 @@ def boot(options: BootOptions | None = None, run_dir: str | Path | None = None,
          wait: bool = True) -> Guest:
     """Build (cached) what the guest needs, start it, and wait for the ready marker."""
     options = options or BootOptions()
-    kernel, initramfs = kernel_dir(options.kernel), initramfs_dir()
+    if options.arch not in ARCHES:
+        raise LabError(f"unknown architecture {options.arch!r}: give {' or '.join(ARCHES)}")
+    kernel, initramfs = kernel_dir(options.kernel, options.arch), initramfs_dir(options.arch)
     rd = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="memcheck-guest-"))
     rd.mkdir(parents=True, exist_ok=True)
     (rd / "console.log").unlink(missing_ok=True)
@@ -309,13 +361,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("boot", help="start a guest and wait until it is ready")
     b.add_argument("--run-dir")
-    b.add_argument("--kernel", default="", help="6.1-cloud (default), 6.1, 6.1-rt, 6.12-cloud, 6.12, 6.12-rt or an ABI")
+    b.add_argument("--arch", default="amd64", choices=sorted(ARCHES), help="the guest's architecture (default amd64)")
+    b.add_argument("--kernel", default="", help="6.1-cloud (default), 6.1, 6.1-rt, 6.12-cloud, 6.12, 6.12-rt or an ABI; "
+                   "with --arch arm64 the same names pick the arm64 builds (6.1-cloud-arm64)")
     b.add_argument("--kaslr", action="store_true")
     b.add_argument("--randmaps", action="store_true", help="user address-space randomization on")
     b.add_argument("--halt", action="store_true", help="-S: stop at reset")
     b.add_argument("--smp", type=int, default=1)
     b.add_argument("--mem", type=int, default=512)
-    b.add_argument("--cpu", default="qemu64", help="e.g. qemu64,+la57 for 5-level paging")
+    b.add_argument("--cpu", default="", help="QEMU's -cpu: qemu64 (default on amd64), qemu64,+la57 for 5-level paging; "
+                   "cortex-a72 (default on arm64), max")
     for name in ("sh", "hmp"):
         p = sub.add_parser(name)
         p.add_argument("run_dir")
@@ -323,13 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("stop")
     s.add_argument("run_dir")
     g = sub.add_parser("gdb", help="exec gdb connected to the guest with the plugin")
+    g.add_argument("--no-plugin", action="store_true", help="plain gdb, without the plugin")
     g.add_argument("run_dir")
     g.add_argument("gdb_args", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     try:
         if a.cmd == "boot":
             opts = BootOptions(kaslr=a.kaslr, halt=a.halt, smp=a.smp, mem_mb=a.mem, cpu=a.cpu,
-                               randmaps=a.randmaps, kernel=a.kernel)
+                               randmaps=a.randmaps, kernel=a.kernel, arch=a.arch)
             print(boot(opts, a.run_dir).run_dir)
         elif a.cmd == "sh":
             sys.stdout.write(Guest.load(a.run_dir).sh(a.command))
@@ -338,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "stop":
             Guest.load(a.run_dir).stop()
         elif a.cmd == "gdb":
-            argv = Guest.load(a.run_dir).gdb_argv(*a.gdb_args)
+            argv = Guest.load(a.run_dir).gdb_argv(*a.gdb_args, plugin=not a.no_plugin)
             os.execvp(argv[0], argv)
     except LabError as e:
         say(str(e))

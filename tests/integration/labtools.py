@@ -75,8 +75,8 @@ def run_gdb(guest: "guestlab.Guest", *commands: str, script: str | None = None,
         tmp.write(prelude + script)
         tmp.close()
         extra += ["-x", tmp.name]
-    argv = ["timeout", "-k", "5", str(int(timeout))] + guest.gdb_argv(*extra, plugin=plugin)
-    argv[argv.index("gdb") + 1:argv.index("gdb") + 1] = ["-batch"]
+    gdb, *args = guest.gdb_argv(*extra, plugin=plugin)
+    argv = ["timeout", "-k", "5", str(int(timeout)), gdb, "-batch", *args]
     t0 = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     took = time.monotonic() - t0
