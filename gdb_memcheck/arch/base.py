@@ -50,6 +50,9 @@ class Regime(Protocol):
                merge_runs: bool = False, memo: LeafMemo | None = None) -> Iterator[Leaf]:
         """Every present leaf of `root`'s tables overlapping [start, end)."""
 
+    def untag(self, va: int) -> int:
+        """The address the tables translate: `va` without a tag the CPU ignores (AArch64 TBI)."""
+
     def reject(self, va: int) -> str | None:
         """Why no table can translate `va` (not canonical, outside every half), or None."""
 

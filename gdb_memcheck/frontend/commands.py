@@ -324,7 +324,7 @@ class VtopCommand(Subcommand):
         why = paging.reject(va)
         if why:
             raise TargetError(why)
-        root = SESSION.arch.root_for(va, table_spans(args.process))
+        root = SESSION.arch.root_for(paging.untag(va), table_spans(args.process))
         try:
             tr = paging.translate(SESSION.pages().read, root, va)
             steps, physical, stop = tr.steps, tr.physical, ""

@@ -76,7 +76,10 @@ def translate(address: int, spec: Process = None) -> Translation:
     address; raises PageWalkError, an Error, where the walk stops."""
     paging = _regime()
     address &= 2 ** 64 - 1
-    return paging.translate(SESSION.pages().read, SESSION.arch.root_for(address, _spans(spec)), address)
+    why = paging.reject(address)
+    if why:
+        raise TargetError(why)
+    return paging.translate(SESSION.pages().read, SESSION.arch.root_for(paging.untag(address), _spans(spec)), address)
 
 
 def pagetable(spec: Process = None, kernel: bool = False) -> list[Range]:

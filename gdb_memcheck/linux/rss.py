@@ -52,12 +52,11 @@ MAX_SECTION_ROOTS = 64
 
 
 def vmemmap(target: Target, read_kernel: Reader) -> int:
-    """The virtual address of struct page for pfn 0 in the vmemmap array."""
-    # x86-64 names it where the layout can move (4.17, CONFIG_DYNAMIC_MEMORY_LAYOUT)
-    if target.has_symbol("vmemmap_base"):
-        return read_u64(target, target.symbol_address("vmemmap_base"))
-    # elsewhere (arm64) it is a constant of the build; but with SPARSEMEM_VMEMMAP every
-    # present section's section_mem_map encodes vmemmap itself (mm/sparse.c sparse_encode_mem_map)
+    """The virtual address of struct page for pfn 0 in the vmemmap array.  With
+    SPARSEMEM_VMEMMAP every present section's section_mem_map encodes it (mm/sparse.c
+    sparse_encode_mem_map), on every architecture: x86-64's vmemmap_base moves with KASLR
+    and arm64's is a constant of the build, and the name vmemmap_base alone is ambiguous
+    (arm64's KVM hypervisor has a static variable of that name)."""
     return _vmemmap_from_sections(target, read_kernel)
 
 

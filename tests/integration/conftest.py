@@ -5,6 +5,8 @@ comes from GDB_MEMCHECK_KERNEL (kernel.sh names it: 6.1-cloud, 6.12-cloud, ...).
 GDB_MEMCHECK_BOOT (a comma list of kaslr, la57, randmaps) every module that boots the
 default configuration boots that one instead; modules that pin a configuration of their
 own (reset, SMP, ...) are deselected in such a pass, and pytest reports them as deselected.
+GDB_MEMCHECK_ARCH=arm64 boots arm64 guests instead, for the modules whose ARCHES name arm64
+(a module without ARCHES runs on amd64 only); the others are deselected.
 If the guest cannot be built or booted the tests fail (they are never skipped).
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 from labtools import guestlab
 
 BOOT_ENV = "GDB_MEMCHECK_BOOT"
+ARCH_ENV = "GDB_MEMCHECK_ARCH"
 CONFIGURATIONS = {"kaslr": {"kaslr": True}, "la57": {"cpu": "qemu64,+la57"}, "randmaps": {"randmaps": True}}
 
 
@@ -30,23 +33,45 @@ def boot_overlay() -> dict:
     return overlay
 
 
+def lab_arch() -> str:
+    """The architecture this pass boots: amd64 unless GDB_MEMCHECK_ARCH says otherwise."""
+    arch = os.environ.get(ARCH_ENV) or "amd64"
+    if arch not in guestlab.ARCHES:
+        raise pytest.UsageError(f"{ARCH_ENV}: unknown architecture {arch!r}; known: {', '.join(guestlab.ARCHES)}")
+    return arch
+
+
+def module_arches(module) -> tuple[str, ...]:
+    return getattr(module, "ARCHES", ("amd64",))
+
+
 def module_boot(module) -> guestlab.BootOptions:
     options = getattr(module, "BOOT", guestlab.BootOptions())
+    pinned = options != guestlab.BootOptions()
+    if lab_arch() != "amd64":
+        options = replace(options, arch=lab_arch())
     overlay = boot_overlay()
-    return replace(options, **overlay) if overlay and options == guestlab.BootOptions() else options
+    return replace(options, **overlay) if overlay and not pinned else options
 
 
 def pytest_report_header(config):
-    return [f"lab kernel: {guestlab.default_kernel()}; boot configuration: {os.environ.get(BOOT_ENV) or 'default'}"]
+    return [f"lab kernel: {guestlab.default_kernel()}; architecture: {lab_arch()}; "
+            f"boot configuration: {os.environ.get(BOOT_ENV) or 'default'}"]
+
+
+def _deselected(item) -> bool:
+    """Not for this pass: another architecture's module, or one that pins its own configuration."""
+    if lab_arch() not in module_arches(item.module):
+        return True
+    pinned = getattr(item.module, "BOOT", guestlab.BootOptions()) != guestlab.BootOptions()
+    return pinned and (bool(boot_overlay()) or lab_arch() != "amd64")
 
 
 def pytest_collection_modifyitems(config, items):
-    if not boot_overlay():
-        return
-    pinned = [item for item in items if getattr(item.module, "BOOT", guestlab.BootOptions()) != guestlab.BootOptions()]
-    if pinned:
-        config.hook.pytest_deselected(items=pinned)
-        items[:] = [item for item in items if item not in pinned]
+    deselected = [item for item in items if _deselected(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
 
 
 @pytest.fixture(scope="module")
@@ -64,5 +89,6 @@ def uname_r(guest) -> str:
 @pytest.fixture(scope="module")
 def expected_load_line(guest, uname_r) -> str:
     """What the plugin's load line must say of this guest's kernel, paging and KASLR."""
-    levels = 5 if "+la57" in guest.options.cpu else 4
-    return f"Linux {uname_r} x86_64, {levels}-level paging, KASLR {'slide' if guest.options.kaslr else 'off'}"
+    levels = 5 if "+la57" in guest.options.cpu else 4       # arm64's cortex-a72 runs 48-bit VAs: 4 levels
+    machine = "aarch64" if guest.options.arch == "arm64" else "x86_64"
+    return f"Linux {uname_r} {machine}, {levels}-level paging, KASLR {'slide' if guest.options.kaslr else 'off'}"

@@ -220,3 +220,38 @@ def test_a_granule_other_than_4k_is_refused_in_one_line():
 
 def test_ttbr_table_drops_the_asid_and_the_cnp_bit():
     assert a64.ttbr_table((0x2A << 48) | 0x4123_4000 | 1) == 0x4123_4000
+
+
+LINUX_TCR = (16 << 16) | 16 | (0b10 << 30) | a64.TCR_TBI0          # 48-bit halves; user pointers may be tagged
+
+
+def test_the_regime_reads_which_halves_ignore_the_top_byte():
+    regime = a64.layout(1, LINUX_TCR | a64.TCR_TBI1)
+    assert (regime.tbi_low, regime.tbi_high) == (True, True)
+    assert (a64.layout(1, LINUX_TCR).tbi_high, a64.layout(1, LINUX_TCR & ~a64.TCR_TBI0).tbi_low) == (False, False)
+
+
+def test_the_regime_translates_a_tagged_user_pointer_where_tbi0_is_on():
+    t = Tables()
+    t.map(0x7000, 0x9000)
+    regime = a64.Arm64Regime(a64.layout(1, LINUX_TCR))
+    tagged = (0xB4 << 56) | 0x7010                                    # an Android HWASan-style tag
+    assert regime.reject(tagged) is None
+    assert regime.untag(tagged) == 0x7010
+    assert regime.translate(t.mem.read_physical, t.root, tagged).physical == 0x9010
+
+
+@pytest.mark.parametrize("tcr, va, why", [
+    (LINUX_TCR, 1 << 55, "is in neither half: bits 63:56 must copy bit 55 where the top byte is not a tag "
+                         "(TCR_EL1.TBI1 is off)"),
+    (LINUX_TCR & ~a64.TCR_TBI0, (0xB4 << 56) | 0x7010, "(TCR_EL1.TBI0 is off)"),
+    (LINUX_TCR, (0xFF << 56) | (1 << 55) | 0x1000, "outside the 48-bit TTBR1 range"),
+])
+def test_the_regime_refuses_an_address_neither_ttbr_translates(tcr, va, why):
+    assert why in a64.Arm64Regime(a64.layout(1, tcr)).reject(va)
+
+
+def test_a_refused_tagged_address_is_named_as_given_and_untagged():
+    regime = a64.Arm64Regime(a64.layout(1, LINUX_TCR | a64.TCR_TBI1))
+    assert regime.reject((0x7F << 56) | (1 << 55)) == \
+        "0x7f80000000000000 (untagged 0xff80000000000000) is outside the 48-bit TTBR1 range"

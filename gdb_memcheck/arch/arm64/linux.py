@@ -10,7 +10,8 @@ from .paging import Arm64Regime, layout, ttbr_table
 
 PAGE = 4096
 HALF = 1 << 63
-SCTLR, TCR, TTBR0, TTBR1, VBAR = "SCTLR_EL1", "TCR_EL1", "TTBR0_EL1", "TTBR1_EL1", "VBAR_EL1"
+# QEMU names the system registers by its cpreg names (target/arm/helper.c): SCTLR_EL1 is "SCTLR"
+SCTLR, TCR, TTBR0, TTBR1, VBAR = "SCTLR", "TCR_EL1", "TTBR0_EL1", "TTBR1_EL1", "VBAR"
 
 
 def regime(target: Target, cpu: int | None = None) -> Arm64Regime:

@@ -30,6 +30,8 @@ SCTLR_M = 1 << 0
 TCR_T0SZ_SHIFT, TCR_T1SZ_SHIFT = 0, 16
 TCR_TG0_SHIFT, TCR_TG1_SHIFT = 14, 30
 TG0_4K, TG1_4K = 0b00, 0b10
+TCR_TBI0, TCR_TBI1 = 1 << 37, 1 << 38                  # top byte ignored: Linux sets TBI0 for user tags
+TAG_SHIFT = 56
 
 
 class Mmu(Enum):
@@ -51,6 +53,8 @@ class Layout:
     mmu: Mmu
     va_bits_low: int
     va_bits_high: int
+    tbi_low: bool = False          # bits [63:56] of a TTBR0 address are a tag, not part of it
+    tbi_high: bool = False
 
 
 def layout(sctlr: int, tcr: int) -> Layout:
@@ -60,7 +64,7 @@ def layout(sctlr: int, tcr: int) -> Layout:
     if (tcr >> TCR_TG0_SHIFT) & 3 != TG0_4K or (tcr >> TCR_TG1_SHIFT) & 3 != TG1_4K:
         raise pagetables.PageWalkError("only the 4 KiB translation granule is supported", [])
     low, high = 64 - ((tcr >> TCR_T0SZ_SHIFT) & 0x3F), 64 - ((tcr >> TCR_T1SZ_SHIFT) & 0x3F)
-    return Layout(_mmu(max(low, high)), low, high)
+    return Layout(_mmu(max(low, high)), low, high, bool(tcr & TCR_TBI0), bool(tcr & TCR_TBI1))
 
 
 def _mmu(va_bits: int) -> Mmu:
@@ -181,7 +185,18 @@ class Arm64Regime:
     def va_bits(self, high: bool) -> int:
         return self.regime.va_bits_high if high else self.regime.va_bits_low
 
+    def tagged(self, high: bool) -> bool:
+        return self.regime.tbi_high if high else self.regime.tbi_low
+
+    def untag(self, va: int) -> int:
+        """`va` with a top-byte tag replaced by the half's sign (bit 55), where TCR_EL1 ignores it."""
+        high = is_high(va)
+        if not self.tagged(high):
+            return va
+        return (va & ((1 << TAG_SHIFT) - 1)) | ((0xFF << TAG_SHIFT) if high else 0)
+
     def translate(self, read: PhysReader, root: int, va: int) -> Translation:
+        va = self.untag(va)
         bits = self.va_bits(is_high(va))
         return pagetables.translate(entries(is_high(va), bits), read, root, va, levels_for(bits))
 
@@ -192,5 +207,12 @@ class Arm64Regime:
         return leaves(read, root, self.va_bits(high), high, start, end, max_tables, merge_runs, memo)
 
     def reject(self, va: int) -> str | None:
-        bits = self.va_bits(is_high(va))
-        return entries(is_high(va), bits).reject(va, levels_for(bits))
+        high = is_high(va)
+        if self.untag(va) >> TAG_SHIFT != (0xFF if high else 0):
+            return (f"{va:#x} is in neither half: bits 63:56 must copy bit 55 where the top byte is not a tag "
+                    f"(TCR_EL1.TBI{int(high)} is off)")
+        bits, untagged = self.va_bits(high), self.untag(va)
+        why = entries(high, bits).reject(untagged, levels_for(bits))
+        if why and untagged != va:
+            why = f"{va:#x} (untagged {untagged:#x})" + why.removeprefix(f"{untagged:#x}")
+        return why

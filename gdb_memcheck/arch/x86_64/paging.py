@@ -161,5 +161,9 @@ class X86Regime:
                merge_runs: bool = False, memo: LeafMemo | None = None) -> Iterator[Leaf]:
         return leaves(read, root, self.levels, start, end, max_tables, merge_runs, memo)
 
+    def untag(self, va: int) -> int:
+        """Addresses are used whole (no linear-address masking)."""
+        return va
+
     def reject(self, va: int) -> str | None:
         return X86.reject(va, self.levels)
