@@ -157,16 +157,21 @@ class Unwinder:
         registers are keyed by DWARF number (the stack and frame pointers, and on AArch64
         the link register, which holds the return address until a prologue saves it).
 
-        Stops at the outermost frame (return address undefined or zero), at a frame that
-        does not move up the stack, or where memory cannot be read or give a plausible pc."""
+        Stops at the outermost frame (return address undefined or zero), at a frame above
+        the innermost that does not move up the stack, or where memory cannot be read or
+        give a plausible pc."""
         regs, sp = dict(registers), self.dwarf.sp
         pcs = [regs[PC]]
         while len(pcs) < depth:
+            first = len(pcs) == 1
             try:
-                caller = self._step(regs, read, modules, first=len(pcs) == 1)
+                caller = self._step(regs, read, modules, first)
             except TargetError:
                 break               # memory the frame needs cannot be read: the stack ends there
-            if caller is None or caller[sp] <= regs[sp] or not 0 < caller[PC] < self.user_top:
+            # only the innermost frame may leave sp where it found it: an AArch64 function at
+            # its first instruction, or a leaf, keeps its return address in the link register
+            if caller is None or caller[sp] < regs[sp] or (caller[sp] == regs[sp] and not first) \
+                    or not 0 < caller[PC] < self.user_top:
                 break
             regs = caller
             pcs.append(regs[PC])

@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from test_leaks import leak_summary, run_valgrind
+from test_leaks import leak_summary, run_valgrind, valgrind_binary
 from labtools import REPO, guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
+ARCHES = ("amd64", "arm64")
 CATEGORY = {"definite": "definitely lost", "indirect": "indirectly lost", "possible": "possibly lost",
             "reachable": "still reachable"}
 PROGRAMS = ("wl-leak", "wl-leak-static", "wl-badfree")
@@ -127,7 +128,7 @@ def test_tracked_leak_summary_equals_valgrinds_on_the_same_binary(tracked, guest
     """Bytes and blocks of each lost kind: tracking sees exact sizes, as valgrind does."""
     report = tracked["reports"][program_pid(tracked["logs"]["wl-leak"], "wl-leak")]
     ours = {k: (v["bytes"], v["blocks"]) for k, v in report["summary"].items() if k != "still reachable"}
-    assert ours == leak_summary(run_valgrind(guest.sysroot / "bin" / "wl-leak").stderr)
+    assert ours == leak_summary(run_valgrind(valgrind_binary(guest, "wl-leak")).stderr)
 
 
 def test_threads_leaking_in_their_own_arenas_are_tracked_exactly(tracked):
@@ -148,7 +149,7 @@ def test_text_report_has_valgrind_loss_records_with_symbolized_frames(tracked):
     pid = program_pid(tracked["logs"]["wl-leak"], "wl-leak")
     out = tracked["text"][pid]
     assert re.search(r"^40 bytes in 1 blocks are definitely lost in loss record \d+ of \d+\n"
-                     r"   at 0x[0-9a-f]+: malloc .*\[/lib/x86_64-linux-gnu/libc\.so\.6\+0x[0-9a-f]+\]\n"
+                     r"   at 0x[0-9a-f]+: malloc .*\[/lib/(?:x86_64|aarch64)-linux-gnu/libc\.so\.6\+0x[0-9a-f]+\]\n"
                      r"   by 0x[0-9a-f]+: leak_malloc \(wl-leak\.c:\d+\) \[/bin/wl-leak\+0x[0-9a-f]+\]$", out, re.M)
     assert re.search(r"^144 bytes in 3 blocks are indirectly lost", out, re.M)
     assert re.search(r"definitely lost: +205424 bytes in 6 blocks", out)

@@ -1,16 +1,19 @@
 """Scan-mode leak checking against the leak program's own ground truth, and against
-valgrind running the same binary natively on the host."""
+valgrind running the same binary natively on the host (for an arm64 guest, valgrind runs
+the same source's amd64 build: it cannot run AArch64 code on this host)."""
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
+ARCHES = ("amd64", "arm64")
 CATEGORY = {"definite": "definitely lost", "indirect": "indirectly lost", "possible": "possibly lost",
             "reachable": "still reachable"}
 MMAP_THRESHOLD = 128 * 1024
@@ -73,6 +76,14 @@ def test_freed_blocks_parked_in_tcache_are_not_live(leak_program):
     assert not (freed - reused) & blocks
 
 
+def valgrind_binary(guest, name: str) -> Path:
+    """The build of workload `name` valgrind runs natively here: the guest's own, or on an
+    arm64 guest the amd64 build of the same source (same LP64 sizes, same glibc 2.36)."""
+    if guest.options.arch == "amd64":
+        return guest.sysroot / "bin" / name
+    return guestlab.initramfs_dir("amd64") / "root" / "bin" / name
+
+
 def run_valgrind(binary, stop_after: int | None = None) -> subprocess.CompletedProcess:
     """valgrind --leak-check=full on the guest's binary, run natively (a program that waits
     for SIGUSR1 gets it after `stop_after` seconds); its report is on stderr."""
@@ -109,7 +120,7 @@ def valgrind_definite_records(report: str) -> list[tuple[int, int, int]]:
 def test_lost_block_counts_match_valgrind_on_the_same_binary(guest):
     report = leaks_json(guest, "wl-leak")
     ours = {k: v["blocks"] for k, v in report["summary"].items() if k != "still reachable"}
-    assert ours == valgrind_summary(guest.sysroot / "bin" / "wl-leak")
+    assert ours == valgrind_summary(valgrind_binary(guest, "wl-leak"))
 
 
 def test_the_text_report_has_loss_records_and_a_leak_summary(guest):
@@ -168,7 +179,7 @@ def test_blocks_freed_into_a_threads_own_tcache_are_not_live(arenas):
 
 def test_thread_arena_lost_block_counts_match_valgrind(guest, arenas):
     ours = {k: v["blocks"] for k, v in arenas["report"]["summary"].items() if k != "still reachable"}
-    assert ours == valgrind_summary(guest.sysroot / "bin" / "wl-arenas", stop_after=5)
+    assert ours == valgrind_summary(valgrind_binary(guest, "wl-arenas"), stop_after=5)
 
 
 CLIQUES = ("wl-cliques", "wl-cliques-static")
@@ -203,7 +214,7 @@ def test_scan_splits_lost_cliques_as_the_program_says_valgrind_does(cliques, nam
 
 @pytest.fixture(scope="module")
 def valgrind_cliques(guest) -> subprocess.CompletedProcess:
-    return run_valgrind(guest.sysroot / "bin" / "wl-cliques")
+    return run_valgrind(valgrind_binary(guest, "wl-cliques"))
 
 
 def test_wl_cliques_truth_is_what_valgrind_prints_natively(valgrind_cliques):

@@ -13,7 +13,7 @@ import pytest
 
 from gdb_memcheck.symbols.elfsyms import SymbolCache
 from gdb_memcheck.symbols.stackframes import Frame, frame
-from gdb_memcheck.arch import X86_64
+from gdb_memcheck.arch import AARCH64, X86_64
 from gdb_memcheck.symbols.unwind import ModuleMap, Unwinder, frame_registers
 from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
 
@@ -117,3 +117,21 @@ def test_a_pc_outside_every_module_falls_back_to_the_frame_pointer_chain():
     stack[0x28:0x30] = (0x4242).to_bytes(8, "little")                 # return address
     rec = Recording(0x1234, 0x7000_0000_0000, 0x7000_0000_0020, [], [], bytes(stack))
     assert unwind(rec, depth=2) == [0x1234, 0x4242]
+
+
+ARM64_LIBC = "/usr/aarch64-linux-gnu/lib/libc.so.6"        # Debian's libc6-arm64-cross: real AArch64 CFI
+ARM64_LIBC_BASE = 0xFFFF_F7E0_0000
+
+
+def test_an_aarch64_function_at_its_first_instruction_returns_to_its_link_register():
+    """At a function's entry AArch64 has pushed nothing: CFA = sp and the return address is
+    still in x30, so the caller keeps the callee's sp.  Above it, frame records chain."""
+    malloc = SYMBOLS.get(ARM64_LIBC).addresses_of(["malloc"])["malloc"]
+    sp, fp = 0x7000_0000_0000, 0x7000_0000_0040
+    stack = bytearray(0x80)
+    stack[0x40:0x50] = (0).to_bytes(8, "little") + (0x5555_0000_2000).to_bytes(8, "little")   # frame record
+    vmas = [Vma(0, ARM64_LIBC_BASE, ARM64_LIBC_BASE + 0x200000, VM_READ | VM_EXEC, 0, 0, 1, ARM64_LIBC)]
+    rec = Recording(ARM64_LIBC_BASE + malloc, sp, fp, [], vmas, bytes(stack))
+    registers = frame_registers(AARCH64, rec.pc, sp, fp, link=0x5555_0000_1000)
+    pcs = Unwinder(AARCH64).unwind(registers, rec.read, ModuleMap(vmas, SYMBOLS), 8)
+    assert pcs[:3] == [rec.pc, 0x5555_0000_1000, 0x5555_0000_2000]
