@@ -134,7 +134,7 @@ class KernelHooks:
                   hardware: bool = False, require_all: bool = False) -> kevents.Subscription:
         """Place the hooks `groups` need and subscribe; refuse when none of them exists, or
         when one is missing and the feature needs them all."""
-        chosen, missing = kevents.choose_hooks(resolve, groups)
+        chosen, missing = kevents.choose_hooks(resolve, SESSION.arch, groups)
         if not chosen or (missing and require_all):
             raise TargetError(f"{feature} needs kernel functions this kernel lacks: " + "; ".join(missing))
         subscription = self.source.subscribe(subscriber, [h.group for h in chosen])

@@ -103,7 +103,7 @@ class MallocTracker:
         self.exec_paths: set[str] = set()
         self.user_addresses: set[int] = set()
         self.return_sites: set[int] = set()
-        self.unwinder = Unwinder()
+        self.unwinder: Unwinder | None = None  # for the guest's architecture, made at its first stack
         self.untracked: list[str] = []          # processes that executed a program we cannot track
         self.stats = HitStats()                 # user-space stops
         self.repeats = RepeatedHits()
@@ -245,7 +245,7 @@ class MallocTracker:
                               lambda address: system.user_memory(current).u64(address))
 
     def _unwinder(self, system: System) -> Unwinder:
-        if self.unwinder.dwarf is not system.arch.dwarf:
+        if self.unwinder is None or self.unwinder.dwarf is not system.arch.dwarf:
             self.unwinder = Unwinder(system.arch)
         return self.unwinder
 

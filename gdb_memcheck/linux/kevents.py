@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from ..arch import X86_64, Arch
+from ..arch import Arch
 from ..target import TargetError, cstring, i32, u64
 from .system import System
 from .tasks import Task
@@ -66,9 +66,10 @@ class ChosenHook:
     reason: str
 
 
-def choose_hooks(resolve: Callable[[str], "int | None"], groups: Iterable[str] = GROUPS,
-                 arch: Arch = X86_64) -> tuple[list[ChosenHook], list[str]]:
-    """Probe the kernel for each group's candidates; return the chosen hooks and the groups left out."""
+def choose_hooks(resolve: Callable[[str], "int | None"], arch: Arch,
+                 groups: Iterable[str] = GROUPS) -> tuple[list[ChosenHook], list[str]]:
+    """Probe the kernel for each group's candidates (syscall wrappers named as `arch` names
+    them); return the chosen hooks and the groups left out."""
     chosen, missing = [], []
     wanted = set(groups)
     for spec in HOOKS:

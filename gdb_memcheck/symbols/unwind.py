@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..arch import X86_64, Arch
+from ..arch import Arch
 from ..intervals import IntervalMap
 from ..linux.vmas import Vma
 from ..target import TargetError
@@ -142,7 +142,7 @@ def _row(entry: dict[Any, Any]) -> _Row:
 class Unwinder:
     """Unwinds stacks of one process; keeps parsed CFI tables per ELF file."""
 
-    def __init__(self, arch: Arch = X86_64) -> None:
+    def __init__(self, arch: Arch) -> None:
         self.dwarf, self.user_top = arch.dwarf, arch.user_top
         self._tables: dict[int, tuple[ElfFile, CallFrameTable]] = {}
 

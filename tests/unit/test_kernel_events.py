@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from fake_system import FakeSystem
+from gdb_memcheck.arch import AARCH64, X86_64
 from gdb_memcheck.linux import kevents
 from gdb_memcheck.linux.kevents import ChosenHook, KernelEventSource
 from gdb_memcheck.linux.tasks import PF_EXITING
@@ -17,7 +18,7 @@ ADDRESSES = {"wake_up_new_task": 0x1000, "setup_new_exec": 0x2000, "start_thread
 
 
 def hook(group: str, kernel: dict[str, int] = ADDRESSES) -> ChosenHook:
-    chosen, _missing = kevents.choose_hooks(kernel.get, [group])
+    chosen, _missing = kevents.choose_hooks(kernel.get, X86_64, [group])
     return chosen[0]
 
 
@@ -48,7 +49,7 @@ def hit(source: KernelEventSource, system: FakeSystem, chosen: ChosenHook, cpu: 
 # --- choosing hooks ---------------------------------------------------------------------------
 
 def test_each_group_takes_its_first_candidate_the_kernel_has():
-    chosen, missing = kevents.choose_hooks(ADDRESSES.get)
+    chosen, missing = kevents.choose_hooks(ADDRESSES.get, X86_64)
     assert {h.group: h.symbol for h in chosen} == {
         "new-task": "wake_up_new_task", "exec": "setup_new_exec", "exec-ready": "start_thread",
         "exit": "do_exit", "mmap": "mmap_region", "munmap": "__vm_munmap", "mprotect": "do_mprotect_pkey",
@@ -58,15 +59,23 @@ def test_each_group_takes_its_first_candidate_the_kernel_has():
 
 def test_a_kernel_without_the_register_hook_falls_back_to_the_pt_regs_syscall_and_says_why():
     kernel = {k: v for k, v in ADDRESSES.items() if k not in ("__vm_munmap", "do_mprotect_pkey")}
-    chosen = {h.group: h for h in kevents.choose_hooks(kernel.get)[0]}
+    chosen = {h.group: h for h in kevents.choose_hooks(kernel.get, X86_64)[0]}
     assert (chosen["munmap"].symbol, chosen["munmap"].args) == ("__x64_sys_munmap", kevents.PT_REGS)
     assert "not in this kernel: __vm_munmap" in chosen["munmap"].reason
     assert chosen["mprotect"].symbol == "__x64_sys_mprotect"
 
 
+def test_syscall_hooks_are_named_as_the_guests_architecture_names_its_syscall_wrappers():
+    kernel = {"__arm64_sys_brk": 0x1000, "__x64_sys_brk": 0x2000}
+    assert [(h.symbol, h.address) for h in kevents.choose_hooks(kernel.get, AARCH64, ["brk"])[0]] == \
+        [("__arm64_sys_brk", 0x1000)]
+    assert kevents.choose_hooks({"__x64_sys_brk": 1}.get, AARCH64, ["brk"])[1] == \
+        ["brk: none of __arm64_sys_brk in this kernel"]
+
+
 def test_a_group_with_no_candidate_in_the_kernel_is_reported_missing():
     kernel = {k: v for k, v in ADDRESSES.items() if k != "do_exit"}
-    chosen, missing = kevents.choose_hooks(kernel.get, ["exit", "brk"])
+    chosen, missing = kevents.choose_hooks(kernel.get, X86_64, ["exit", "brk"])
     assert [h.group for h in chosen] == ["brk"]
     assert missing == ["exit: none of do_exit in this kernel"]
 

@@ -19,7 +19,7 @@ from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
 
 SOURCE = Path(__file__).with_name("programs") / "stackdump.c"
 SYMBOLS = SymbolCache("/")          # host files are the "guest" here; parsed once for the module
-UNWINDER = Unwinder()
+UNWINDER = Unwinder(X86_64)
 
 
 @dataclass
