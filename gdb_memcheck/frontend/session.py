@@ -120,6 +120,7 @@ class Session:
         if paging.levels == 0:
             self.kernel = None
             return f"{paging.description}: the CPU is at reset or in early boot; physical addresses are linear ones"
+        self.physical_path()                     # arm64 measures the slide with physical reads
         slide = self.arch.slide(self.target)
         if slide:
             self._relocate(self.slide_applied + slide)
@@ -127,7 +128,8 @@ class Session:
         if self.mismatch:
             self.kernel = None
             return self.mismatch
-        self.kernel = read_kernel_info(self.target, paging, None if slide is None else self.slide_applied)
+        self.kernel = read_kernel_info(self.target, paging, None if slide is None else self.slide_applied,
+                                       self.read_kernel)
         path = self.physical_path()
         cpus = self.target.cpu_count()
         return f"{self.kernel.summary()}; {cpus} vCPU{'s' if cpus > 1 else ''}; physical reads via {path.name} ({path.detail})"
@@ -137,14 +139,22 @@ class Session:
         path = self._vmlinux_path()
         address = self.target.symbol_address("linux_banner")
         try:
-            guest = self.target.read_virtual(address, BANNER_BYTES)
-        except MemoryReadError:
+            guest = self.read_kernel(address, BANNER_BYTES)
+        except TargetError:
             guest = b""
         mismatch = banner_mismatch(_file_banner(path, address - self.slide_applied), guest)
         if mismatch and self.physical_path().name == "qemu-mem":          # 0.3 ms a MiB: find the real one
             mismatch = banner_mismatch(_file_banner(path, address - self.slide_applied), guest,
                                        find_banner(self.target.read_physical, self.physical_path().ram_end))
         return mismatch
+
+    def read_kernel(self, address: int, size: int) -> bytes:
+        """Kernel memory while detecting: through gdb, else through the kernel's own tables (an
+        arm64 vCPU stopped at EL0 cannot read kernel addresses through QEMU's gdbstub)."""
+        try:
+            return self.target.read_virtual(address, size)
+        except MemoryReadError:
+            return self.kmem().read(address, size)
 
     def _vmlinux_path(self) -> str:
         path = gdb.current_progspace().filename or (gdb.objfiles()[0].filename if gdb.objfiles() else None)

@@ -13,6 +13,7 @@ from ..target import SymbolError, Target, TargetError, cstring, read_u64
 
 UTS_FIELD_LEN = 65
 Loader = Callable[[int], int]
+Reader = Callable[[int, int], bytes]
 
 
 @dataclass(frozen=True)
@@ -29,24 +30,25 @@ class KernelInfo:
         return f"Linux {self.release} {self.machine}, {self.paging}, KASLR {slide}"
 
 
-def uts_field(target: Target, member: str) -> str:
+def uts_field(target: Target, member: str, read: Reader | None = None) -> str:
     """A field of init_uts_ns.name ("release", "machine", ...), as `uname` shows it."""
     offset = target.layout("struct uts_namespace").offset(f"name.{member}")
-    return cstring(target.read_virtual(target.symbol_address("init_uts_ns") + offset, UTS_FIELD_LEN))
+    return cstring((read or target.read_virtual)(target.symbol_address("init_uts_ns") + offset, UTS_FIELD_LEN))
 
 
-def read_kernel_info(target: Target, paging: Regime, slide: int | None) -> KernelInfo:
+def read_kernel_info(target: Target, paging: Regime, slide: int | None, read: Reader | None = None) -> KernelInfo:
     """Read release and machine from init_uts_ns; needs translation on and the kernel running."""
     if paging.levels == 0:
         raise TargetError(f"{paging.description}: the CPU is at reset or in early boot, kernel data is not "
                           "readable yet")
-    return KernelInfo(uts_field(target, "release"), uts_field(target, "machine"), paging.description, slide)
+    return KernelInfo(uts_field(target, "release", read), uts_field(target, "machine", read), paging.description, slide)
 
 
 def per_cpu_address(target: Target, symbol: str, cpu: int, load: Loader | None = None) -> int:
     """Address of a per-CPU variable's copy for `cpu`: __per_cpu_offset[cpu] + &symbol."""
     load = load or (lambda addr: read_u64(target, addr))
-    return load(target.symbol_address("__per_cpu_offset") + 8 * cpu) + target.symbol_address(symbol)
+    # arm64's offsets wrap: its per-CPU areas lie below the image's .data..percpu
+    return (load(target.symbol_address("__per_cpu_offset") + 8 * cpu) + target.symbol_address(symbol)) % (1 << 64)
 
 
 def current_task_variable(target: Target) -> tuple[str, int]:
@@ -78,7 +80,7 @@ class CurrentTask:
 
     def task(self, cpu: int, load: Loader) -> int:
         """Address of the task_struct running on `cpu` (`load` reads a u64)."""
-        return load(load(self.per_cpu_offset + 8 * cpu) + self.offset)
+        return load((load(self.per_cpu_offset + 8 * cpu) + self.offset) % (1 << 64))
 
 
 def current_task(target: Target, cpu: int, load: Loader | None = None) -> int:

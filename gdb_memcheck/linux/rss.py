@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..arch import Regime
-from ..target import Target, TargetError, read_u64, u64
+from ..target import Target, TargetError, u64
 
 PAGE_MAPPING_ANON = 0x1
 
@@ -63,7 +63,7 @@ def vmemmap(target: Target, read_kernel: Reader) -> int:
 def _vmemmap_from_sections(target: Target, read_kernel: Reader) -> int:
     section = target.layout("struct mem_section")
     per_root = 4096 // section.size                      # SECTIONS_PER_ROOT (SPARSEMEM_EXTREME)
-    roots = read_u64(target, target.symbol_address("mem_section"))
+    roots = u64(read_kernel(target.symbol_address("mem_section"), 8))
     for r in range(MAX_SECTION_ROOTS):
         root = u64(read_kernel(roots + 8 * r, 8))
         if not root:

@@ -149,6 +149,16 @@ def test_current_task_reads_through_the_given_loader():
     assert loads == [PER_CPU_OFFSET + 8, PER_CPU_AREAS[1] + CURRENT_TASK]
 
 
+def test_an_arm64_per_cpu_offset_wraps_below_the_images_per_cpu_section():
+    """arm64 links __entry_task in the image (0xffff8000...) and allocates each CPU's area
+    in the linear map below it, so __per_cpu_offset[cpu] is 'negative'."""
+    entry_task, area = 0xFFFF_8000_094C_92C8, 0xFFFF_0000_1FE0_0000
+    target = FakeTarget(symbols={"__per_cpu_offset": PER_CPU_OFFSET, "__entry_task": entry_task}, identity=False)
+    memory = {PER_CPU_OFFSET: (area - 0xFFFF_8000_0949_0000) % (1 << 64), area + 0x392C8: TASKS[0]}
+    assert per_cpu_address(target, "__entry_task", 0, memory.__getitem__) == area + 0x392C8
+    assert current_task(target, 0, memory.__getitem__) == TASKS[0]
+
+
 def test_current_task_of_an_unreadable_per_cpu_area_raises_memory_read_error():
     target = booted_kernel()
     target.write_u64(PER_CPU_OFFSET + 8, 0xFFFF_8880_7000_0000)      # an area nothing maps

@@ -243,7 +243,7 @@ def test_arena_walks_of_broken_arena_lists_and_heaps_end(mutations):
 
 LIBC_VMA = Vma(0, 0x7FFF_F7E0_0000, 0x7FFF_F7F8_0000, VM_READ | VM_EXEC, 0, 0, 1, "/lib/x86_64-linux-gnu/libc.so.6")
 MODULES = ModuleMap([LIBC_VMA], SymbolCache("/"))
-UNWINDER = Unwinder()
+UNWINDER = Unwinder(X86_64)
 STACK = 0x7FFF_FFFF_0000
 
 

@@ -1,5 +1,5 @@
 """AArch64: stage-1 translation with the 4 KiB granule (TTBR0 for user, TTBR1 for the
-kernel), the AAPCS64 calls, and the KASLR slide from VBAR_EL1."""
+kernel), the AAPCS64 calls, and the KASLR slide from where TTBR1_EL1's table really is."""
 from __future__ import annotations
 
 from ...target import StructLayout
