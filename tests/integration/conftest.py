@@ -48,10 +48,9 @@ def module_arches(module) -> tuple[str, ...]:
 def module_boot(module) -> guestlab.BootOptions:
     options = getattr(module, "BOOT", guestlab.BootOptions())
     pinned = options != guestlab.BootOptions()
-    if lab_arch() != "amd64":
-        options = replace(options, arch=lab_arch())
     overlay = boot_overlay()
-    return replace(options, **overlay) if overlay and not pinned else options
+    options = replace(options, **overlay) if overlay and not pinned else options
+    return replace(options, arch=lab_arch()) if lab_arch() != "amd64" else options
 
 
 def pytest_report_header(config):
@@ -64,7 +63,7 @@ def _deselected(item) -> bool:
     if lab_arch() not in module_arches(item.module):
         return True
     pinned = getattr(item.module, "BOOT", guestlab.BootOptions()) != guestlab.BootOptions()
-    return pinned and (bool(boot_overlay()) or lab_arch() != "amd64")
+    return pinned and bool(boot_overlay())
 
 
 def pytest_collection_modifyitems(config, items):

@@ -87,3 +87,14 @@ def run_gdb(guest: "guestlab.Guest", *commands: str, script: str | None = None,
     results = [json.loads(line[len(RESULT_TAG):]) for line in proc.stdout.splitlines()
                if line.startswith(RESULT_TAG)]
     return GdbRun(argv, proc.returncode, proc.stdout, proc.stderr, took, results)
+
+
+def untranslatable(options: "guestlab.BootOptions") -> tuple[str, str]:
+    """An address no page table of the guest can translate, and the reason the plugin gives.
+    x86-64: bits 63:47 (63:56 with 5 levels) must copy bit 47 (56).  AArch64: bit 55 picks
+    TTBR0, whose 48-bit range ends below bit 48 (and 0x8000000000000000 is a tagged user
+    pointer there: Linux sets TCR_EL1.TBI0)."""
+    if options.arch == "arm64":
+        return "0x1000000000000", "0x1000000000000 is outside the 48-bit TTBR0 range"
+    levels = 5 if "+la57" in options.cpu else 4
+    return "0x8000000000000000", f"0x8000000000000000 is not a canonical {levels}-level address"

@@ -12,6 +12,7 @@ from labtools import guestlab, run_gdb
 from test_snapshot_views import list_tasks, parse_smaps, read_pagemap
 
 BOOT = guestlab.BootOptions()
+ARCHES = ("amd64", "arm64")
 PAGE = 4096
 CATEGORY = {"definite": "definitely lost", "indirect": "indirectly lost", "possible": "possibly lost"}
 

@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
-from labtools import REPO, guestlab, run_gdb
+from labtools import REPO, guestlab, run_gdb, untranslatable
+
+ARCHES = ("amd64", "arm64")
 
 ON_GUEST = [
     ("memcheck info --bogus", "memcheck info: unrecognized arguments: --bogus"),
@@ -27,7 +29,7 @@ ON_GUEST = [
     ("memcheck vtop", "memcheck vtop: the following arguments are required: ADDRESS"),
     ("memcheck vtop -p 99999 0x1000", "memcheck vtop: no process with pid 99999"),
     ("memcheck vtop $nonsense_convenience", "memcheck vtop: '$nonsense_convenience' is not an address"),
-    ("memcheck vtop 0x8000000000000000", "0x8000000000000000 is not a canonical 4-level address"),
+    ("memcheck vtop UNTRANSLATABLE", "memcheck vtop: UNTRANSLATABLE"),
     ("memcheck addr", "memcheck addr: the following arguments are required: ADDRESS"),
     ("memcheck addr 0x1000", "memcheck addr: vCPU 0 runs"),
     ("memcheck addr -p 99999 0x1000", "memcheck addr: no process with pid 99999"),
@@ -55,8 +57,8 @@ def one_line_answer(run, command: str, message: str) -> None:
 
 @pytest.mark.parametrize("command, message", ON_GUEST, ids=[c for c, _ in ON_GUEST])
 def test_bad_input_on_a_guest_gives_one_line(guest, command, message):
-    if "+la57" in guest.options.cpu:
-        message = message.replace("canonical 4-level", "canonical 5-level")
+    address, why = untranslatable(guest.options)
+    command, message = command.replace("UNTRANSLATABLE", address), message.replace("UNTRANSLATABLE", why)
     run = run_gdb(guest, command, "memcheck info")
     one_line_answer(run, command, message)
     assert "Linux 6." in run.stdout.splitlines()[-2] or "Linux 6." in run.stdout, "gdb still works afterwards"
@@ -64,7 +66,8 @@ def test_bad_input_on_a_guest_gives_one_line(guest, command, message):
 
 def test_addr_with_an_unset_sysroot_says_how_to_set_it(guest):
     pid = guest.sh("pidof wl-maps").split()[0]
-    run = run_gdb(guest, "set memcheck sysroot", f"memcheck addr -p {pid} 0x555555555189")
+    text = int(guest.sh(f"head -1 /proc/{pid}/maps").split("-")[0], 16) + 0x189     # in the program's own ELF
+    run = run_gdb(guest, "set memcheck sysroot", f"memcheck addr -p {pid} {text:#x}")
     assert "no sysroot set: use 'set memcheck sysroot DIR'" in run.stdout
     assert "Traceback" not in run.output
 
@@ -73,9 +76,9 @@ EVERY_COMMAND = ["memcheck info", "memcheck ps", "memcheck maps 1", "memcheck pa
                  "memcheck addr -p 1 0x1000", "memcheck leaks 1", "memcheck trace on", "memcheck trace status"]
 
 
-def every_command(*before: str) -> str:
+def every_command(*before: str, gdb: str = "gdb") -> str:
     """stderr of one gdb that runs every command after `before` (gdb arguments)."""
-    argv = ["gdb", "-nx", "-batch", *before, "-x", str(REPO / "gdb_memcheck" / "gdbinit.py")]
+    argv = [gdb, "-nx", "-batch", *before, "-x", str(REPO / "gdb_memcheck" / "gdbinit.py")]
     for c in EVERY_COMMAND:
         argv += ["-ex", c]
     stderr = subprocess.run(argv, capture_output=True, text=True, timeout=120).stderr
@@ -90,7 +93,7 @@ def test_every_command_without_a_connection_says_so():
 
 
 def test_every_command_without_kernel_symbols_says_so(guest):
-    stderr = every_command("-ex", f"target remote 127.0.0.1:{guest.gdb_port}")
+    stderr = every_command("-ex", f"target remote 127.0.0.1:{guest.gdb_port}", gdb=guest.arch.gdb)
     for c in EVERY_COMMAND:
         assert f"{' '.join(c.split()[:2])}: no kernel symbols" in stderr, c
 
@@ -137,10 +140,12 @@ def test_a_corrupt_maple_tree_in_guest_memory_gives_partial_maps_and_one_error_l
 
 def test_a_vmlinux_of_another_kernel_gets_one_line_and_page_walks_still_work(guest):
     """The other lab kernel's vmlinux (6.12 for a 6.1 guest, and the reverse) is loaded on purpose."""
-    other = guestlab.kernel_dir("6.1-cloud" if guest.kernel == guestlab.kernel_dir("6.12-cloud") else "6.12-cloud")
-    argv = ["timeout", "120", "gdb", "-nx", "-batch", "-ex", f"file {other / 'vmlinux-indexed'}",
+    arch = guest.options.arch
+    other = guestlab.kernel_dir("6.1-cloud" if guest.kernel == guestlab.kernel_dir("6.12-cloud", arch) else "6.12-cloud",
+                                arch)
+    argv = ["timeout", "120", guest.arch.gdb, "-nx", "-batch", "-ex", f"file {other / 'vmlinux-indexed'}",
             "-ex", f"target remote 127.0.0.1:{guest.gdb_port}", "-x", str(REPO / "gdb_memcheck" / "gdbinit.py"),
-            "-ex", "memcheck ps", "-ex", "memcheck maps 1", "-ex", "memcheck vtop $rsp", "-ex", "memcheck pagetable"]
+            "-ex", "memcheck ps", "-ex", "memcheck maps 1", "-ex", "memcheck vtop $sp", "-ex", "memcheck pagetable"]
     run = subprocess.run(argv, capture_output=True, text=True)
     uname = guest.sh("uname -r").strip()
     load = next(l for l in run.stdout.splitlines() if l.startswith("gdb_memcheck "))

@@ -13,6 +13,7 @@ from labtools import REPO, guestlab, run_gdb
 from test_snapshot_views import read_pagemap
 
 BOOT = guestlab.BootOptions()
+ARCHES = ("amd64", "arm64")
 EXAMPLES = REPO / "examples"
 PAGE = 4096
 IDLE = ("wl-maps", "wl-maps-static", "wl-leak")        # started by init, asleep
@@ -43,7 +44,7 @@ def test_rss_to_csv_samples_every_process_n_times(guest, tmp_path):
 def gate(guest, program: str, run_in_guest: str | None, seconds: int = 120) -> tuple[int, str]:
     """Run the leak gate as its docstring says; run `run_in_guest` once it is tracking."""
     argv = guest.gdb_argv("-x", str(EXAMPLES / "leak_gate.py"), "-ex", f"leak-gate {program} {seconds}")
-    argv.insert(argv.index("gdb") + 1, "-batch")
+    argv.insert(1, "-batch")                      # after the gdb binary (gdb-multiarch for arm64)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     tracking = threading.Event()
@@ -109,5 +110,5 @@ def test_who_maps_finds_every_process_on_a_physical_page(guest):
         assert read_pagemap(guest, pid, [va])[va] == target, (pid, hex(va))
     direct_map = int(re.search(r"^DIRECT MAP (\d+)$", run.stdout, re.M).group(1))
     assert f"kernel                  {direct_map + target * PAGE:#018x}" in run.stdout.splitlines()
-    assert all(line.endswith("/lib/x86_64-linux-gnu/libc.so.6") for line in run.stdout.splitlines()
+    assert all(re.search(r"/lib/(x86_64|aarch64)-linux-gnu/libc\.so\.6$", line) for line in run.stdout.splitlines()
                if line.startswith("pid ") and int(line.split()[1]) in libc)

@@ -13,6 +13,8 @@ import time
 from gdb_memcheck import cli
 from labtools import REPO, run_gdb
 
+ARCHES = ("amd64", "arm64")
+
 ROOT = cli.build()
 MARK = "@@@"
 SETTINGS = ["sysroot", "physical-read", "event-log", "stack-depth", "exit-report"]
@@ -122,12 +124,12 @@ def test_show_memcheck_lists_every_setting(guest):
 
 
 def test_an_address_argument_is_the_rest_of_the_line_as_a_gdb_expression(guest):
-    run = run_gdb(guest, "memcheck vtop --json $rsp + 8", "memcheck vtop --json (long) $rsp + 2 * 4",
-                  "python print('RSP', int(gdb.parse_and_eval('$rsp')))")
-    rsp = int(next(l for l in run.stdout.splitlines() if l.startswith("RSP ")).split()[1])
+    run = run_gdb(guest, "memcheck vtop --json $sp + 8", "memcheck vtop --json (long) $sp + 2 * 4",
+                  "python print('SP', int(gdb.parse_and_eval('$sp')))")
+    sp = int(next(l for l in run.stdout.splitlines() if l.startswith("SP ")).split()[1])
     walks = [json.loads(l) for l in run.stdout.splitlines() if l.startswith("{")]
-    assert [w["virtual"] for w in walks] == [f"{rsp + 8:#x}"] * 2
-    assert guest.hmp(f"gva2gpa {rsp + 8:#x}").strip() == f"gpa: {walks[0]['physical']}"
+    assert [w["virtual"] for w in walks] == [f"{sp + 8:#x}"] * 2
+    assert guest.hmp(f"gva2gpa {sp + 8:#x}").strip() == f"gpa: {walks[0]['physical']}"
 
 
 def tty_session(lines: list[str], timeout: float = 60) -> str:

@@ -7,6 +7,7 @@ import pytest
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions(smp=2)
+ARCHES = ("amd64", "arm64")
 
 SPIN = "sh -c 'while :; do :; done'"
 

@@ -12,6 +12,8 @@ import pytest
 from gdb_memcheck.report import schema
 from labtools import run_gdb
 
+ARCHES = ("amd64", "arm64")
+
 EVERY_JSON_SCRIPT = r"""
 pid = WL_MAPS
 outputs = {}
@@ -20,7 +22,7 @@ def grab(cmd):
 
 for cmd in ["memcheck info --json", "memcheck ps --json", "memcheck ps -t --json", "memcheck ps -u --json",
             "memcheck ps -k --json", f"memcheck maps {pid} --json", f"memcheck maps {pid} --rss --json",
-            "memcheck pagetable --json", f"memcheck pagetable {pid} --perm uw --json", "memcheck vtop --json $rsp",
+            "memcheck pagetable --json", f"memcheck pagetable {pid} --perm uw --json", "memcheck vtop --json $sp",
             f"memcheck vtop -p {pid} --json 0x1000", "memcheck addr --json $pc",
             f"memcheck addr -p {pid} --json 0x1000", "memcheck leaks wl-leak --json",
             "memcheck leaks wl-leak --all --json", "memcheck leaks status --json", "memcheck trace status --json",

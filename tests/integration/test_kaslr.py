@@ -8,6 +8,8 @@ import pytest
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions(kaslr=True)
+ARCHES = ("amd64", "arm64")
+MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
 AFTER_LOAD = r"""
 from gdb_memcheck.linux.kernel import current_task, current_task_variable
@@ -31,9 +33,10 @@ def kallsyms(guest, name: str) -> int:
 @pytest.fixture(scope="module")
 def link_addresses(guest) -> dict:
     """Link-time addresses, without the plugin: _stext, and the per-CPU variable that holds
-    the running task (current_task up to 6.1, pcpu_hot since 6.2), whichever exists."""
+    the running task (current_task up to 6.1, pcpu_hot since 6.2, __entry_task on arm64),
+    whichever exists."""
     run = run_gdb(guest, "p/x (unsigned long)&_stext", "p/x (unsigned long)&current_task",
-                  "p/x (unsigned long)&pcpu_hot", plugin=False)
+                  "p/x (unsigned long)&pcpu_hot", "p/x (unsigned long)&__entry_task", plugin=False)
     values = re.findall(r"^\$\d+ = (0x[0-9a-f]+)", run.stdout, re.M)
     assert len(values) == 2, run.output
     return {"_stext": int(values[0], 16), "per_cpu": int(values[1], 16)}
@@ -48,13 +51,18 @@ def test_load_line_reports_the_slide_the_guest_really_has(guest, loaded, link_ad
     slide = kallsyms(guest, "_stext") - link_addresses["_stext"]
     assert slide != 0, "the guest was booted with kaslr but did not move"
     line = next(l for l in loaded.stdout.splitlines() if l.startswith("gdb_memcheck "))
-    assert f"Linux {uname_r} x86_64, 4-level paging, KASLR slide {slide:#x}" in line
+    assert f"Linux {uname_r} {MACHINE[guest.options.arch]}, 4-level paging, KASLR slide {slide:#x}" in line
 
 
-def test_symbols_are_relocated_and_per_cpu_symbols_stay_zero_based(guest, loaded, link_addresses):
+def test_symbols_are_relocated_and_per_cpu_symbols_stay_where_the_architecture_links_them(guest, loaded,
+                                                                                          link_addresses):
+    """x86-64 links .data..percpu at 0 (its per-CPU symbols are offsets and must stay so);
+    arm64's per-CPU section moves with the image."""
     res = loaded.result()
     assert res["stext"] == kallsyms(guest, "_stext")
-    assert res["per_cpu_sym"] == link_addresses["per_cpu"], res["per_cpu_name"]
+    slide = kallsyms(guest, "_stext") - link_addresses["_stext"]     # /proc/kallsyms lists no arm64 per-CPU symbol
+    expected = link_addresses["per_cpu"] + (slide if guest.options.arch == "arm64" else 0)
+    assert res["per_cpu_sym"] == expected, res["per_cpu_name"]
 
 
 def test_kernel_data_reads_through_relocated_symbols(loaded, guest):

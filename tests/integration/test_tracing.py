@@ -17,6 +17,7 @@ from gdb_memcheck.report import schema
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
+ARCHES = ("amd64", "arm64")
 N = 3
 
 TRACE_SCRIPT = r"""
@@ -241,13 +242,17 @@ def test_a_process_being_torn_down_is_listed_without_a_memory_map(guest):
 
 STEP_ONTO_HOOK_SCRIPT = r"""
 import re, threading, time
-# the instruction in do_group_exit that calls do_exit, which tracing hooks
+# the instruction in do_group_exit that calls do_exit, which tracing hooks (x86 call, AArch64 bl)
 listing = gdb.execute("disassemble do_group_exit", to_string=True)
-call = int(re.search(r"^\s*(0x[0-9a-f]+) <\+\d+>:\s+call\s+0x[0-9a-f]+ <do_exit>", listing, re.M).group(1), 16)
+call = int(re.search(r"^\s*(0x[0-9a-f]+) <\+\d+>:\s+(?:call|bl)\s+0x[0-9a-f]+ <do_exit>", listing, re.M).group(1), 16)
 gdb.execute(f"tbreak *{call:#x}")
 threading.Thread(target=lambda: (time.sleep(0.3), guest.sh("wl-churn-static fork 0", timeout=120))).start()
 gdb.execute("continue")                      # at the call of do_exit, in some exiting process
 gdb.execute("stepi")                         # on do_exit's first instruction, with no breakpoint there yet
+hook = int(gdb.parse_and_eval("(long)&do_exit")) & 0xFFFF_FFFF_FFFF_FFFF
+for _ in range(2):                           # arm64: ftrace's patchable entry (mov x9, x30; nop) comes first
+    if int(gdb.parse_and_eval("$pc")) != hook:
+        gdb.execute("stepi")
 from gdb_memcheck.frontend.session import SESSION
 SESSION.on_cont(None)
 exiting = SESSION.system().current(SESSION.selected_cpu())

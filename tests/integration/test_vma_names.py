@@ -17,6 +17,7 @@ import pytest
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
+ARCHES = ("amd64", "arm64")
 WORKLOADS = ("wl-names", "wl-names-static")
 MODES = ("main", "no-heap", "brk-shrunk", "page-at-brk")
 READY = re.compile(r"^wl-names (\S+) pid=(\d+) ready$", re.M)
