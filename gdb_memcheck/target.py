@@ -79,6 +79,10 @@ class Target(Protocol):
     def symbol_address(self, name: str) -> int:
         """Run-time address of a kernel symbol (already relocated for KASLR)."""
 
+    def function_pointer(self, name: str) -> int:
+        """What a C pointer to kernel function `name` holds: its ELF symbol, which on arm64 sits
+        before the patchable-entry NOPs that the debug info's start of the function skips."""
+
     def layout(self, type_name: str) -> StructLayout:
         """Member offsets of a type, e.g. "struct task_struct"."""
 

@@ -1,6 +1,8 @@
 """The live Target: guest memory, registers, symbols and type layouts through gdb."""
 from __future__ import annotations
 
+import re
+
 from typing import Callable
 
 import gdb
@@ -56,6 +58,17 @@ class GdbTarget:
         if address is None:
             raise SymbolError(f"no symbol {name!r} in the loaded kernel debug info")
         return address
+
+    def function_pointer(self, name: str) -> int:
+        key = "pointer " + name
+        if key not in self._symbols:
+            address = self.symbol_address(name)
+            # gdb 13's Python has no minimal-symbol lookup; "info symbol" names the ELF symbol
+            # (once per function, never on a hot path)
+            where = gdb.execute(f"info symbol {address:#x}", to_string=True)
+            skipped = re.match(rf"{re.escape(name)} \+ (\d+) in ", where)
+            self._symbols[key] = address - int(skipped.group(1)) if skipped else address
+        return self._symbols[key]
 
     def symbol_size(self, name: str) -> int:
         key = "sizeof " + name

@@ -72,7 +72,7 @@ class PathLayout:
 def _dname_functions(target: Target) -> dict[int, str]:
     """Address -> name of each d_dname function in DNAME_FORMATS this kernel has
     (dmabuffs_dname only when dma-buf is built in)."""
-    return {target.symbol_address(name): name for name in DNAME_FORMATS if target.has_symbol(name)}
+    return {target.function_pointer(name): name for name in DNAME_FORMATS if target.has_symbol(name)}
 
 
 class PathResolver:

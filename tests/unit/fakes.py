@@ -92,6 +92,9 @@ class FakeTarget:
             raise SymbolError(f"no symbol {name!r}")
         return self.symbols[name]
 
+    def function_pointer(self, name: str) -> int:
+        return self.symbol_address(name)
+
     def layout(self, type_name: str) -> StructLayout:
         if type_name not in self.layouts:
             raise SymbolError(f"no type {type_name!r}")
