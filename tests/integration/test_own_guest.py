@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,29 +54,36 @@ def port_free(port: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def variables(tmp_path_factory) -> dict[str, str]:
-    """The README's five variables, given the lab's files; CHECKOUT is a copy of this tree."""
+def lab_variables(arch: str, checkout: Path) -> dict[str, str]:
+    """The README's five variables, given the lab's files for `arch`."""
     names = [line.split("=", 1)[0] for line in sh_blocks("Using it on your own guest")[0]]
     assert names == ["CHECKOUT", "KERNEL", "INITRD", "VMLINUX", "SYSROOT"]
-    kernel, initramfs = guestlab.kernel_dir(), guestlab.initramfs_dir()
-    checkout = tmp_path_factory.mktemp("checkout") / "gdb_memcheck"
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True)
-    files = listed.stdout.split()
-    for name in files:
-        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, checkout / name)
+    kernel, initramfs = guestlab.kernel_dir(arch=arch), guestlab.initramfs_dir(arch)
     return {"CHECKOUT": str(checkout), "KERNEL": str(kernel / "vmlinuz"),
             "INITRD": str(initramfs / "initramfs.cpio.gz"), "VMLINUX": str(kernel / "vmlinux-indexed"),
             "SYSROOT": str(initramfs / "root")}
 
 
 @pytest.fixture(scope="module")
-def readme_qemu(variables, tmp_path_factory):
-    """QEMU started by the README's command line; one such guest at a time on this machine."""
-    (qemu_line,) = sh_blocks("Using it on your own guest")[1]
-    console = tmp_path_factory.mktemp("console") / "console.log"
+def checkout(tmp_path_factory) -> Path:
+    """A copy of this tree, as a user's checkout."""
+    copy = tmp_path_factory.mktemp("checkout") / "gdb_memcheck"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True)
+    for name in listed.stdout.split():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, copy / name)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def variables(checkout) -> dict[str, str]:
+    return lab_variables("amd64", checkout)
+
+
+@contextmanager
+def qemu_started(qemu_line: str, variables: dict[str, str], console: Path):
+    """QEMU started by a README command line; one such guest at a time on this machine."""
     with LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         assert port_free(PORT), f"port {PORT} is taken: the README's -s needs it"
@@ -92,6 +100,13 @@ def readme_qemu(variables, tmp_path_factory):
         finally:
             os.killpg(qemu.pid, signal.SIGTERM)
             qemu.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def readme_qemu(variables, tmp_path_factory):
+    (qemu_line,) = sh_blocks("Using it on your own guest")[1]
+    with qemu_started(qemu_line, variables, tmp_path_factory.mktemp("console") / "console.log") as qemu:
+        yield qemu
 
 
 def run_line(line: str, variables: dict[str, str], checks: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -114,12 +129,13 @@ def checks_for(variables: dict[str, str]) -> list[str]:
     return [c.replace("MAKE_DATA_FILE", hex(address)) for c in GDB_CHECKS]
 
 
-def assert_it_works(run: subprocess.CompletedProcess, variables: dict[str, str], loaded_from: str) -> None:
+def assert_it_works(run: subprocess.CompletedProcess, variables: dict[str, str], loaded_from: str,
+                    machine: str = "x86_64") -> None:
     out = run.stdout
     assert "Traceback" not in out + run.stderr and "Python Exception" not in out + run.stderr, out + run.stderr
     abi = Path(variables["KERNEL"]).parent.name
     load = next(l for l in out.splitlines() if l.startswith("gdb_memcheck "))
-    assert f"Linux {abi} x86_64" in load and "physical reads via qemu-mem" in load, load
+    assert f"Linux {abi} {machine}" in load and "physical reads via qemu-mem" in load, load
     docs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
     info, ps, addr, walk = docs
     assert info["release"] == abi
@@ -130,6 +146,16 @@ def assert_it_works(run: subprocess.CompletedProcess, variables: dict[str, str],
     assert addr["symbol"] == "make_data_file+0x10" and addr["source"] == Path(where).name.split()[0]
     assert f"gpa: {walk['physical']}" in run.stderr, "vtop agrees with QEMU's gva2gpa (monitor output)"
     assert f"LOADED FROM {loaded_from}/gdb_memcheck/__init__.py" in out
+
+
+# First in the file: the x86-64 guest below holds port 1234 until the module ends.
+def test_the_readmes_arm64_lines_attach_to_an_arm64_guest(checkout, tmp_path):
+    qemu_line, gdb_line = (block[0] for block in sh_blocks("Using it on your own guest")[3:5])
+    assert qemu_line.startswith("qemu-system-aarch64 ") and gdb_line.startswith("gdb-multiarch ")
+    variables = lab_variables("arm64", checkout)
+    with qemu_started(qemu_line, variables, tmp_path / "console.log"):
+        run = run_line(gdb_line, variables, checks_for(variables), tmp_path)
+    assert_it_works(run, variables, variables["CHECKOUT"], machine="aarch64")
 
 
 def test_the_readmes_gdb_lines_attach_to_a_qemu_started_the_readmes_way(readme_qemu, variables, tmp_path):
@@ -152,3 +178,4 @@ def test_a_pip_target_copy_loads_by_the_readmes_lines(readme_qemu, variables, tm
     checks = [f"set memcheck sysroot {variables['SYSROOT']}", *checks_for(variables)]
     for line in loads:
         assert_it_works(run_line(line, env, checks, tmp_path), variables, str(target))
+
