@@ -99,6 +99,9 @@ class Target(Protocol):
     def cpu_count(self) -> int:
         """Number of vCPUs."""
 
+    def enum_values(self, type_name: str) -> Mapping[str, int]:
+        """Name -> value of an enum's constants, e.g. "enum pageflags" (PG_slab, PG_head)."""
+
 
 def u64(data: bytes, offset: int = 0) -> int:
     return struct.unpack_from("<Q", data, offset)[0]

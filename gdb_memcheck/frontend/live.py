@@ -19,6 +19,7 @@ class GdbTarget:
     def __init__(self) -> None:
         self._symbols: dict[str, int | None] = {}
         self._layouts: dict[str, StructLayout] = {}
+        self._enums: dict[str, dict[str, int]] = {}
         self.physical_reader: PhysicalRead | None = None
         self._cpu_of_thread: dict[int, int] = {}
 
@@ -26,6 +27,7 @@ class GdbTarget:
         """Drop cached symbols and layouts (a new objfile was loaded or symbols moved)."""
         self._symbols.clear()
         self._layouts.clear()
+        self._enums.clear()
 
     def read_virtual(self, addr: int, size: int) -> bytes:
         try:
@@ -110,6 +112,15 @@ class GdbTarget:
 
     def cpu_count(self) -> int:
         return len(_threads())
+
+    def enum_values(self, type_name: str) -> dict[str, int]:
+        if type_name not in self._enums:
+            try:
+                t = gdb.lookup_type(type_name).strip_typedefs()
+            except gdb.error:
+                raise SymbolError(f"no type {type_name!r} in the loaded kernel debug info") from None
+            self._enums[type_name] = {f.name: int(f.enumval) for f in t.fields()}
+        return self._enums[type_name]
 
     def selected_cpu(self) -> int:
         """0-based vCPU of gdb's selected thread (QEMU shows one thread per vCPU)."""

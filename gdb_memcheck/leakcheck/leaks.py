@@ -47,10 +47,16 @@ class Region:
     what: str
 
 
-class BlockIndex:
-    """Blocks sorted by address; finds the block a pointer falls in."""
+Link = Callable[[Block, int], bool]
 
-    def __init__(self, blocks: list[Block]) -> None:
+
+class BlockIndex:
+    """Blocks sorted by address; finds the block a pointer falls in.  `link(block, pointer)`,
+    when given, says which interior pointers count as start pointers (the kernel's embedded
+    list nodes and tagged pointers)."""
+
+    def __init__(self, blocks: list[Block], link: Link | None = None) -> None:
+        self.link = link
         self.blocks = sorted(blocks, key=lambda b: b.address)
         self.starts = [b.address for b in self.blocks]
         self.lo = self.starts[0] if self.blocks else 0
@@ -62,7 +68,7 @@ class BlockIndex:
         if i >= 0:
             b = self.blocks[i]
             if value < b.address + max(b.size, 1):
-                return i, value == b.address
+                return i, value == b.address or (self.link is not None and self.link(b, value))
         return None
 
     def pointers_in(self, data: bytes) -> list[tuple[int, bool]]:
@@ -79,10 +85,11 @@ class BlockIndex:
         return hits
 
 
-def classify(blocks: list[Block], read: Reader, roots: Iterable[Region], root_words: Iterable[int]) -> BlockIndex:
+def classify(blocks: list[Block], read: Reader, roots: Iterable[Region], root_words: Iterable[int],
+             link: Link | None = None) -> BlockIndex:
     """Give every block its Kind, and every definitely lost block the bytes indirectly lost
     through it.  Reached blocks are scanned first, then each unreached block once."""
-    index = BlockIndex(blocks)
+    index = BlockIndex(blocks, link)
     reached: list[int] = []
     for region in roots:
         for i, is_start in index.pointers_in(read(region.start, region.end - region.start)):

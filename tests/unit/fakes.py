@@ -29,6 +29,7 @@ class FakeTarget:
     pages: dict[int, bytearray] = field(default_factory=dict)
     windows: list[tuple[int, int, int]] = field(default_factory=list)   # (virtual, size, physical)
     inline_functions: set[str] = field(default_factory=set)             # only inlined: no address
+    enums: dict[str, dict[str, int]] = field(default_factory=dict)
 
     # --- building the guest -------------------------------------------------------------
     def add_ram(self, addr: int, size: int) -> None:
@@ -113,6 +114,11 @@ class FakeTarget:
 
     def cpu_count(self) -> int:
         return len(self.registers)
+
+    def enum_values(self, type_name: str) -> dict[str, int]:
+        if type_name not in self.enums:
+            raise SymbolError(f"no type {type_name!r}")
+        return self.enums[type_name]
 
 
 class PageTableBuilder:
