@@ -240,12 +240,42 @@ def _stop_on(sub) -> None:
     p.set_defaults(changes_state=True)
 
 
+def _slab(sub) -> None:
+    p = _command(sub, "slab", "SLUB caches: object size, objects in use and in all, slabs, per-CPU and per-node "
+                 "partial slabs; with CACHE, each object and whether it is in use.",
+                 "Slabs are found in the memmap (full slabs sit on no list), objects by walking each slab's "
+                 "freelist and each CPU's, decoded under CONFIG_SLAB_FREELIST_HARDENED.")
+    _arg(p, "cache", nargs="?", metavar="CACHE", help="one cache, by name")
+    _json(p)
+
+
+def _kmem(sub) -> None:
+    p = _command(sub, "kmem", "What a kernel address is: slab object, page, vmalloc area, task stack, per-CPU "
+                 "area, module, kernel image, memmap or fixmap.",
+                 "ADDRESS is a gdb expression, the rest of the line; options come first.", expression="address")
+    _json(p)
+    _arg(p, "address", metavar="ADDRESS", complete=EXPRESSION, help="a gdb expression")
+
+
+def _kleaks(sub) -> None:
+    p = _command(sub, "kleaks", "Kernel leaks by kmemleak's method, from outside: unreferenced slab objects and "
+                 "vmalloc areas.",
+                 "Roots: the kernel's data, bss and ro_after_init, per-CPU areas, task stacks above their saved "
+                 "stack pointers, vCPU registers, modules' data and boot (memblock) memory.  Classes as for user "
+                 "leaks; reported by cache, with each object's first 32 bytes and, where slub_debug=U kept one, "
+                 "its allocation stack.")
+    _arg(p, "--cache", metavar="C", help="only objects of this cache (vmalloc: the vmalloc areas)")
+    _arg(p, "--show-reachable", action="store_true", help="also list still-reachable objects")
+    _json(p)
+
+
 def build() -> ArgParser:
     """The parser of `memcheck`, one subcommand per command."""
     root = ArgParser(prog="memcheck", summary="Whole-system memory checking of a Linux guest behind QEMU's "
                      "gdbstub.")
     sub = root.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for define in (_info, _ps, _maps, _pagetable, _vtop, _addr, _leaks, _trace, _events, _stop_on):
+    for define in (_info, _ps, _maps, _pagetable, _vtop, _addr, _leaks, _trace, _events, _stop_on, _slab, _kmem,
+                   _kleaks):
         define(sub)
     return root
 

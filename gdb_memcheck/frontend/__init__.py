@@ -11,6 +11,7 @@ import gdb
 from ..target import TargetError
 from . import commands, functions, parameters
 from .breakpoints import taken_at_stop
+from .kernel_commands import KERNEL_SUBCOMMANDS
 from .leak_commands import LEAK_SUBCOMMANDS
 from .session import SESSION
 from .trace_commands import TRACE_SUBCOMMANDS
@@ -21,7 +22,7 @@ _REGISTERED: list = []
 def load() -> None:
     """Register commands and settings once, hook gdb's events, and say what was found."""
     if not _REGISTERED:
-        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS) + parameters.register()
+        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS + KERNEL_SUBCOMMANDS) + parameters.register()
                            + functions.register())
         SESSION.connect_events()
         gdb.events.stop.connect(taken_at_stop)

@@ -68,10 +68,7 @@ class KernelScanner:
     def scan(self) -> KernelLeakScan:
         t0 = time.monotonic()
         blocks, objects = self._slab_objects()
-        # the allocator's own records of vmalloc areas (each vmap_area's bounds, busy or free, and
-        # vm_struct.addr) are no reference to an area: kmemleak asks two references of a vmalloc
-        # area for the same reason
-        self.blank.update((b.address, self._va_start) for b in blocks if b.via == "vmap_area")
+
         areas = self._vmalloc_areas()
         stacks = self._stacks()
         stack_areas = {a for a in stacks} | self._cached_stacks()
@@ -79,7 +76,13 @@ class KernelScanner:
             else None
         regions: list[leaks.Region] = []
         vm_objects = 0
+        # the allocator's own records of vmalloc areas (each vmap_area's bounds, busy or free, and
+        # vm_struct.addr) are no reference to an area: kmemleak asks two references of a vmalloc
+        # area for the same reason
+        for record in self._idle_records():
+            self.blank[record] = self._va_start
         for a in areas:
+            self.blank[a.area] = self._va_start
             self.blank[a.vm] = self._vm_addr
             if a.start >= START_KERNEL_MAP or not a.vm or not a.flags & VM_ALLOC or a.start in stack_areas:
                 continue                    # modules, vmap'ed and ioremapped memory, stacks
@@ -193,6 +196,13 @@ class KernelScanner:
             self.notes.append(str(e))
             return e.partial
 
+    def _idle_records(self) -> list[int]:
+        try:
+            return VmallocReader(self.target).idle_records(self.kmem.read)
+        except PartialError as e:
+            self.notes.append(str(e))
+            return e.partial
+
     def _preview(self, block: leaks.Block) -> bytes:
         try:
             return self.kmem.read(block.address, min(PREVIEW, block.size))
@@ -231,7 +241,9 @@ class KernelScanner:
     def _boot_memory(self) -> list[leaks.Region]:
         """Runs of reserved pages (PG_reserved) outside the kernel image, read through the
         direct map: what memblock handed out at boot (the memmap, the first per-CPU chunk,
-        the large system hash tables) and firmware's ranges.  The per-CPU units are the part
+        the large system hash tables) and firmware's ranges; and the compound pages the kernel
+        holds outside slabs (large kmallocs, which kmemleak tracks as objects and scans once
+        they are referenced).  The per-CPU units are the part
         of the first chunk still reserved: what the kernel did not use of them went back to
         the page allocator."""
         image = (self.kmem.to_physical(self.target.symbol_address("_text")) // PAGE,
@@ -245,6 +257,7 @@ class KernelScanner:
                 for u_lo, u_hi in units:
                     if max(a, u_lo) < min(b, u_hi):
                         out.append(self._pages("per-CPU areas", max(a, u_lo), min(b, u_hi)))
+        out += [self._pages("large page allocations", lo, hi) for lo, hi in self.slab.kernel_compound_pages()]
         return out
 
     def _pages(self, what: str, lo: int, hi: int) -> leaks.Region:

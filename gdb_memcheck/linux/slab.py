@@ -47,6 +47,9 @@ class SlabLayout:
     slab_bit: int               # PG_slab's bit, or PGTY_slab when page_type is set
     head_bit: int
     reserved_bit: int
+    lru_bit: int
+    mapping: int
+    order: int                  # of a compound page, in the struct page after its head
     cache: dict[str, int]
     cache_size: int
     cpu: dict[str, int]
@@ -81,7 +84,8 @@ class SlabLayout:
             slab_next=slab.offset("next") if slab.has("next") else slab.offset("slab_list"),
             freelist=slab.offset("freelist"), counters=slab.offset("counters"),
             page_type=page_type, slab_bit=slab_bit, head_bit=flags["PG_head"],
-            reserved_bit=flags["PG_reserved"],
+            reserved_bit=flags["PG_reserved"], lru_bit=flags["PG_lru"], mapping=page.offset("mapping"),
+            order=_order_offset(target, page.size),
             cache={m: cache.offset(m) for m in ("cpu_slab", "flags", "size", "object_size", "offset", "inuse",
                                                 "red_left_pad", "name", "list", "node", "oo")}
             | ({"random": cache.offset("random")} if cache.has("random") else {}),
@@ -95,6 +99,14 @@ class SlabLayout:
             hardened=cache.has("random"), store_user=bits[0], red_zone=bits[1],
             track_size=track.size, track={m: track.offset(m) for m in ("addr", "cpu", "pid", "when")}
             | ({"handle": track.offset("handle")} if track.has("handle") else {}))
+
+
+def _order_offset(target: Target, page_size: int) -> int:
+    """Where a compound page's order is, from the start of the struct page after its head."""
+    folio = target.layout("struct folio")
+    # 6.1 has folio->_folio_order; 6.12 keeps the order in the low byte of folio->_flags_1
+    member = "_folio_order" if folio.has("_folio_order") else "_flags_1"
+    return folio.offset(member) - page_size
 
 
 def _has_enum(target: Target, name: str) -> bool:
@@ -245,25 +257,25 @@ class SlabAllocator:
 
     def reserved_runs(self) -> list[tuple[int, int]]:
         """[first pfn, last pfn + 1) of each run of reserved pages (PG_reserved)."""
-        return self._memmap_scan[1]
+        return _runs(self._memmap_scan[1])
+
+    def kernel_compound_pages(self) -> list[tuple[int, int]]:
+        """[head pfn, head pfn + pages) of each compound page the kernel holds for itself:
+        not a slab, not on an LRU list, no mapping (a large kmalloc is one such page)."""
+        return self._memmap_scan[2]
 
     @cached_property
-    def _memmap_scan(self) -> tuple[dict[int, list[Slab]], list[tuple[int, int]]]:
+    def _memmap_scan(self) -> tuple[dict[int, list[Slab]], list[int], list[tuple[int, int]]]:
         by_cache: dict[int, list[Slab]] = {}
         reserved: list[int] = []
+        compound: list[tuple[int, int]] = []
         for pfn_lo in range(0, self.max_pfn, CHUNK_PAGES):
             count = min(CHUNK_PAGES, self.max_pfn - pfn_lo)
-            for slab in self._slabs_in(pfn_lo, count, reserved):
+            for slab in self._slabs_in(pfn_lo, count, reserved, compound):
                 by_cache.setdefault(slab.cache, []).append(slab)
-        runs: list[tuple[int, int]] = []
-        for pfn in reserved:
-            if runs and runs[-1][1] == pfn:
-                runs[-1] = (runs[-1][0], pfn + 1)
-            else:
-                runs.append((pfn, pfn + 1))
-        return by_cache, runs
+        return by_cache, reserved, compound
 
-    def _slabs_in(self, pfn_lo: int, count: int, reserved: list[int]) -> list[Slab]:
+    def _slabs_in(self, pfn_lo: int, count: int, reserved: list[int], compound: list[tuple[int, int]]) -> list[Slab]:
         lay = self.layout
         data = self._memmap(pfn_lo, count)
         stride = lay.page_size
@@ -276,6 +288,12 @@ class SlabAllocator:
         else:
             mask = 1 << lay.slab_bit
             heads = [i for i, w in enumerate(flags) if w & mask]
+        slabs = set(heads)
+        plain = (1 << lay.head_bit) | (1 << lay.lru_bit) | bit
+        for i, w in enumerate(flags):
+            if w & plain == 1 << lay.head_bit and i not in slabs and i + 1 < count:
+                if not u64(data, i * stride + lay.mapping):
+                    compound.append((pfn_lo + i, pfn_lo + i + (1 << data[(i + 1) * stride + lay.order])))
         return [self._slab(pfn_lo + i, data, i * stride) for i in heads]
 
     def _memmap(self, pfn_lo: int, count: int) -> bytes:
@@ -436,8 +454,8 @@ class SlabAllocator:
             _, slabs = self.walk(cache)
         except PartialError as e:
             _, done = e.partial[0]
-            raise PartialError(str(e), _objects_of(cache, done)) from None
-        return _objects_of(cache, slabs)
+            raise PartialError(str(e), objects_of(cache, done)) from None
+        return objects_of(cache, slabs)
 
     def all_stats(self) -> list[CacheStats]:
         """Every cache's counts; a cache whose walk fails keeps what it counted and its error,
@@ -505,7 +523,18 @@ class Track:
     when: int
 
 
-def _objects_of(cache: Cache, slabs: list[Slab]) -> list[SlabObject]:
+def _runs(pfns: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for pfn in pfns:
+        if runs and runs[-1][1] == pfn:
+            runs[-1] = (runs[-1][0], pfn + 1)
+        else:
+            runs.append((pfn, pfn + 1))
+    return runs
+
+
+def objects_of(cache: Cache, slabs: list[Slab]) -> list[SlabObject]:
+    """Every object of these slabs, in use or free."""
     out = []
     for s in slabs:
         free = set(s.free)

@@ -45,28 +45,46 @@ class VmallocReader:
         self.va = {m: va.offset(m) for m in ("va_start", "va_end", "list", "vm")}
         self.vm = {m: vm.offset(m) for m in ("addr", "size", "flags", "pages", "nr_pages", "caller")}
         self.vm_size = vm.size
+        free = [target.symbol_address(n) for n in ("free_vmap_area_list", "purge_vmap_area_list")
+                if target.has_symbol(n)]
         if target.has_symbol("vmap_area_list"):
             self.heads = lambda read: [target.symbol_address("vmap_area_list")]
+            self.other_heads = lambda read: free
         else:
             # 6.9 split the busy tree per vmap_node ("mm: vmalloc: add a per-node ..."): vmap_nodes[i].busy.head
             node = target.layout("struct vmap_node")
             nodes, count = target.symbol_address("vmap_nodes"), target.symbol_address("nr_vmap_nodes")
-            busy = node.offset("busy.head")
-            self.heads = lambda read: [u64(read(nodes, 8)) + i * node.size + busy
-                                       for i in range(u32(read(count, 4)))]
+            busy, lazy = node.offset("busy.head"), node.offset("lazy.head")
+
+            def each(read, member):
+                return [u64(read(nodes, 8)) + i * node.size + member for i in range(u32(read(count, 4)))]
+            self.heads = lambda read: each(read, busy)
+            self.other_heads = lambda read: free + each(read, lazy)
 
     def areas(self, read: Reader) -> list[VmArea]:
         """Every busy area in address order; PartialError on a broken list."""
         found: list[VmArea] = []
         for head in self.heads(read):
-            seen, node = {head}, u64(read(head, 8))
-            while node != head:
-                if node in seen or not node or len(found) >= MAX_AREAS:
-                    raise PartialError(f"vmap area list is corrupt at {node:#x} after {len(found)} areas", found)
-                seen.add(node)
-                found.append(self.area(read, node - self.va["list"]))
-                node = u64(read(node, 8))
+            for va in self._list(read, head, found):
+                found.append(self.area(read, va))
         return sorted(found, key=lambda a: a.start)
+
+    def idle_records(self, read: Reader) -> list[int]:
+        """The vmap_area structs of free, lazily freed and purged ranges."""
+        found: list[int] = []
+        for head in self.other_heads(read):
+            found += self._list(read, head, found)
+        return found
+
+    def _list(self, read: Reader, head: int, partial: list) -> list[int]:
+        out, seen, node = [], {head}, u64(read(head, 8))
+        while node != head:
+            if node in seen or not node or len(partial) + len(out) >= MAX_AREAS:
+                raise PartialError(f"vmap area list at {head:#x} is corrupt at {node:#x}", partial)
+            seen.add(node)
+            out.append(node - self.va["list"])
+            node = u64(read(node, 8))
+        return out
 
     def area(self, read: Reader, va: int) -> VmArea:
         raw = read(va, max(self.va.values()) + 8)

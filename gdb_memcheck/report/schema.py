@@ -195,6 +195,64 @@ SHAPES: dict[str, Shape] = {
         "flags": (INT, "mmap: MAP_* flags"), "prot": (INT, "mprotect: PROT_* bits"), "brk": (HEX, "brk: requested"),
         "code": (INT, "exit, thread-exit: exit code")},
         frozenset({"child", "mm", "path", "offset", "start", "end", "flags", "prot", "brk", "code"})),
+    "slab": Shape("SLUB caches; with CACHE, that cache's slabs and objects (else both arrays are empty).", {
+        "caches": (Arr(Ref("slab_cache")), "as /proc/slabinfo lists them"),
+        "slabs": (Arr(Ref("slab_page")), "the cache's slabs, by address"),
+        "objects": (Arr(Ref("slab_object")), "every object of the cache, in use or free")}),
+    "slab_cache": Shape("One cache's counts, from its slabs in the memmap and its lists.", {
+        "name": (STR, "cache name"), "address": (HEX, "struct kmem_cache"), "object_size": (INT, "bytes"),
+        "size": (INT, "stride between objects, metadata included"), "objects_per_slab": (INT, "kmem_cache.oo"),
+        "order": (INT, "page order of a slab (kmem_cache.oo)"), "objects": (INT, "objects in all its slabs"),
+        "in_use": (INT, "objects allocated"), "free": (INT, "objects on freelists"), "slabs": (INT, "slabs"),
+        "cpu_slabs": (INT, "slabs CPUs allocate from (c->slab)"),
+        "cpu_partial_slabs": (INT, "slabs on CPUs' partial lists (c->partial)"),
+        "node_partial_slabs": (INT, "slabs on the nodes' partial lists"),
+        "nr_partial": (INT, "kmem_cache_node.nr_partial, summed over nodes"),
+        "slabinfo_active": (INT, "/proc/slabinfo's active_objs: objects not free on a node's partial list"),
+        "hardened": (BOOL, "freelist pointers are XORed (CONFIG_SLAB_FREELIST_HARDENED)"),
+        "stores_tracks": (BOOL, "slub_debug=U keeps alloc and free tracks"),
+        "error": (Opt(STR), "where the walk of this cache stopped")}),
+    "slab_page": Shape("One slab.", {
+        "address": (HEX, "struct slab"), "pfn": (INT, "its first page"), "base": (HEX, "its memory"),
+        "where": (STR, "cpu N, cpu N partial, node N partial, or full"), "objects": (INT, "objects"),
+        "free": (INT, "free objects")}),
+    "slab_object": Shape("One object of a cache.", {
+        "address": (HEX, "object start"), "free": (BOOL, "on a freelist"), "slab": (HEX, "its struct slab")}),
+    "kmem": Shape("What a kernel address is; fields that do not apply are null.", {
+        "address": (HEX, "the address"),
+        "kind": (Enum(("slab object", "page", "vmalloc", "task stack", "per-CPU", "module", "kernel image", "memmap",
+                       "fixmap", "cpu entry area", "vsyscall page", "unknown")), "what it is"),
+        "detail": (STR, "more words on it"), "cache": (Opt(STR), "slab object: its cache"),
+        "object_start": (Opt(HEX), "slab object: its start"),
+        "offset": (Opt(INT), "into the object, area, stack or per-CPU area"),
+        "object_size": (Opt(INT), "slab object: the cache's object size"),
+        "free": (Opt(BOOL), "slab object: on a freelist"), "range_start": (Opt(HEX), "area, stack or module range"),
+        "range_end": (Opt(HEX), "its end"), "caller": (Opt(HEX), "vmalloc: who allocated it"),
+        "caller_symbol": (Opt(STR), "the caller's function"), "section": (Opt(STR), "image section or module part"),
+        "symbol": (Opt(STR), "kernel image: symbol+offset"), "pid": (Opt(INT), "task stack: the task"),
+        "comm": (Opt(STR), "its comm"), "physical": (Opt(HEX), "physical address"),
+        "page": (Opt(Ref("page_info")), "its struct page"),
+        "alloc_stack": (Arr(Ref("kernel_frame")), "slab object: where it was allocated (slub_debug=U)")}),
+    "page_info": Shape("A struct page.", {
+        "pfn": (INT, "page frame"), "head_pfn": (INT, "its compound head"), "flags": (Arr(STR), "PG_ flags set"),
+        "order": (INT, "compound order"), "refcount": (INT, "_refcount"), "mapping": (HEX, "page->mapping")}),
+    "kernel_frame": Shape("A kernel return address.", {
+        "pc": (HEX, "address"), "function": (Opt(STR), "symbol+offset")}),
+    "kleaks": Shape("A leak scan of the kernel by kmemleak's method.", {
+        "header": (STR, "what was scanned"), "seconds": (NUMBER, "how long the scan took"),
+        "objects": (Arr(Ref("kernel_object")), "the reported objects"),
+        "caches": (Arr(Ref("kernel_leak_counts")), "lost objects by cache"),
+        "roots": (Counts(), "bytes scanned as roots, by kind"), "notes": (Arr(STR), "what was left out"),
+        "summary": (Ref("leak_summary"), "bytes and objects of each kind")}),
+    "kernel_object": Shape("A slab object or vmalloc area and its leak kind.", {
+        "address": (HEX, "start"), "size": (INT, "bytes (the cache's object size)"),
+        "cache": (STR, "cache name, or vmalloc"),
+        "kind": (Enum(("definitely lost", "indirectly lost", "possibly lost", "still reachable")), "leak kind"),
+        "indirect_bytes": (INT, "definitely lost: bytes lost through it"),
+        "preview": (STR, "its first bytes, hex"), "stack": (Arr(Ref("kernel_frame")), "allocation stack")}),
+    "kernel_leak_counts": Shape("Lost objects of one cache.", {
+        "cache": (STR, "cache name or vmalloc"), "definitely lost": (INT, "objects"),
+        "indirectly lost": (INT, "objects"), "possibly lost": (INT, "objects")}),
     "event_log_line": Shape("A line of `set memcheck event-log FILE`: an event and the schema version.", {}),
     "error": Shape("What a failing command prints under --json, before gdb's error.", {
         "error": (STR, "the message, as the error line says it")}),
@@ -205,6 +263,7 @@ COMMANDS: dict[str, str] = {
     "info": "info", "ps": "ps", "maps": "maps", "pagetable": "pagetable", "vtop": "vtop", "addr": "addr",
     "leaks check": "leak_report", "leaks report": "leak_report", "leaks status": "leaks_status",
     "trace status": "trace_status", "trace table": "trace_table", "trace maps": "trace_maps", "events": "events",
+    "slab": "slab", "kmem": "kmem", "kleaks": "kleaks",
 }
 ENVELOPE = {"schema_version": (INT, f"{SCHEMA_VERSION}, this schema's version"),
             "command": (STR, "the command, e.g. \"leaks report\"")}
