@@ -16,6 +16,7 @@ from ..target import MemoryReadError, PartialError, SymbolError, Target, TargetE
 from .memory import PAGE, KernelMemory
 
 MAX_CACHES = 4096
+MAX_OBJECT = 1 << 24            # larger kmallocs come from the page allocator
 MAX_PARTIAL = 1 << 16           # slabs on one partial list
 CHUNK_PAGES = 1 << 15           # struct pages read at once from the memmap (2 MiB of 64-byte pages)
 FIXED_VMEMMAP = 0xFFFF_EA00_0000_0000      # VMEMMAP_START of 4-level paging without a vmemmap_base variable
@@ -223,7 +224,10 @@ class SlabAllocator:
             if node in seen or len(found) >= MAX_CACHES or not node:
                 raise PartialError(f"slab_caches list is corrupt at {node:#x} after {len(found)} caches", found)
             seen.add(node)
-            found.append(self.cache(node - off))
+            try:
+                found.append(self.cache(node - off))
+            except TargetError as e:
+                raise PartialError(f"{e} (after {len(found)} caches)", found) from None
             node = self.kmem.u64(node)
         return found
 
@@ -237,7 +241,9 @@ class SlabAllocator:
         except MemoryReadError:
             name = f"<name at {name_ptr:#x}>"
         nodes = tuple(u64(raw, c["node"] + 8 * i) for i in range(min(self.nr_nodes, lay.max_nodes)))
-        oo = u32(raw, c["oo"])
+        oo, size = u32(raw, c["oo"]), u32(raw, c["size"])
+        if not 0 < size <= MAX_OBJECT:
+            raise CorruptSlab(f"the cache at {address:#x} ({name}) gives an object stride of {size}")
         return Cache(address, name, u32(raw, c["size"]), u32(raw, c["object_size"]), u32(raw, c["offset"]),
                      u32(raw, c["inuse"]), u32(raw, c["red_left_pad"]), u32(raw, c["flags"]),
                      u64(raw, c["random"]) if lay.hardened else 0, u64(raw, c["cpu_slab"]), nodes,
@@ -461,7 +467,11 @@ class SlabAllocator:
         """Every cache's counts; a cache whose walk fails keeps what it counted and its error,
         and the first error is raised at the end (PartialError with every cache's row)."""
         rows, errors = [], []
-        for cache in self.caches:
+        try:
+            caches = self.caches
+        except PartialError as e:
+            caches, errors = e.partial, [str(e)]
+        for cache in caches:
             try:
                 stats, _ = self.walk(cache)
             except PartialError as e:

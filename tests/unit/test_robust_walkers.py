@@ -26,8 +26,12 @@ from gdb_memcheck.symbols.elfsyms import SymbolCache
 from gdb_memcheck.target import MemoryReadError, TargetError
 from gdb_memcheck.arch import X86_64
 from gdb_memcheck.symbols.unwind import ModuleMap, Unwinder, frame_registers
+from gdb_memcheck.linux.modules import ModuleReader
+from gdb_memcheck.linux.stackdepot import StackDepot
+from gdb_memcheck.linux.vmalloc import VmallocReader
 from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, Vma
 from pagetables import PAGE, P, PhysMemory, Tables, U, W
+import slab_objects
 
 EXAMPLES = int(os.environ.get("MEMCHECK_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -350,3 +354,64 @@ def test_path_walks_over_looping_dentries_and_wild_d_dnames_end(parents, lengths
     mem.words[mount + LAYOUT.mnt_parent] = mount
     resolver = PathResolver(mem.read, LAYOUT, mount + LAYOUT.mnt_in_mount, 0x1)
     ends_cleanly("dentry paths", lambda: resolver.d_path(mount + LAYOUT.mnt_in_mount, dentries[0]))
+
+
+# -- SLUB, vmalloc areas, modules, the stack depot -------------------------------------------
+
+SLUB_REGIONS = [(slab_objects.VMEMMAP, slab_objects.VMEMMAP + slab_objects.MAX_PFN * 64),
+                (slab_objects.DIRECT_MAP + 0x1000, slab_objects.DIRECT_MAP + 0x2000),
+                (slab_objects.DIRECT_MAP + 8 * slab_objects.PAGE, slab_objects.DIRECT_MAP + 13 * slab_objects.PAGE)]
+
+
+@FUZZ
+@given(version=st.sampled_from(["6.1", "6.12"]),
+       mutations=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 0x5000 // 8), WORD | st.integers(0, 1 << 16)),
+                          min_size=1, max_size=6))
+def test_slab_walks_of_corrupt_memmaps_lists_and_freelists_end(version, mutations):
+    slub, _ = slab_objects.standard(version)
+    for region, word, value in mutations:
+        lo, hi = SLUB_REGIONS[region]
+        slub.ram.u64_at(lo + (8 * word) % (hi - lo), value)
+
+    def walk():
+        allocator = slub.allocator()
+        allocator.all_stats()
+        for cache in allocator.caches:
+            allocator.objects(cache)
+        allocator.object_at(slab_objects.DIRECT_MAP + 9 * slab_objects.PAGE + 72)
+    ends_cleanly("slab caches", walk)
+
+
+@FUZZ
+@given(links=st.lists(st.integers(0, 12), min_size=1, max_size=12), wild=st.one_of(st.none(), WORD),
+       fields=st.lists(WORD, min_size=4, max_size=4))
+def test_vmalloc_and_module_list_walks_with_loops_and_wild_pointers_end(links, wild, fields):
+    mem = Flat([(0x1000, 0x4000)])
+    nodes = [0x1000 + 0x100 * i for i in range(len(links))]
+    for node, target in zip(nodes, links):
+        mem.words[node] = nodes[target % len(nodes)] if target < len(nodes) else (wild or 0)
+        for i, value in enumerate(fields):
+            mem.words[node + 8 + 8 * i] = value if value % 3 else 0x3000
+    vmalloc = VmallocReader.__new__(VmallocReader)
+    vmalloc.va = {"va_start": 0x10, "va_end": 0x18, "list": 0, "vm": 0x20}
+    vmalloc.vm = {"addr": 0, "size": 8, "flags": 16, "pages": 24, "nr_pages": 32, "caller": 40}
+    vmalloc.vm_size, vmalloc.heads, vmalloc.other_heads = 48, (lambda read: [nodes[0]]), (lambda read: [nodes[0]])
+    ends_cleanly("vmalloc areas", lambda: (vmalloc.areas(mem.read), vmalloc.idle_records(mem.read)))
+    modules = ModuleReader.__new__(ModuleReader)
+    modules.head, modules.list, modules.name, modules.size = nodes[0], 0, 0x10, 0x40
+    modules.mem, modules.layout = None, (0x20, {"base": 0, "size": 8, "text_size": 12, "ro_size": 16,
+                                                "ro_after_init_size": 20})
+    ends_cleanly("module list", lambda: modules.regions(mem.read))
+
+
+@FUZZ
+@given(handle=st.integers(0, (1 << 32) - 1), pools=st.lists(WORD | st.integers(0x1000, 0x3000), min_size=4,
+                                                              max_size=4))
+def test_stack_depot_lookups_of_wild_handles_end(handle, pools):
+    mem = Flat([(0x1000, 0x4000)])
+    for i, pool in enumerate(pools):
+        mem.words[0x1000 + 8 * i] = pool
+    depot = StackDepot.__new__(StackDepot)
+    depot.plus_one, depot.pools, depot.index_bits = bool(handle & 1), 0x1000, 17
+    depot.size, depot.entries, depot.handle = 0xC, 0x20, 0x10
+    ends_cleanly("stack depot", lambda: depot.stack(mem.read, handle))
