@@ -216,6 +216,7 @@ class Session:
 
     def connect_events(self) -> None:
         gdb.events.cont.connect(self.on_cont)
+        gdb.events.memory_changed.connect(self.on_cont)         # a write from gdb: what was read is stale
         gdb.events.stop.connect(self.on_stop)
         gdb.events.new_objfile.connect(self.on_objfiles_changed)
         gdb.events.clear_objfiles.connect(self.on_objfiles_changed)

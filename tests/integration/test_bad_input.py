@@ -73,7 +73,8 @@ def test_addr_with_an_unset_sysroot_says_how_to_set_it(guest):
 
 
 EVERY_COMMAND = ["memcheck info", "memcheck ps", "memcheck maps 1", "memcheck pagetable", "memcheck vtop 0x1000",
-                 "memcheck addr -p 1 0x1000", "memcheck leaks 1", "memcheck trace on", "memcheck trace status"]
+                 "memcheck addr -p 1 0x1000", "memcheck leaks 1", "memcheck trace on", "memcheck trace status",
+                 "memcheck slab", "memcheck kmem 0xffff888000000000", "memcheck kleaks"]
 
 
 def every_command(*before: str, gdb: str = "gdb") -> str:

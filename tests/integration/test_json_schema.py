@@ -26,7 +26,8 @@ for cmd in ["memcheck info --json", "memcheck ps --json", "memcheck ps -t --json
             f"memcheck vtop -p {pid} --json 0x1000", "memcheck addr --json $pc",
             f"memcheck addr -p {pid} --json 0x1000", "memcheck leaks wl-leak --json",
             "memcheck leaks wl-leak --all --json", "memcheck leaks status --json", "memcheck trace status --json",
-            "memcheck events --json"]:
+            "memcheck events --json", "memcheck slab --json", "memcheck slab kmalloc-64 --json",
+            "memcheck kmem --json &init_task", "memcheck kmem --json $rsp", "memcheck kleaks --json"]:
     grab(cmd)
 gdb.execute("set memcheck event-log " + EVENT_LOG)
 gdb.execute("memcheck trace on")
