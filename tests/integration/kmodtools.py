@@ -12,6 +12,8 @@ from labtools import REPO, guestlab
 
 CHUNK = 3000            # base64 characters per shell line
 CACHE = "memcheck_kmod"
+KIND = {"definite": "definitely lost", "indirect": "indirectly lost", "possible": "possibly lost",
+        "reachable": "still reachable"}        # the module's words for the leak classes
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,10 @@ import re
 
 import pytest
 
-from kmodtools import CACHE, load
+from kmodtools import CACHE, KIND, load
 from labtools import guestlab, run_gdb
 
 BOOT = guestlab.BootOptions()
-KIND = {"definite": "definitely lost", "indirect": "indirectly lost", "possible": "possibly lost",
-        "reachable": "still reachable"}
 MIN_CACHES = 20
 
 GROUND_SCRIPT = r"""
