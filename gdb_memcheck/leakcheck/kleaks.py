@@ -21,7 +21,7 @@ from ..target import MemoryReadError, PartialError, TargetError
 from . import leaks
 
 VMALLOC = "vmalloc"
-KERNEL_SPACE = 0xFFFF_8000_0000_0000       # the lowest canonical kernel address (4-level; 5-level starts below)
+KERNEL_SPACE = {4: 0xFFFF_8000_0000_0000, 5: 0xFF00_0000_0000_0000}     # the lowest canonical kernel address
 PREVIEW = 32
 IMAGE_DATA = (("_sdata", "_edata", "kernel data"), ("__bss_start", "__bss_stop", "kernel bss"),
               ("__start_ro_after_init", "__end_ro_after_init", "kernel ro_after_init"))
@@ -119,7 +119,8 @@ class KernelScanner:
                 word = self._words[pointer] = self.kmem.u64(pointer)
             except MemoryReadError:
                 word = self._words[pointer] = 1
-        return word & ~3 == 0 or word & ~7 >= KERNEL_SPACE      # an rb_node keeps its colour in bit 0
+        # an rb_node keeps its colour in bit 0
+        return word & ~3 == 0 or word & ~7 >= KERNEL_SPACE[self.kmem.levels]
 
     def _read(self, addr: int, size: int) -> bytes:
         """Object and root memory; a page that cannot be read scans as zeros."""

@@ -15,7 +15,7 @@ from .stackdepot import StackDepot
 from .system import System
 from .vmalloc import VmallocReader
 
-USER_TOP = 1 << 47
+USER_TOP = {4: 1 << 47, 5: 1 << 56}
 CPU_ENTRY_AREA = (0xFFFF_FE00_0000_0000, 0xFFFF_FE80_0000_0000)   # 4-level: 0.5 TB at -2 TB
 FIXMAP = (0xFFFF_FFFF_FF00_0000, 0xFFFF_FFFF_FF60_0000)           # below the vsyscall page, above modules
 VSYSCALL = (0xFFFF_FFFF_FF60_0000, 0xFFFF_FFFF_FF60_1000)
@@ -93,7 +93,7 @@ class AddressResolver:
         self.system, self.slab, self.target, self.kmem = system, slab, system.target, system.kmem
 
     def describe(self, address: int) -> KernelAddress:
-        if address < USER_TOP:
+        if address < USER_TOP[self.kmem.levels]:
             raise TargetError(f"{address:#x} is a user address: `memcheck addr -p PID {address:#x}` says what it is")
         for probe in (self._stack, self._image, self._module, self._direct_map, self._vmalloc, self._memmap,
                       self._fixed):

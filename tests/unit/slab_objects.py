@@ -45,7 +45,7 @@ class KernelRam:
 
     def __init__(self) -> None:
         self.pages: dict[int, bytearray] = {}
-        self.direct_map = DIRECT_MAP
+        self.direct_map, self.levels = DIRECT_MAP, 4
 
     def write(self, va: int, data: bytes) -> None:
         for i in range(0, len(data)):
