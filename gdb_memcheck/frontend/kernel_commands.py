@@ -55,7 +55,10 @@ def data_symbol(address: int) -> str:
         text = gdb.execute(f"info symbol {address:#x}", to_string=True).strip()
     except gdb.error:
         return ""
-    return "" if text.startswith("No symbol") else text.split(" in section ")[0].replace(" + ", "+")
+    if text.startswith("No symbol"):
+        return ""
+    name, _, offset = text.split(" in section ")[0].partition(" + ")
+    return f"{name}+{int(offset):#x}" if offset.isdigit() else name
 
 
 class SlabCommand(Subcommand):
@@ -108,7 +111,7 @@ class KmemCommand(Subcommand):
         name = symbolizer(system)
 
         def symbolize(pc: int) -> str:
-            return name(pc) or (data_symbol(pc) if info.kind == "kernel image" else "")
+            return (data_symbol(pc) if pc == info.symbol_at else "") or name(pc)
         if args.json:
             gdb.write(json_text("kmem", kmem_json(info, symbolize)))
         else:

@@ -43,6 +43,7 @@ class KernelAddress:
     pid: int | None = None
     comm: str | None = None
     physical: int | None = None
+    symbol_at: int | None = None          # what names it: the address, or a per-CPU variable's offset
     page: "PageInfo | None" = None
     alloc_stack: tuple[int, ...] = field(default_factory=tuple)
 
@@ -112,7 +113,8 @@ class AddressResolver:
                     self.target.symbol_address(start) <= address < self.target.symbol_address(end):
                 section = name
                 break
-        return KernelAddress(address, "kernel image", section=section, physical=self.kmem.to_physical(address))
+        return KernelAddress(address, "kernel image", section=section, physical=self.kmem.to_physical(address),
+                             symbol_at=address)
 
     def _module(self, address: int) -> KernelAddress | None:
         if address < START_KERNEL_MAP:
@@ -130,8 +132,11 @@ class AddressResolver:
         physical = address - k.direct_map
         cpu = self._per_cpu(physical)
         if cpu is not None:
+            static = cpu[1] < self.target.symbol_address("__per_cpu_end")
             return KernelAddress(address, "per-CPU", f"CPU {cpu[0]}'s per-CPU area + {cpu[1]:#x}",
-                                 physical=physical, offset=cpu[1])
+                                 physical=physical, offset=cpu[1],
+                                 section=".data..percpu" if static else "dynamic per-CPU allocations",
+                                 symbol_at=cpu[1] if static else None)
         found = self.slab.object_at(address)
         if found is not None:
             cache, obj, offset = found

@@ -78,7 +78,7 @@ def kmem_text(info: KernelAddress, symbolize: Symbolizer, style: Styler = PLAIN)
         lines.append(f"  cache     {info.cache}, object {style.address(hex(info.object_start))} + {info.offset:#x} "
                      f"(object size {info.object_size}), {state}")
     if info.section is not None:
-        symbol = symbolize(info.address)
+        symbol = symbolize(info.symbol_at) if info.symbol_at is not None else ""
         lines.append(f"  section   {info.section}" + (f", {style.function(symbol)}" if symbol else ""))
     if info.range is not None:
         lines.append(f"  range     {style.address(hex(info.range[0]))}-{style.address(hex(info.range[1]))}"
@@ -104,7 +104,7 @@ def kmem_json(info: KernelAddress, symbolize: Symbolizer) -> dict:
             "free": info.free, "range_start": hexa(info.range[0]) if info.range else None,
             "range_end": hexa(info.range[1]) if info.range else None, "caller": hexa(info.caller),
             "caller_symbol": symbolize(info.caller) or None if info.caller else None, "section": info.section,
-            "symbol": symbolize(info.address) or None if info.kind == "kernel image" else None,
+            "symbol": symbolize(info.symbol_at) or None if info.symbol_at is not None else None,
             "pid": info.pid, "comm": info.comm, "physical": hexa(info.physical),
             "page": None if p is None else {"pfn": p.pfn, "head_pfn": p.head_pfn, "flags": list(p.flags),
                                             "order": p.order, "refcount": p.refcount, "mapping": hexa(p.mapping)},

@@ -229,7 +229,7 @@ SHAPES: dict[str, Shape] = {
         "free": (Opt(BOOL), "slab object: on a freelist"), "range_start": (Opt(HEX), "area, stack or module range"),
         "range_end": (Opt(HEX), "its end"), "caller": (Opt(HEX), "vmalloc: who allocated it"),
         "caller_symbol": (Opt(STR), "the caller's function"), "section": (Opt(STR), "image section or module part"),
-        "symbol": (Opt(STR), "kernel image: symbol+offset"), "pid": (Opt(INT), "task stack: the task"),
+        "symbol": (Opt(STR), "kernel image or static per-CPU data: symbol+offset"), "pid": (Opt(INT), "task stack: the task"),
         "comm": (Opt(STR), "its comm"), "physical": (Opt(HEX), "physical address"),
         "page": (Opt(Ref("page_info")), "its struct page"),
         "alloc_stack": (Arr(Ref("kernel_frame")), "slab object: where it was allocated (slub_debug=U)")}),
