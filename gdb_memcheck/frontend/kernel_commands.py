@@ -26,24 +26,33 @@ def allocator(system: System) -> SlabAllocator:
 
 
 def symbolizer(system: System):
-    """function+offset of a kernel text address, or module+offset for a module's."""
-    regions = None
+    """function+offset of a kernel text address; a module's function+offset [module] from its
+    own symbol table, else [module] region+offset."""
+    modules: list = []
 
     def name(pc: int) -> str:
-        nonlocal regions
         found, _ = kernel_symbol(pc)
         if found:
             return found
-        if regions is None:
-            try:
-                regions = ModuleReader(system.target).regions(system.kmem.read)
-            except TargetError:
-                regions = []
+        if not modules:
+            modules.append(_module_symbols(system))
+        functions, regions = modules[0]
+        for f in functions:
+            if f.start <= pc < f.start + max(f.size, 1):
+                return f"{f.name}+{pc - f.start:#x} [{f.module}]"
         for r in regions:
             if r.start <= pc < r.end:
                 return f"[{r.module}] {r.kind}+{pc - r.start:#x}"
         return ""
     return name
+
+
+def _module_symbols(system: System) -> tuple[list, list]:
+    reader = ModuleReader(system.target)
+    try:
+        return reader.functions(system.kmem.read), reader.regions(system.kmem.read)
+    except TargetError:
+        return [], []
 
 
 def data_symbol(address: int) -> str:

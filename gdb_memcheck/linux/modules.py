@@ -8,7 +8,20 @@ from typing import Callable
 from ..target import PartialError, Target, cstring, u32, u64
 
 MAX_MODULES = 4096
+MAX_SYMBOLS = 1 << 16           # per module
+ELF64_SYM = 24                  # Elf64_Sym: st_name u32, st_info, st_other, st_shndx u16, st_value, st_size
+STT_FUNC = 2
 Reader = Callable[[int, int], bytes]
+
+
+@dataclass(frozen=True)
+class ModuleSymbol:
+    """A function of a loaded module, from its own symbol table (mod->kallsyms)."""
+
+    module: str
+    name: str
+    start: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,10 @@ class ModuleReader:
     def __init__(self, target: Target) -> None:
         mod = target.layout("struct module")
         self.head = target.symbol_address("modules")
+        self.kallsyms = mod.offset("kallsyms") if mod.has("kallsyms") else None
+        if self.kallsyms is not None:
+            ks = target.layout("struct mod_kallsyms")
+            self.ks = {m: ks.offset(m) for m in ("symtab", "num_symtab", "strtab")}
         self.list, self.name = mod.offset("list"), mod.offset("name")
         self.size = mod.size
         if mod.has("mem"):
@@ -52,17 +69,46 @@ class ModuleReader:
     def regions(self, read: Reader) -> list[ModuleRegion]:
         """Every region of every loaded module (empty ones left out)."""
         found: list[ModuleRegion] = []
-        seen, node, count = {self.head}, u64(read(self.head, 8)), 0
-        while node != self.head:
-            if node in seen or not node or count >= MAX_MODULES:
-                raise PartialError(f"module list is corrupt at {node:#x}", found)
-            seen.add(node)
-            count += 1
-            mod = node - self.list
-            raw = read(mod, self.size)
+        for raw in self._modules(read, found):
             found += [r for r in self._regions(raw, cstring(raw[self.name:self.name + 56])) if r.end > r.start]
-            node = u64(raw, self.list)
         return found
+
+    def functions(self, read: Reader) -> list[ModuleSymbol]:
+        """The functions of every loaded module, from the symbol table it keeps (CONFIG_KALLSYMS)."""
+        found: list[ModuleSymbol] = []
+        if self.kallsyms is None:
+            return found
+        for raw in self._modules(read, found):
+            found += self._functions(read, raw, cstring(raw[self.name:self.name + 56]))
+        return found
+
+    def _functions(self, read: Reader, raw: bytes, name: str) -> list[ModuleSymbol]:
+        ks = u64(raw, self.kallsyms)
+        if not ks:
+            return []
+        k = read(ks, max(self.ks.values()) + 8)
+        symtab, count, strtab = u64(k, self.ks["symtab"]), u32(k, self.ks["num_symtab"]), u64(k, self.ks["strtab"])
+        table = read(symtab, ELF64_SYM * min(count, MAX_SYMBOLS))
+        out = []
+        for i in range(len(table) // ELF64_SYM):
+            st_name, st_info = u32(table, i * ELF64_SYM), table[i * ELF64_SYM + 4]
+            value, size = u64(table, i * ELF64_SYM + 8), u64(table, i * ELF64_SYM + 16)
+            if st_info & 0xF == STT_FUNC and value:
+                out.append(ModuleSymbol(name, cstring(read(strtab + st_name, 128)), value, size))
+        return out
+
+    def _modules(self, read: Reader, partial: list) -> list[bytes]:
+        """Each struct module on the list, bounded and cycle-safe."""
+        out: list[bytes] = []
+        seen, node = {self.head}, u64(read(self.head, 8))
+        while node != self.head:
+            if node in seen or not node or len(out) >= MAX_MODULES:
+                raise PartialError(f"module list is corrupt at {node:#x}", partial)
+            seen.add(node)
+            raw = read(node - self.list, self.size)
+            out.append(raw)
+            node = u64(raw, self.list)
+        return out
 
     def _regions(self, raw: bytes, name: str) -> list[ModuleRegion]:
         if self.mem is not None:

@@ -401,7 +401,8 @@ def test_vmalloc_and_module_list_walks_with_loops_and_wild_pointers_end(links, w
     modules.head, modules.list, modules.name, modules.size = nodes[0], 0, 0x10, 0x40
     modules.mem, modules.layout = None, (0x20, {"base": 0, "size": 8, "text_size": 12, "ro_size": 16,
                                                 "ro_after_init_size": 20})
-    ends_cleanly("module list", lambda: modules.regions(mem.read))
+    modules.kallsyms, modules.ks = 0x28, {"symtab": 0, "num_symtab": 8, "strtab": 16}
+    ends_cleanly("module list", lambda: (modules.regions(mem.read), modules.functions(mem.read)))
 
 
 @FUZZ
