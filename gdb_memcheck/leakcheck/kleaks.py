@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..linux.memory import PAGE, START_KERNEL_MAP
-from ..linux.modules import ModuleReader, ModuleRegion
+from ..linux.modules import ModuleReader
 from ..linux.slab import Cache, SlabAllocator
 from ..linux.stackdepot import StackDepot
 from ..linux.system import System
@@ -23,6 +23,7 @@ from . import leaks
 VMALLOC = "vmalloc"
 KERNEL_SPACE = {4: 0xFFFF_8000_0000_0000, 5: 0xFF00_0000_0000_0000}     # the lowest canonical kernel address
 PREVIEW = 32
+UNREADABLE = 0x10                           # neither NULL nor a kernel address: no embedded node
 IMAGE_DATA = (("_sdata", "_edata", "kernel data"), ("__bss_start", "__bss_stop", "kernel bss"),
               ("__start_ro_after_init", "__end_ro_after_init", "kernel ro_after_init"))
 
@@ -49,12 +50,6 @@ class KernelLeakScan:
     seconds: float
     notes: list[str] = field(default_factory=list)
 
-    def lost(self, show_reachable: bool = False, cache: str | None = None) -> list[leaks.Block]:
-        kinds = {leaks.Kind.DEFINITE, leaks.Kind.INDIRECT, leaks.Kind.POSSIBLE}
-        if show_reachable:
-            kinds.add(leaks.Kind.REACHABLE)
-        return [b for b in self.index.blocks if b.kind in kinds and (cache is None or b.via == cache)]
-
 
 class KernelScanner:
     """One scan at one stop."""
@@ -68,35 +63,11 @@ class KernelScanner:
     def scan(self) -> KernelLeakScan:
         t0 = time.monotonic()
         blocks, objects = self._slab_objects()
-
-        areas = self._vmalloc_areas()
         stacks = self._stacks()
-        stack_areas = {a for a in stacks} | self._cached_stacks()
-        percpu = self.target.symbol_address("pcpu_get_vm_areas") if self.target.has_symbol("pcpu_get_vm_areas") \
-            else None
-        regions: list[leaks.Region] = []
-        vm_objects = 0
-        # the allocator's own records of vmalloc areas (each vmap_area's bounds, busy or free, and
-        # vm_struct.addr) are no reference to an area: kmemleak asks two references of a vmalloc
-        # area for the same reason
-        for record in self._idle_records():
-            self.blank[record] = self._va_start
-        for a in areas:
-            self.blank[a.area] = self._va_start
-            self.blank[a.vm] = self._vm_addr
-            if a.start >= START_KERNEL_MAP or not a.vm or not a.flags & VM_ALLOC or a.start in stack_areas:
-                continue                    # modules, vmap'ed and ioremapped memory, stacks
-            if a.caller == percpu:
-                regions.append(leaks.Region(a.start, a.start + a.usable, "per-CPU chunks"))
-                continue
-            blocks.append(leaks.Block(a.start, a.usable, via=VMALLOC))
-            objects[a.start] = KernelObject(VMALLOC)
-            vm_objects += 1
-
-        words = self._registers()
+        regions, vm_objects = self._vmalloc_objects(blocks, objects, set(stacks) | self._cached_stacks())
         regions += self._image() + self._module_data() + self._boot_memory()
         regions += [leaks.Region(sp, top, "task stacks") for sp, top in stacks.values()]
-        index = leaks.classify(blocks, self._read, regions, words, self._link)
+        index = leaks.classify(blocks, self._read, regions, self._registers(), self._link)
         for b in index.blocks:
             if b.kind is not leaks.Kind.REACHABLE:
                 objects[b.address].preview = self._preview(b)
@@ -105,6 +76,31 @@ class KernelScanner:
             sizes[r.what] = sizes.get(r.what, 0) + r.end - r.start
         return KernelLeakScan(index, objects, regions, sizes, len(self.slab.caches), vm_objects,
                               time.monotonic() - t0, self.notes)
+
+    def _vmalloc_objects(self, blocks: list[leaks.Block], objects: dict[int, KernelObject],
+                         stacks: set[int]) -> tuple[list[leaks.Region], int]:
+        """Add the vmalloc areas that are allocations to `blocks`; return the later per-CPU
+        chunks (roots) and how many areas were added.  The allocator's own records of an area
+        (each vmap_area's bounds, busy or free, and vm_struct.addr) are no reference to it:
+        kmemleak asks two references of a vmalloc area for the same reason."""
+        percpu = self.target.symbol_address("pcpu_get_vm_areas") if self.target.has_symbol("pcpu_get_vm_areas") \
+            else None
+        regions: list[leaks.Region] = []
+        count = 0
+        for record in self._idle_records():
+            self.blank[record] = self._va_start
+        for a in self._vmalloc_areas():
+            self.blank[a.area] = self._va_start
+            self.blank[a.vm] = self._vm_addr
+            if a.start >= START_KERNEL_MAP or not a.vm or not a.flags & VM_ALLOC or a.start in stacks:
+                continue                    # modules, vmap'ed and ioremapped memory, stacks
+            if a.caller == percpu:
+                regions.append(leaks.Region(a.start, a.start + a.usable, "per-CPU chunks"))
+                continue
+            blocks.append(leaks.Block(a.start, a.usable, via=VMALLOC))
+            objects[a.start] = KernelObject(VMALLOC)
+            count += 1
+        return regions, count
 
     def _link(self, block: leaks.Block, pointer: int) -> bool:
         """An interior pointer that the kernel's own data structures make: a tagged pointer
@@ -118,7 +114,7 @@ class KernelScanner:
             try:
                 word = self._words[pointer] = self.kmem.u64(pointer)
             except MemoryReadError:
-                word = self._words[pointer] = 1
+                word = self._words[pointer] = UNREADABLE
         # an rb_node keeps its colour in bit 0
         return word & ~3 == 0 or word & ~7 >= KERNEL_SPACE[self.kmem.levels]
 
@@ -331,8 +327,3 @@ def _cut(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int,
     for lo, hi in holes:
         pieces = [p for a, b in pieces for p in ((a, min(b, lo)), (max(a, hi), b)) if p[1] > p[0]]
     return pieces
-
-
-def module_of(regions: list[ModuleRegion], address: int) -> ModuleRegion | None:
-    return next((r for r in regions if r.start <= address < r.end), None)
-

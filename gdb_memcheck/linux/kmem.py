@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ..target import MemoryReadError, Target, TargetError, u32, u64
 from .memory import PAGE, START_KERNEL_MAP
 from .modules import ModuleReader
-from .slab import SlabAllocator
+from .slab import Cache, SlabAllocator, SlabObject
 from .stackdepot import StackDepot
 from .system import System
 from .vmalloc import VmallocReader
@@ -147,7 +147,7 @@ class AddressResolver:
         return KernelAddress(address, "page", "direct map", physical=physical,
                              page=PageReader(self.target, self.slab).page(physical // PAGE))
 
-    def _alloc_stack(self, cache, obj) -> tuple[int, ...]:
+    def _alloc_stack(self, cache: Cache, obj: SlabObject) -> tuple[int, ...]:
         """The allocation stack slub_debug=U stored with the object (its caller alone when the
         stack depot cannot be read)."""
         track = self.slab.track(cache, obj.address)
