@@ -13,6 +13,8 @@ export PYTHONPATH=$(python_path)
 # the arm64 builds too: test_lab_arm64.py boots an arm64 guest in each kernel's pass, and two
 # passes at once must find the lab built rather than build it together
 for kernel in 6.1-cloud 6.12-cloud 6.1-cloud-arm64 6.12-cloud-arm64; do bash qemu-scripts/kernel.sh "$kernel" >/dev/null; done
+# the kernel-memory tests' module, for each x86-64 kernel
+for kernel in 6.1-cloud 6.12-cloud; do bash qemu-scripts/kmod.sh "$kernel" >/dev/null; done
 for arch in amd64 arm64; do bash qemu-scripts/initramfs.sh --arch "$arch" >/dev/null; done
 if [ $# -gt 0 ]; then
   exec /usr/bin/python3 -m pytest -q -p no:cacheprovider "$@"

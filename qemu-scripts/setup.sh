@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 log="$CACHE/logs/setup.log"
 mkdir -p "$(dirname "$log")"
-tools=(qemu-system-x86 gdb busybox-static gcc libc6-dev libc6-dbg binutils xz-utils valgrind jq
+tools=(qemu-system-x86 gdb busybox-static gcc make libelf1 libc6-dev libc6-dbg binutils xz-utils valgrind jq
        python3 python3-pip python3-setuptools python3-wheel
        qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu)
 pydebs=(python3-pyelftools python3-sortedcontainers python3-pygments python3-pytest python3-hypothesis)
