@@ -5,6 +5,7 @@ import argparse
 
 import gdb
 
+from ..arch import X86_64
 from ..leakcheck import kleaks
 from ..linux.kmem import AddressResolver
 from ..linux.modules import ModuleReader
@@ -20,6 +21,8 @@ from .session import SESSION
 
 def allocator(system: System) -> SlabAllocator:
     """SLUB at this stop; the structure offsets are kept from stop to stop."""
+    if SESSION.arch is not X86_64:
+        raise TargetError(f"the kernel's memory is read on x86-64 guests only, not {SESSION.arch.name}")
     if "slab" not in system.readers:
         system.readers["slab"] = SlabLayout.from_target(system.target)
     return SlabAllocator(system.target, system.kmem, system.readers["slab"])

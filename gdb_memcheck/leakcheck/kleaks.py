@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..linux.memory import PAGE, START_KERNEL_MAP
+from ..arch.x86_64.linux import START_KERNEL_MAP
+from ..linux.memory import PAGE
 from ..linux.modules import ModuleReader
 from ..linux.slab import Cache, SlabAllocator
 from ..linux.stackdepot import StackDepot
@@ -258,7 +259,7 @@ class KernelScanner:
         return out
 
     def _pages(self, what: str, lo: int, hi: int) -> leaks.Region:
-        return leaks.Region(self.kmem.direct_map + lo * PAGE, self.kmem.direct_map + hi * PAGE, what)
+        return leaks.Region(self.slab.direct_map + lo * PAGE, self.slab.direct_map + hi * PAGE, what)
 
     def _stacks(self) -> dict[int, tuple[int, int]]:
         """Stack base -> (lowest live address, top) of every task: the tasks that are slab

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..target import MemoryReadError, Target, TargetError, u32, u64
-from .memory import PAGE, START_KERNEL_MAP
+from ..arch.x86_64.linux import START_KERNEL_MAP
+from .memory import PAGE
 from .modules import ModuleReader
 from .slab import Cache, SlabAllocator, SlabObject
 from .stackdepot import StackDepot
@@ -127,9 +128,9 @@ class AddressResolver:
 
     def _direct_map(self, address: int) -> KernelAddress | None:
         k = self.kmem
-        if not k.direct_map <= address < k.direct_map + self.slab.max_pfn * PAGE:
+        if not self.slab.direct_map <= address < self.slab.direct_map + self.slab.max_pfn * PAGE:
             return None
-        physical = address - k.direct_map
+        physical = address - self.slab.direct_map
         cpu = self._per_cpu(physical)
         if cpu is not None:
             static = cpu[1] < self.target.symbol_address("__per_cpu_end")

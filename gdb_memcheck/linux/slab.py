@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..target import MemoryReadError, PartialError, SymbolError, Target, TargetError, cstring, u32, u64
+from ..arch.base import FULL
 from .memory import PAGE, KernelMemory
 
 MAX_CACHES = 4096
@@ -22,6 +23,15 @@ CHUNK_PAGES = 1 << 15           # struct pages read at once from the memmap (2 M
 FIXED_VMEMMAP = 0xFFFF_EA00_0000_0000      # VMEMMAP_START of 4-level paging without a vmemmap_base variable
 SLAB_STORE_USER_6_1 = 0x0001_0000          # include/linux/slab.h before 6.9 (a #define, not in the debug info)
 SLAB_RED_ZONE_6_1 = 0x0000_0400
+
+
+def direct_map_base(kmem: KernelMemory) -> int:
+    """Where the direct map of all RAM starts: the lowest window of the kernel map that
+    translates its start to physical 0 (x86-64's page_offset_base)."""
+    starts = [start for start, _, offset in kmem.map.windows if (start + offset) % FULL == 0]
+    if not starts:
+        raise TargetError("the kernel map has no direct map of RAM")
+    return min(starts)
 
 
 def swab64(value: int) -> int:
@@ -203,6 +213,7 @@ class SlabAllocator:
 
     def __init__(self, target: Target, kmem: KernelMemory, layout: SlabLayout | None = None) -> None:
         self.target, self.kmem = target, kmem
+        self.direct_map = direct_map_base(kmem)
         self.layout = layout or SlabLayout.from_target(target)
         self.vmemmap = (u64(kmem.read(target.symbol_address("vmemmap_base"), 8))
                         if target.has_symbol("vmemmap_base") else FIXED_VMEMMAP)   # 4.17: CONFIG_DYNAMIC_MEMORY_LAYOUT
@@ -322,7 +333,7 @@ class SlabAllocator:
     def _slab(self, pfn: int, data: bytes, at: int) -> Slab:
         lay = self.layout
         counters = u64(data, at + lay.counters)
-        return Slab(self.vmemmap + pfn * lay.page_size, pfn, self.kmem.direct_map + pfn * PAGE,
+        return Slab(self.vmemmap + pfn * lay.page_size, pfn, self.direct_map + pfn * PAGE,
                     u64(data, at + lay.slab_cache), u64(data, at + lay.freelist),
                     counters & 0xFFFF, (counters >> 16) & 0x7FFF, bool(counters >> 31 & 1))
 
@@ -486,9 +497,9 @@ class SlabAllocator:
     # -- one address --------------------------------------------------------------------
     def object_at(self, address: int) -> tuple[Cache, SlabObject, int] | None:
         """(cache, object, offset into it) for a direct-map address inside a slab, else None."""
-        if not self.kmem.direct_map <= address < self.kmem.direct_map + self.max_pfn * PAGE:
+        if not self.direct_map <= address < self.direct_map + self.max_pfn * PAGE:
             return None
-        pfn = self.head_pfn((address - self.kmem.direct_map) // PAGE)
+        pfn = self.head_pfn((address - self.direct_map) // PAGE)
         if not self.is_slab(pfn):
             return None
         slab = self.slab_at(self.vmemmap + pfn * self.layout.page_size)

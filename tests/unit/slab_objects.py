@@ -7,6 +7,7 @@ import struct
 from dataclasses import dataclass, field
 
 from fakes import FakeTarget
+from gdb_memcheck.arch.base import FULL, KernelMap
 from gdb_memcheck.linux.slab import SlabAllocator, swab64
 from gdb_memcheck.target import Field, MemoryReadError, StructLayout
 
@@ -45,7 +46,8 @@ class KernelRam:
 
     def __init__(self) -> None:
         self.pages: dict[int, bytearray] = {}
-        self.direct_map, self.levels = DIRECT_MAP, 4
+        self.levels = 4
+        self.map = KernelMap(((DIRECT_MAP, DIRECT_MAP + MAX_PFN * PAGE, FULL - DIRECT_MAP),), 0)
 
     def write(self, va: int, data: bytes) -> None:
         for i in range(0, len(data)):
