@@ -89,7 +89,8 @@ for address, size in sample:
     bytes(inferior.read_memory(address, size))
 value_s = (time.perf_counter() - t0) * len(objects) / len(sample)
 emit({"slab": slab_s, "caches": len(slab["caches"]), "kleaks": kleaks_s, "scan_seconds": scan["seconds"],
-      "header": scan["header"], "objects": len(objects), "lx": lx_s, "memmap_value": memmap_value, "lx_caches": len(lx), "value": value_s,
+      "header": scan["header"], "objects": len(objects), "lx": lx_s, "memmap_value": memmap_value,
+      "lx_caches": len(lx), "value": value_s,
       "lost": [(o["cache"], o["kind"], o["address"], o["size"], o["preview"]) for o in scan["objects"]
                if o["kind"] != "still reachable"]})
 """
@@ -113,11 +114,13 @@ def main() -> int:
     print(f"kernel {release}, idle 512 MB guest, no module loaded")
     print(f"memcheck slab, {res['caches']} caches: {res['slab'] * 1e3:.0f} ms (target < 1 s); lx-slabinfo's method "
           f"through gdb.Value: {res['lx']:.2f} s ({res['lx'] / res['slab']:.1f}x as long); cat /proc/slabinfo "
-          f"through the guest's shell: {proc * 1e3:.0f} ms ({proc / res['slab']:.1f}x); finding the slabs in the memmap "
+          f"through the guest's shell: {proc * 1e3:.0f} ms ({proc / res['slab']:.1f}x); "
+          f"finding the slabs in the memmap "
           f"through gdb.Value, as the naive per-object walk must: {res['memmap_value']:.1f} s (from {SAMPLE} sampled "
           f"pages, {res['memmap_value'] / res['slab']:.0f}x)")
     print(f"memcheck kleaks, full scan: {res['kleaks']:.2f} s (target < 10 s; {res['scan_seconds']:.2f} s of it "
-          f"classifying); reading the same {res['objects']} objects one gdb read_memory call each, through the gdbstub: "
+          f"classifying); reading the same {res['objects']} objects one gdb read_memory call each, "
+          f"through the gdbstub: "
           f"{res['value']:.1f} s (from {SAMPLE} sampled, {res['value'] / res['kleaks']:.1f}x the whole scan)")
     print(f"  {res['header']}")
     counts: dict[tuple[str, str], int] = {}

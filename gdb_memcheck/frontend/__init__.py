@@ -22,7 +22,8 @@ _REGISTERED: list = []
 def load() -> None:
     """Register commands and settings once, hook gdb's events, and say what was found."""
     if not _REGISTERED:
-        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS + KERNEL_SUBCOMMANDS) + parameters.register()
+        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS + KERNEL_SUBCOMMANDS)
+                           + parameters.register()
                            + functions.register())
         SESSION.connect_events()
         gdb.events.stop.connect(taken_at_stop)

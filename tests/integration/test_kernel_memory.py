@@ -158,8 +158,8 @@ def test_partial_slab_output_comes_before_the_error_line(guest, truth):
 
 
 def test_bad_input_gives_one_line(guest):
-    run = run_gdb(guest, "memcheck slab no_such_cache", "memcheck kmem 0x1000", "memcheck kmem", "memcheck kleaks --cache nope",
-                  "memcheck slab --json no_such_cache")
+    run = run_gdb(guest, "memcheck slab no_such_cache", "memcheck kmem 0x1000", "memcheck kmem",
+                  "memcheck kleaks --cache nope", "memcheck slab --json no_such_cache")
     assert "memcheck slab: no slab cache named 'no_such_cache'" in run.stderr
     assert "memcheck kmem: 0x1000 is a user address: `memcheck addr -p PID 0x1000` says what it is" in run.stderr
     assert "memcheck kmem: the following arguments are required: ADDRESS" in run.stderr
