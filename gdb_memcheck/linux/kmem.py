@@ -127,7 +127,6 @@ class AddressResolver:
         return None
 
     def _direct_map(self, address: int) -> KernelAddress | None:
-        k = self.kmem
         if not self.slab.direct_map <= address < self.slab.direct_map + self.slab.max_pfn * PAGE:
             return None
         physical = address - self.slab.direct_map
