@@ -161,7 +161,7 @@ class KernelScanner:
             try:
                 found = self.slab.objects(cache)
             except PartialError as e:
-                self.notes.append(f"cache {cache.name}: {e}; its objects after that are left out")
+                self.notes.append(f"{e}; its objects after that are left out")      # e names the cache
                 found = e.partial
             tracks = depot is not None and self.slab.stores_tracks(cache)
             for o in found:

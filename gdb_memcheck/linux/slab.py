@@ -428,7 +428,8 @@ class SlabAllocator:
 
     def walk(self, cache: Cache) -> tuple[CacheStats, list[Slab]]:
         """Every slab of `cache` with its free objects and where it sits; a corrupt list or
-        freelist stops the walk with PartialError carrying (stats so far, slabs so far)."""
+        freelist, or unreadable memory, stops the walk with PartialError naming the cache and
+        carrying (stats so far, slabs so far)."""
         stats = CacheStats(cache)
         slabs = {s.address: s for s in self.slabs.get(cache.address, [])}
         done: list[Slab] = []
@@ -461,8 +462,9 @@ class SlabAllocator:
                     stats.node_partial_free += len(s.free)
                 done.append(s)
         except TargetError as e:
-            stats.error = str(e)
-            raise PartialError(str(e), [(stats, done)]) from None
+            prefix = f"cache {cache.name}: "
+            stats.error = str(e) if str(e).startswith(prefix) else prefix + str(e)
+            raise PartialError(stats.error, [(stats, done)]) from None
         return stats, done
 
     def objects(self, cache: Cache) -> list[SlabObject]:

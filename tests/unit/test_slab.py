@@ -66,6 +66,19 @@ def test_a_corrupt_freelist_pointer_gives_partial_results_and_says_where(version
     assert every.value.partial[1].error == ""
 
 
+def test_an_unreadable_slab_ends_the_walk_with_an_error_that_names_the_cache_once():
+    slub, cache = standard()
+    del slub.ram.pages[DIRECT_MAP + 10 * PAGE]
+    allocator = slub.allocator()
+    with pytest.raises(PartialError) as e:
+        allocator.walk(allocator.find_cache("test_cache"))
+    assert str(e.value).startswith("cache test_cache: ") and str(e.value).count("test_cache") == 1, str(e.value)
+    slub.ram.u64_at(DIRECT_MAP + 10 * PAGE + 20 * 64 + cache.offset, 0xDEAD_BEEF)
+    with pytest.raises(PartialError) as e:
+        slub.allocator().walk(allocator.find_cache("test_cache"))
+    assert str(e.value).count("test_cache") == 1, str(e.value)
+
+
 def test_a_freelist_that_loops_ends_in_an_error():
     slub, cache = standard()
     first = DIRECT_MAP + 10 * PAGE + 10 * 64
