@@ -99,6 +99,17 @@ def test_every_command_without_kernel_symbols_says_so(guest):
         assert f"{' '.join(c.split()[:2])}: no kernel symbols" in stderr, c
 
 
+def test_kernel_memory_is_read_on_x86_64_and_refused_in_one_line_on_other_architectures(guest):
+    run = run_gdb(guest, "memcheck slab", "memcheck kmem $sp", "memcheck kleaks")
+    refused = [l for l in run.stderr.splitlines() if "the kernel's memory is read on x86-64 guests only" in l]
+    if guest.options.arch == "amd64":
+        assert not refused and "LEAK SUMMARY:" in run.stdout and "task stack" in run.stdout, run.output
+    else:
+        assert [l.split(":")[0] for l in refused] == ["memcheck slab", "memcheck kmem", "memcheck kleaks"], run.output
+        assert refused[0] == "memcheck slab: the kernel's memory is read on x86-64 guests only, not aarch64"
+    assert "Traceback" not in run.output
+
+
 CORRUPT_MAPLE_SCRIPT = r"""
 import gdb, struct
 from gdb_memcheck.linux import maple
