@@ -19,7 +19,7 @@ def test_plugin_reports_five_level_paging(guest):
     assert "5-level paging" in run.stdout
 
 
-def test_pagetable_walks_five_levels(snap):
+def test_pagetable_walks_five_levels(snap):  # noqa: F811  (the imported fixture, as pytest passes it)
     assert snap["res"]["pagetable"]["levels"] == 5
 
 
