@@ -14,6 +14,7 @@ from .tracing import TRACED_GROUPS
 PROCESS = "process"          # a user process: pid or comm
 PID = "pid"                  # a user process's pid
 EXPRESSION = "expression"    # a gdb expression, the rest of the line: gdb's own completer
+FILE = "file"                # a file name: gdb's own completer
 
 STOP_EVENTS = ("fork", "clone", "exec", "exit", "thread-exit", "mmap", "munmap", "mprotect", "brk", "any", "clear")
 PROCESS_METAVAR = "PID|COMM"
@@ -269,13 +270,29 @@ def _kleaks(sub) -> None:
     _json(p)
 
 
+def _open(sub) -> None:
+    p = _command(sub, "open", "Serve every view from a QEMU dump-guest-memory file instead of the live guest.",
+                 "ELF dumps (with or without -p) and kdump-zlib dumps (-z); gdb keeps the vmlinux for "
+                 "symbols and types, and QEMU need not run.  A dump of another kernel than the loaded "
+                 "vmlinux is refused.  Commands that run the guest (trace, leaks track, watch) wait for "
+                 "`memcheck close`.")
+    _arg(p, "file", metavar="FILE", complete=FILE, help="the dump")
+    _arg(p, "--cpu", type=int, default=0, metavar="N", help="the vCPU whose registers the views use (default 0)")
+    p.set_defaults(changes_state=True)
+
+
+def _close(sub) -> None:
+    p = _command(sub, "close", "Close the open dump: the views read the live guest again.")
+    p.set_defaults(changes_state=True)
+
+
 def build() -> ArgParser:
     """The parser of `memcheck`, one subcommand per command."""
     root = ArgParser(prog="memcheck", summary="Whole-system memory checking of a Linux guest behind QEMU's "
                      "gdbstub.")
     sub = root.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for define in (_info, _ps, _maps, _pagetable, _vtop, _addr, _leaks, _trace, _events, _stop_on, _slab, _kmem,
-                   _kleaks):
+                   _kleaks, _open, _close):
         define(sub)
     return root
 
@@ -346,13 +363,15 @@ def complete(parser: ArgParser, text: str, values: Values) -> list[str] | str:
         state.take(word)
     if state.in_expression:
         return EXPRESSION
+    if state.pending is not None and getattr(state.pending, "complete", "") == FILE:
+        return FILE
     if state.pending is not None:
         return _matching(_action_values(state.pending, values, current), current)
     if current.startswith("-"):
         return _matching(state.options(), current)
     nxt = state.next_positional()
-    if nxt is not None and getattr(nxt, "complete", "") == EXPRESSION:
-        return EXPRESSION
+    if nxt is not None and getattr(nxt, "complete", "") in (EXPRESSION, FILE):
+        return nxt.complete
     found = _positional_values(state, nxt, values)
     return _matching(found if found or current else state.options(), current)
 
@@ -374,6 +393,8 @@ def _action_values(action: argparse.Action, values: Values, current: str) -> lis
     if action.choices:
         return [str(c) for c in action.choices]
     kind = getattr(action, "complete", "")
+    if kind == FILE:
+        return []
     if kind == "groups":
         head = current[:current.rfind(",") + 1]
         return [head + g for g in TRACED_GROUPS]

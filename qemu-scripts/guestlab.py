@@ -8,6 +8,7 @@ Used by the tests, the benchmarks and the demo; also a command line:
   guestlab.py sh RUN_DIR 'cat /proc/1/maps'
   guestlab.py hmp RUN_DIR 'info mem'
   guestlab.py gdb [--no-plugin] RUN_DIR [gdb args]
+  guestlab.py dump RUN_DIR FILE [--paging] [--zlib]
   guestlab.py stop RUN_DIR
 """
 from __future__ import annotations
@@ -291,19 +292,34 @@ class Guest:
         lines = text.split("\n")
         return "\n".join(lines[1:-1]) + "\n"
 
+    def dump(self, path: str | Path, paging: bool = False, zlib: bool = False, timeout: float = 600) -> Path:
+        """Write the guest's RAM and vCPU state to `path` with QEMU's dump-guest-memory: ELF,
+        with `paging` (-p) as the page tables map it, with `zlib` (-z) kdump-compressed.
+        QEMU holds the vCPUs for the dump and then leaves them as they were, so a guest that
+        gdb keeps stopped is dumped at that stop."""
+        target = Path(path).resolve()
+        target.unlink(missing_ok=True)          # QEMU creates it read-only for its owner
+        flags = (" -p" if paging else "") + (" -z" if zlib else "")
+        answer = self.hmp(f"dump-guest-memory{flags} {target}", timeout=timeout).strip()
+        if answer or not target.exists():
+            raise LabError(f"dump-guest-memory{flags} {target} failed: {answer or 'no file written'}")
+        return target
+
     def release_debugger(self) -> None:
         """After a gdb was killed in the middle of a run: attach and detach once, which makes
         QEMU remove the breakpoints that gdb left (the guest would stay 'paused (debug)')."""
         subprocess.run(["timeout", "60", self.arch.gdb, "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{self.gdb_port}",
                         "-ex", "detach"], capture_output=True)
 
-    def gdb_argv(self, *extra: str, plugin: bool = True) -> list[str]:
-        """gdb (gdb-multiarch for arm64) with the indexed vmlinux, connected to this guest,
-        plugin sourced.  A stop (the attach too) prints the frame's location without its
-        source line: the kernel's sources are not on the host, and gdb would say so at every stop."""
+    def gdb_argv(self, *extra: str, plugin: bool = True, connect: bool = True) -> list[str]:
+        """gdb (gdb-multiarch for arm64) with the indexed vmlinux, connected to this guest
+        (unless not `connect`: to read its dumps with QEMU gone), plugin sourced.  A stop (the
+        attach too) prints the frame's location without its source line: the kernel's sources
+        are not on the host, and gdb would say so at every stop."""
         argv = [self.arch.gdb, "-nx", "-q", "-ex", "set pagination off", "-ex", "set confirm off",
-                "-ex", f"file {self.vmlinux}", "-ex", "set print frame-info location",
-                "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
+                "-ex", f"file {self.vmlinux}", "-ex", "set print frame-info location"]
+        if connect:
+            argv += ["-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
         if plugin:
             argv += ["-x", str(REPO / "gdb_memcheck" / "gdbinit.py"), "-ex", f"set memcheck sysroot {self.sysroot}"]
         return argv + list(extra)
@@ -375,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("run_dir")
         p.add_argument("command")
+    d = sub.add_parser("dump", help="write the guest's memory and vCPU state with dump-guest-memory")
+    d.add_argument("run_dir")
+    d.add_argument("file")
+    d.add_argument("--paging", action="store_true", help="-p: PT_LOADs as the page tables map memory")
+    d.add_argument("--zlib", action="store_true", help="-z: kdump-compressed with zlib")
     s = sub.add_parser("stop")
     s.add_argument("run_dir")
     g = sub.add_parser("gdb", help="exec gdb connected to the guest with the plugin")
@@ -391,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(Guest.load(a.run_dir).sh(a.command))
         elif a.cmd == "hmp":
             sys.stdout.write(Guest.load(a.run_dir).hmp(a.command))
+        elif a.cmd == "dump":
+            written = Guest.load(a.run_dir).dump(a.file, paging=a.paging, zlib=a.zlib)
+            say(f"dump written: {written} ({written.stat().st_size >> 20} MiB)")
+            print(written)
         elif a.cmd == "stop":
             Guest.load(a.run_dir).stop()
         elif a.cmd == "gdb":

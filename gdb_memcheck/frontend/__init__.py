@@ -11,6 +11,7 @@ import gdb
 from ..target import TargetError
 from . import commands, functions, parameters
 from .breakpoints import taken_at_stop
+from .dump_commands import DUMP_SUBCOMMANDS
 from .kernel_commands import KERNEL_SUBCOMMANDS
 from .leak_commands import LEAK_SUBCOMMANDS
 from .session import SESSION
@@ -22,7 +23,8 @@ _REGISTERED: list = []
 def load() -> None:
     """Register commands and settings once, hook gdb's events, and say what was found."""
     if not _REGISTERED:
-        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS + KERNEL_SUBCOMMANDS)
+        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS + KERNEL_SUBCOMMANDS
+                                             + DUMP_SUBCOMMANDS)
                            + parameters.register()
                            + functions.register())
         SESSION.connect_events()

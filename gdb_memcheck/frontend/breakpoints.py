@@ -133,7 +133,8 @@ class KernelHooks:
     def subscribe(self, subscriber: kevents.Subscriber, groups: list[str], feature: str,
                   hardware: bool = False, require_all: bool = False) -> kevents.Subscription:
         """Place the hooks `groups` need and subscribe; refuse when none of them exists, or
-        when one is missing and the feature needs them all."""
+        when one is missing and the feature needs them all, or a dump is open."""
+        SESSION.require_live(feature)
         chosen, missing = kevents.choose_hooks(resolve, SESSION.arch, groups)
         if not chosen or (missing and require_all):
             raise TargetError(f"{feature} needs kernel functions this kernel lacks: " + "; ".join(missing))

@@ -90,6 +90,8 @@ class Subcommand(gdb.Command):
         found = cli.complete(self.parser, text, completion_values)
         if found == cli.EXPRESSION:
             return gdb.COMPLETE_EXPRESSION
+        if found == cli.FILE:
+            return gdb.COMPLETE_FILENAME
         token = "" if not text or text[-1].isspace() else text.split()[-1]
         if word is None or not token.endswith(word):
             return found
@@ -143,7 +145,7 @@ def parse_address(text: str) -> int:
     except ValueError:
         pass
     try:
-        return int(gdb.parse_and_eval(text)) & 0xFFFF_FFFF_FFFF_FFFF
+        return int(gdb.parse_and_eval(SESSION.expression(text))) & 0xFFFF_FFFF_FFFF_FFFF
     except gdb.error as e:
         hint = " (options go before the address)" if " -" in f" {text}" else ""
         raise cli.UsageError(f"{text!r} is not an address: {str(e).rstrip('.')}{hint}") from None

@@ -1,8 +1,10 @@
-"""One debugging session: the live target, what was detected about the guest, and
-the gdb event hooks that keep caches honest (per stop, per objfile, per connection)."""
+"""One debugging session: the live target or an open dump, what was detected about the
+guest, and the gdb event hooks that keep caches honest (per stop, per objfile, per
+connection)."""
 from __future__ import annotations
 
 import functools
+import re
 
 import gdb
 
@@ -12,17 +14,24 @@ from ..arch.pagetables import LeafMemo
 from ..linux.kernel import BANNER_BYTES, KernelInfo, banner_mismatch, find_banner, read_kernel_info, vmlinux_bytes
 from ..linux.memory import KernelMemory, PageCache
 from ..linux.system import System
+from ..qemu.dumpfile import open_dump
+from ..qemu.dumptarget import DumpTarget
 from ..symbols.elfsyms import SymbolCache
 from ..target import MemoryReadError, SymbolError, TargetError
 from . import physical
 from .live import GdbTarget
+
+REGISTER_ALIASES = {"pc": "rip", "sp": "rsp", "fp": "rbp"}
+NOT_CONNECTED = "not connected to a guest (target remote HOST:PORT), and no dump is open (memcheck open FILE)"
 
 
 class Session:
     """State the commands share; invalidated by gdb's events."""
 
     def __init__(self) -> None:
-        self.target = GdbTarget()
+        self.live = GdbTarget()
+        self.target: GdbTarget | DumpTarget = self.live    # what the views read: the live guest or a dump
+        self.dump: DumpTarget | None = None
         self.physical: physical.PhysicalPath | None = None
         self.physical_choice = "auto"
         self.kernel: KernelInfo | None = None
@@ -60,6 +69,11 @@ class Session:
         """How the selected vCPU (or `cpu`) translates addresses now."""
         return self.arch.regime(self.target, cpu)
 
+    @property
+    def source(self) -> str:
+        """What the views read now: "live" or the open dump's path."""
+        return self.dump.dump.path if self.dump is not None else "live"
+
     def kmem(self) -> KernelMemory:
         """Fast kernel-memory reader; its page cache lives until the guest runs again."""
         if self._kmem is None:
@@ -79,12 +93,15 @@ class Session:
 
     # -- physical memory ------------------------------------------------------
     def physical_path(self) -> physical.PhysicalPath:
+        if self.dump is not None:
+            dump = self.dump.dump
+            return physical.PhysicalPath("dump", dump.read_physical, dump.describe(), dump.close, dump.ram_end)
         if self.physical is None:
             if self.physical_choice == "auto":
-                self.physical, _ = physical.first_available(self.target, self.arch)
+                self.physical, _ = physical.first_available(self.live, self.arch)
             else:
-                self.physical = physical.open_path(self.physical_choice, self.target, self.arch)
-            self.target.physical_reader = self.physical.read
+                self.physical = physical.open_path(self.physical_choice, self.live, self.arch)
+            self.live.physical_reader = self.physical.read
         return self.physical
 
     def choose_physical(self, choice: str) -> None:
@@ -95,21 +112,95 @@ class Session:
         if self.physical is not None:
             self.physical.close()
         self.physical = None
-        self.target.physical_reader = None
+        self.live.physical_reader = None
+        self.forget_reads()
+
+    def forget_reads(self) -> None:
+        """Drop everything read from the guest or the dump (not what the debug info says)."""
         self._kmem = None
         self._pages = None
         self._readers = {}
         self._system = None
 
+    def expression(self, text: str) -> str:
+        """A gdb expression with the open dump's registers ($rsp, $cr3, ...) put in as numbers:
+        gdb itself has no registers of the dump (and would give the live guest's)."""
+        if self.dump is None:
+            return text
+
+        def value(m: re.Match) -> str:
+            name = REGISTER_ALIASES.get(m.group(1), m.group(1))
+            regs = self.dump.dump.cpus[self.dump.cpu].registers
+            return f"{regs[name]:#x}" if name in regs else m.group(0)
+
+        return re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", value, text)
+
+    def require_live(self, what: str) -> None:
+        """Refuse what only a running guest can do while a dump is open."""
+        if self.dump is not None:
+            raise TargetError(f"{what} needs the live guest, and a dump is open ({self.dump.dump.path}): "
+                              "memcheck close first")
+
     def require_guest(self) -> None:
-        """Refuse early, in one line, when there is no guest or no kernel symbols."""
-        if gdb.selected_inferior().connection is None or gdb.selected_thread() is None:
-            raise TargetError("not connected to a guest (target remote HOST:PORT)")
+        """Refuse early, in one line, when there is neither a guest nor a dump, or no kernel symbols."""
+        if self.dump is None and (gdb.selected_inferior().connection is None or gdb.selected_thread() is None):
+            raise TargetError(NOT_CONNECTED)
         try:
             self.target.symbol_address("init_task")
         except SymbolError:
             raise TargetError("no kernel symbols: load the guest's vmlinux with its debug info "
                               "(file VMLINUX) first") from None
+
+    # -- dumps ----------------------------------------------------------------
+    def open_dump(self, path: str, cpu: int = 0) -> str:
+        """Serve every view from the dump at `path` (until close_dump), with vCPU `cpu`
+        selected; return the summary line.  A dump the loaded vmlinux does not describe is
+        refused, and what was served before stays.  x86-64 only: QEMU's arm64 dumps carry no
+        system registers (TTBR0/1, TCR), without which no address translates."""
+        arch = for_gdb_name(gdb.selected_inferior().architecture().name())
+        if arch is not X86_64:
+            raise TargetError(f"dumps of {arch.name} guests are not supported (x86-64 only): the loaded vmlinux "
+                              f"is {arch.name}'s")
+        dump = DumpTarget(open_dump(path), self.live, cpu)
+        if not 0 <= cpu < dump.cpu_count():
+            dump.dump.close()
+            raise TargetError(f"{path} has {dump.cpu_count()} vCPU{'s' if dump.cpu_count() > 1 else ''}: "
+                              f"there is no vCPU {cpu}")
+        before = (self.dump, self.kernel, self.mismatch, self.slide_applied)
+        self._serve(dump)
+        try:
+            line = self.detect()
+            if self.mismatch:
+                raise TargetError(f"{path}: {self.mismatch}")
+        except BaseException:
+            dump.dump.close()
+            self._go_back(*before)
+            raise
+        if before[0] is not None:
+            before[0].dump.close()
+        return line
+
+    def close_dump(self) -> str:
+        """Serve the live guest again; return the path of the dump that was open."""
+        if self.dump is None:
+            raise TargetError("no dump is open")
+        path = self.dump.dump.path
+        self.dump.dump.close()
+        self._serve(None)
+        self.kernel = self.mismatch = None
+        return path
+
+    def _serve(self, dump: DumpTarget | None) -> None:
+        self.dump = dump
+        self.target = dump if dump is not None else self.live
+        self.forget_reads()
+
+    def _go_back(self, dump: DumpTarget | None, kernel: KernelInfo | None, mismatch: str | None,
+                 slide: int) -> None:
+        self._serve(dump)
+        if self.slide_applied != slide:
+            self._relocate(slide)
+        self.kernel, self.mismatch = kernel, mismatch
 
     # -- detection ------------------------------------------------------------
     def detect(self) -> str:
@@ -143,7 +234,7 @@ class Session:
         except TargetError:
             guest = b""
         mismatch = banner_mismatch(_file_banner(path, address - self.slide_applied), guest)
-        if mismatch and self.physical_path().name == "qemu-mem":          # 0.3 ms a MiB: find the real one
+        if mismatch and self.physical_path().name in ("qemu-mem", "dump"):     # 0.3 ms a MiB: find the real one
             mismatch = banner_mismatch(_file_banner(path, address - self.slide_applied), guest,
                                        find_banner(self.target.read_physical, self.physical_path().ram_end))
         return mismatch
@@ -176,14 +267,16 @@ class Session:
         finally:
             gdb.execute(f"set confirm {'on' if confirm else 'off'}")
         self.slide_applied = slide
-        self.target.forget_debug_info()
-        self.drop_physical()
+        self.live.forget_debug_info()
+        if self.dump is None:
+            self.drop_physical()
+        self.forget_reads()
 
     # -- events ---------------------------------------------------------------
     def on_stop(self, _event) -> None:
         """Detect once the kernel becomes readable (e.g. after a reset stop), and again while
         the KASLR slide is still unknown (the IDT is set up after start_kernel); say so."""
-        if self.kernel is not None and self.kernel.slide is not None:
+        if self.dump is not None or (self.kernel is not None and self.kernel.slide is not None):
             return
         try:
             line = self.detect()
@@ -193,6 +286,8 @@ class Session:
             self.announce(line)
 
     def on_cont(self, _event) -> None:
+        if self.dump is not None:
+            return
         self._system = None
         if self._kmem is not None:
             self._kmem.clear()
@@ -200,13 +295,18 @@ class Session:
             self._pages.clear()
 
     def on_objfiles_changed(self, _event) -> None:
-        self.target.forget_debug_info()
+        self.live.forget_debug_info()
         self._kmem = None
         self._readers = {}
         self._system = None
         self.mismatch = None
 
     def on_disconnect(self, _event) -> None:
+        if self.dump is not None:
+            if self.physical is not None:
+                self.physical.close()
+            self.physical = None
+            return
         self.drop_physical()
         self.kernel = None
 

@@ -57,12 +57,13 @@ class GdbRun:
 
 
 def run_gdb(guest: "guestlab.Guest", *commands: str, script: str | None = None,
-            plugin: bool = True, timeout: float = 180) -> GdbRun:
+            plugin: bool = True, timeout: float = 180, connect: bool = True) -> GdbRun:
     """Run gdb in batch mode against `guest`: each command with -ex, then `script` as a Python file.
 
     The script reports results with `emit(obj)`, which prints one tagged JSON line; it
     also has `guest` (this guest), `q(cmd)` (a --json command's answer) and
-    `while_running(command)` (qemu-scripts/gdbdrive.py).
+    `while_running(command)` (qemu-scripts/gdbdrive.py).  Without `connect`, gdb has the
+    guest's vmlinux and sysroot but no connection (to read its dumps with QEMU gone).
     """
     extra: list[str] = []
     for c in commands:
@@ -75,12 +76,12 @@ def run_gdb(guest: "guestlab.Guest", *commands: str, script: str | None = None,
         tmp.write(prelude + script)
         tmp.close()
         extra += ["-x", tmp.name]
-    gdb, *args = guest.gdb_argv(*extra, plugin=plugin)
+    gdb, *args = guest.gdb_argv(*extra, plugin=plugin, connect=connect)
     argv = ["timeout", "-k", "5", str(int(timeout)), gdb, "-batch", *args]
     t0 = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     took = time.monotonic() - t0
-    if proc.returncode == 124:              # timed out: free the guest for the module's next checks
+    if proc.returncode == 124 and connect:      # timed out: free the guest for the module's next checks
         guest.release_debugger()
     if tmp:
         os.unlink(tmp.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from gdb_memcheck.linux.vmalloc import VmallocReader
 from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, Vma
 from pagetables import PAGE, P, PhysMemory, Tables, U, W
 import slab_objects
+from dumpfiles import write_elf, write_kdump
+from gdb_memcheck.qemu.dumpfile import open_dump
 
 EXAMPLES = int(os.environ.get("MEMCHECK_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -416,3 +419,40 @@ def test_stack_depot_lookups_of_wild_handles_end(handle, pools):
     depot.plus_one, depot.pools, depot.index_bits = bool(handle & 1), 0x1000, 17
     depot.size, depot.entries, depot.handle = 0xC, 0x20, 0x10
     ends_cleanly("stack depot", lambda: depot.stack(mem.read, handle))
+
+
+# -- dump files ----------------------------------------------------------------------------
+
+def small_guest_dumps(directory: Path) -> dict[str, bytes]:
+    """An ELF and a flattened kdump of a few pages and two vCPUs, as bytes."""
+    pages = {a: bytes([a >> 12]) * 2048 + bytes(2048) for a in range(0, 0x8000, 0x1000)}
+    pages[0x10_0000] = bytes(0x1000)
+    cpus = [{"cr3": 0x10_0000, "cr0": 0x8005_0033, "cr4": 0x6B0, "rip": 1}, {"cr3": 0x10_0000, "rsp": 2}]
+    return {"elf": write_elf(directory / "g.elf", pages, cpus).read_bytes(),
+            "kdump": write_kdump(directory / "g.kdump", pages, cpus).read_bytes()}
+
+
+DUMP_TMP = tempfile.TemporaryDirectory(prefix="memcheck-fuzz-dumps-")       # removed when the run ends
+DUMP_DIR = Path(DUMP_TMP.name)
+DUMPS = small_guest_dumps(DUMP_DIR)
+
+
+@FUZZ
+@given(kind=st.sampled_from(sorted(DUMPS)), flips=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)),
+                                                          max_size=8),
+       cut=st.none() | st.integers(0, 1 << 16), reads=st.lists(st.integers(0, 0x11_0000), max_size=6))
+def test_dump_files_with_bytes_changed_or_cut_open_and_read_or_give_a_dump_error(kind, flips, cut, reads):
+    data = bytearray(DUMPS[kind])
+    for at, value in flips:
+        data[at % len(data)] = value
+    path = DUMP_DIR / f"mutated.{kind}"
+    path.write_bytes(bytes(data[:cut] if cut is not None else data))
+
+    def read_all():
+        opened = open_dump(str(path))
+        try:
+            for addr in reads:
+                opened.read_physical(addr, 0x1800)
+        finally:
+            opened.close()
+    ends_cleanly("dump files", read_all)
