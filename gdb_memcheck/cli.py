@@ -94,6 +94,10 @@ def _json(parser: argparse.ArgumentParser) -> None:
     _arg(parser, "--json", action="store_true", help="one JSON object (see docs/json-schema.md)")
 
 
+def _delta(parser: argparse.ArgumentParser, what: str) -> None:
+    _arg(parser, "--delta", action="store_true", help=f"only what changed since {what}")
+
+
 def _report_options(parser: argparse.ArgumentParser) -> None:
     _arg(parser, "--show-reachable", action="store_true", help="also list still-reachable blocks")
     _arg(parser, "--all", action="store_true",
@@ -119,6 +123,7 @@ def _ps(sub) -> None:
     which = p.add_mutually_exclusive_group()
     _arg(which, "-u", "--user", action="store_true", help="user processes only")
     _arg(which, "-k", "--kernel", action="store_true", help="kernel threads only")
+    _delta(p, "the previous ps: processes new, gone or resized (VSZ, RSS)")
     _json(p)
 
 
@@ -128,6 +133,8 @@ def _maps(sub) -> None:
     _arg(p, "process", nargs="?", metavar=PROCESS_METAVAR, complete=PROCESS, help="the process (pid or comm)")
     _arg(p, "--rss", action="store_true",
          help="add Rss and Anonymous (kB) per mapping, counted from its page tables as smaps does")
+    _delta(p, "the previous maps of this process: ranges added, removed, resized or changed, "
+           "and each mapping's Rss change (implies --rss)")
     _json(p)
 
 
@@ -185,6 +192,8 @@ def _leaks(sub) -> None:
                      "Without PID|COMM: the process on the selected vCPU.")
     _arg(check, "process", nargs="?", metavar=PROCESS_METAVAR, complete=PROCESS, help="the process")
     _arg(check, "--scan", action="store_true", help="scan the heap even if the process is tracked")
+    _delta(check, "this process's previous check: loss records new or grown, with +bytes and +blocks as "
+           "valgrind's `leak_check full increased` prints them")
     _report_options(check)
     track = _command(actions, "track", "Track the malloc family of a process, or of every process that "
                      "executes PATH.",
@@ -286,13 +295,25 @@ def _close(sub) -> None:
     p.set_defaults(changes_state=True)
 
 
+def _diff(sub) -> None:
+    p = _command(sub, "diff", "What changed between two dumps: processes new, gone or resized, and each "
+                 "process's mappings.",
+                 "Without PID|COMM: every user process present in both.  The views go back to what they "
+                 "read before.")
+    _arg(p, "dump_a", metavar="DUMP_A", complete=FILE, help="the earlier dump")
+    _arg(p, "dump_b", metavar="DUMP_B", complete=FILE, help="the later dump")
+    _arg(p, "processes", nargs="*", metavar=PROCESS_METAVAR, complete=PROCESS, help="only these processes")
+    _arg(p, "--leaks", action="store_true", help="also the leak scan's loss records new or grown (needs PID|COMM)")
+    _json(p)
+
+
 def build() -> ArgParser:
     """The parser of `memcheck`, one subcommand per command."""
     root = ArgParser(prog="memcheck", summary="Whole-system memory checking of a Linux guest behind QEMU's "
                      "gdbstub.")
     sub = root.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for define in (_info, _ps, _maps, _pagetable, _vtop, _addr, _leaks, _trace, _events, _stop_on, _slab, _kmem,
-                   _kleaks, _open, _close):
+                   _kleaks, _open, _close, _diff):
         define(sub)
     return root
 

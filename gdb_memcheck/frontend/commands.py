@@ -14,6 +14,8 @@ import gdb
 from .. import addrinfo, cli
 from ..arch import Span
 from ..arch.pagetables import Leaf, PageWalkError, Range, coalesce
+from ..changes.processes import process_records
+from ..linux.system import Mapping
 from ..report.schema import hexa
 from ..report.style import PLAIN, ROLES, Styler, escape_sequence
 from ..symbols.elfsyms import SourceLine
@@ -21,6 +23,7 @@ from ..symbols.sources import SourceFinder
 from ..target import PartialError, TargetError
 from ..report.views import (PsRow, addr_json, addr_text, maps_json, maps_text, pagetable_json, pagetable_text, ps_text,
                      json_text, walk_json, walk_text)
+from .delta_views import MapLook, map_changes_shown, process_changes_shown
 from .session import SESSION
 
 
@@ -180,24 +183,25 @@ def source_finder() -> SourceFinder:
 
 
 class PsCommand(Subcommand):
-    """`memcheck ps`: processes or threads, with VSZ and RSS."""
+    """`memcheck ps`: processes or threads, with VSZ and RSS; with --delta, what changed."""
 
     name = "ps"
 
     def run(self, args: argparse.Namespace) -> None:
+        if args.delta and args.threads:
+            raise cli.UsageError("--delta compares processes, not threads: leave out -t")
         system = SESSION.system()
+        records = process_records(system)
+        previous = SESSION.history.swap("ps", records, SESSION.source)
+        if args.delta and process_changes_shown(records, previous, args, current_style()):
+            return
         running = system.running()
         rows = []
-        for proc in system.processes:
+        for proc, record in zip(system.processes, records):
             if (args.user and proc.is_kernel_thread) or (args.kernel and not proc.is_kernel_thread):
                 continue
-            exe, vsz, rss = "", 0, 0
-            if proc.mm:
-                mm = system.mm(proc)
-                exe, vsz = system.exe_path(proc), mm.total_vm * 4096
-                rss = sum(u.rss for u in system.usages(mm, system.vmas(proc)))
             for task in (system.threads(proc) if args.threads else [proc]):
-                rows.append(PsRow(task, exe, vsz, rss, running.get(task.addr)))
+                rows.append(PsRow(task, record.exe, record.vsz, record.rss, running.get(task.addr)))
         if args.json:
             gdb.write(json_text("ps", {"threads": args.threads, "tasks": [r.as_dict() for r in rows]}))
         else:
@@ -205,7 +209,7 @@ class PsCommand(Subcommand):
 
 
 class MapsCommand(Subcommand):
-    """`memcheck maps`: a process's /proc/PID/maps, with RSS on request."""
+    """`memcheck maps`: a process's /proc/PID/maps, with RSS on request; with --delta, what changed."""
 
     name = "maps"
 
@@ -217,7 +221,11 @@ class MapsCommand(Subcommand):
         proc = pick_process(system, args.process)
         mm = system.mm(proc)
         vmas = system.vmas(proc)
-        usages = system.usages(mm, vmas) if args.rss else None
+        usages = system.usages(mm, vmas) if args.rss or args.delta else None
+        look = MapLook(proc.comm, [Mapping(v, u) for v, u in zip(vmas, usages or [None] * len(vmas))])
+        previous = SESSION.history.swap(("maps", proc.tgid), look, SESSION.source)
+        if args.delta and map_changes_shown(proc, look, previous, args, current_style()):
+            return
         if args.json:
             gdb.write(json_text("maps", {"pid": proc.tgid, "comm": proc.comm, "maps": maps_json(vmas, usages)}))
         else:

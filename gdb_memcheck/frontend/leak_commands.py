@@ -12,6 +12,7 @@ from ..report.views import leak_report_json, leak_report_memcheck, leak_report_t
 from ..target import TargetError
 from .breakpoints import event_path_text
 from .commands import Subcommand, current_style, pick_process, source_finder
+from .delta_views import leak_changes_shown, remember_leaks
 from .leak_tracking import CONTROLLER
 from .session import SESSION
 
@@ -26,7 +27,12 @@ class LeaksCommand(Subcommand):
 
     def _check(self, args: argparse.Namespace) -> None:
         system = SESSION.system()
-        self._show(CONTROLLER.check(system, pick_process(system, args.process), args.scan), args)
+        report = CONTROLLER.check(system, pick_process(system, args.process), args.scan)
+        look, previous = remember_leaks(report)
+        source = source_finder() if args.source else None
+        if args.delta and leak_changes_shown(report, look, previous, args, current_style(), source):
+            return
+        self._show(report, args)
 
     def _show(self, report: leaks.LeakReport, args: argparse.Namespace) -> None:
         if args.json:

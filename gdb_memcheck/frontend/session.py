@@ -3,14 +3,17 @@ guest, and the gdb event hooks that keep caches honest (per stop, per objfile, p
 connection)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+from typing import Iterator
 
 import gdb
 
 from .. import __version__
 from ..arch import X86_64, Arch, Regime, for_gdb_name
 from ..arch.pagetables import LeafMemo
+from ..changes.history import History
 from ..linux.kernel import BANNER_BYTES, KernelInfo, banner_mismatch, find_banner, read_kernel_info, vmlinux_bytes
 from ..linux.memory import KernelMemory, PageCache
 from ..linux.system import System
@@ -45,6 +48,7 @@ class Session:
         self._symbols: SymbolCache | None = None
         self.leaf_memo = LeafMemo()       # keyed by table content: valid across stops
         self.arch: Arch = X86_64          # chosen from gdb's view of the target at each detection
+        self.history = History()          # the previous look at each view, for --delta
 
     def system(self) -> System:
         """The snapshot of the stopped guest; rebuilt after the guest has run.  Refused when
@@ -155,8 +159,28 @@ class Session:
     def open_dump(self, path: str, cpu: int = 0) -> str:
         """Serve every view from the dump at `path` (until close_dump), with vCPU `cpu`
         selected; return the summary line.  A dump the loaded vmlinux does not describe is
-        refused, and what was served before stays.  x86-64 only: QEMU's arm64 dumps carry no
-        system registers (TTBR0/1, TCR), without which no address translates."""
+        refused, and what was served before stays."""
+        before = self.dump
+        line = self._serve_dump(path, cpu)
+        if before is not None:
+            before.dump.close()
+        return line
+
+    @contextlib.contextmanager
+    def serving(self, path: str) -> Iterator[str]:
+        """Serve the dump at `path` for a while (its summary line is given), then what was
+        served before, the live guest or another dump."""
+        before = (self.dump, self.kernel, self.mismatch, self.slide_applied)
+        line = self._serve_dump(path, 0)
+        try:
+            yield line
+        finally:
+            self.dump.dump.close()
+            self._go_back(*before)
+
+    def _serve_dump(self, path: str, cpu: int) -> str:
+        """x86-64 only: QEMU's arm64 dumps carry no system registers (TTBR0/1, TCR), without
+        which no address translates."""
         arch = for_gdb_name(gdb.selected_inferior().architecture().name())
         if arch is not X86_64:
             raise TargetError(f"dumps of {arch.name} guests are not supported (x86-64 only): the loaded vmlinux "
@@ -176,8 +200,6 @@ class Session:
             dump.dump.close()
             self._go_back(*before)
             raise
-        if before[0] is not None:
-            before[0].dump.close()
         return line
 
     def close_dump(self) -> str:

@@ -255,6 +255,56 @@ SHAPES: dict[str, Shape] = {
         "cache": (STR, "cache name or vmalloc"), "definitely lost": (INT, "objects"),
         "indirectly lost": (INT, "objects"), "possibly lost": (INT, "objects")}),
     "event_log_line": Shape("A line of `set memcheck event-log FILE`: an event and the schema version.", {}),
+    "previous": Shape("The earlier look a --delta or diff compares with.", {
+        "source": (STR, "\"live\", or the dump it was read from"),
+        "seconds_ago": (Opt(NUMBER), "how long before this look it was taken (null in a diff)")}),
+    "ps_delta": Shape("Processes new, gone or resized since the previous ps; with no previous ps, previous is null "
+                      "and every process is new.", {
+        "previous": (Opt(Ref("previous")), "the look compared with"),
+        "changes": (Arr(Ref("process_change")), "new and resized in ps order, then gone")}),
+    "process_change": Shape("A process new, gone, or whose VSZ or RSS changed; a gone one shows what it was.", {
+        "change": (Enum(("new", "gone", "resized")), "what happened"), "pid": (INT, "thread-group id"),
+        "ppid": (INT, "parent's pid"), "state": (STR, "one letter"), "comm": (STR, "task->comm"),
+        "exe": (STR, "executable path"), "kernel_thread": (BOOL, "PF_KTHREAD"), "vsz_kib": (INT, "VSZ, kB"),
+        "rss_kib": (INT, "RSS, kB"), "vsz_change_kib": (INT, "VSZ change, kB"),
+        "rss_change_kib": (INT, "RSS change, kB")}),
+    "maps_delta": Shape("What changed in a process's map since the previous look; with none, previous is null and "
+                        "every mapping is added.", {
+        "pid": (INT, "the process"), "comm": (STR, "its comm"), "previous": (Opt(Ref("previous")), "the look compared with"),
+        "changes": (Arr(Ref("map_change")), "in address order")}),
+    "map_change": Shape("A range added, removed or changed (other permissions or file), a mapping resized, or a "
+                        "mapping whose Rss alone changed.", {
+        "change": (Enum(("added", "removed", "changed", "resized", "rss")), "what happened"),
+        "start": (HEX, "first address"), "end": (HEX, "address after the last"),
+        "line": (STR, "the range's /proc/PID/maps line (as it was, when removed)"),
+        "was": (Opt(STR), "changed, resized: the line before"), "rss_kib": (Opt(INT), "Rss now, kB, when known"),
+        "rss_change_kib": (Opt(INT), "Rss change, kB, when known")}),
+    "leak_delta": Shape("Loss records new or grown since the process's previous check in the same mode, as "
+                        "valgrind's `leak_check full increased` selects them; with no previous check, previous is "
+                        "null and every record is new.", {
+        "pid": (INT, "the process"), "comm": (STR, "its comm"), "mode": (Enum(("scan", "tracking")), "the source"),
+        "header": (STR, "what was walked or tracked"), "previous": (Opt(Ref("previous")), "the check compared with"),
+        "records": (Arr(Ref("record_delta")), "new or grown, in valgrind's order"),
+        "summary": (Ref("summary_delta"), "LEAK SUMMARY with changes")}),
+    "record_delta": Shape("A loss record now and how it changed.", {
+        "number": (INT, "its number among the records"), "of": (INT, "how many records"),
+        "new": (BOOL, "it had no blocks before"), "kind": (STR, "leak kind"), "origin": (STR, "block origin"),
+        "blocks": (INT, "blocks now"), "blocks_change": (INT, "change in blocks"),
+        "total_bytes": (INT, "direct and indirect bytes now"), "total_change": (INT, "change"),
+        "direct_bytes": (INT, "its blocks' bytes"), "direct_change": (INT, "change"),
+        "indirect_bytes": (INT, "bytes lost through it"), "indirect_change": (INT, "change"),
+        "addresses": (Arr(HEX), "its blocks"), "stack": (Arr(Ref("frame")), "allocation stack (tracking mode)")}),
+    "summary_delta": Shape("Bytes and blocks of each kind and their changes.", {
+        kind: (Ref("amount_delta"), kind) for kind in ("definitely lost", "indirectly lost", "possibly lost",
+                                                       "still reachable")}),
+    "amount_delta": Shape("An amount and its change.", {
+        "bytes": (INT, "bytes"), "blocks": (INT, "blocks"), "bytes_change": (INT, "change in bytes"),
+        "blocks_change": (INT, "change in blocks")}),
+    "diff": Shape("What changed between two dumps.", {
+        "a": (STR, "the earlier dump"), "b": (STR, "the later dump"),
+        "processes": (Arr(Ref("process_change")), "processes new, gone or resized"),
+        "maps": (Arr(Ref("maps_delta")), "each process in both whose map changed (or each one asked for)"),
+        "leaks": (Arr(Ref("leak_delta")), "with --leaks: each process's scan-mode records new or grown")}),
     "error": Shape("What a failing command prints under --json, before gdb's error.", {
         "error": (STR, "the message, as the error line says it")}),
 }
@@ -265,6 +315,7 @@ COMMANDS: dict[str, str] = {
     "leaks check": "leak_report", "leaks report": "leak_report", "leaks status": "leaks_status",
     "trace status": "trace_status", "trace table": "trace_table", "trace maps": "trace_maps", "events": "events",
     "slab": "slab", "kmem": "kmem", "kleaks": "kleaks",
+    "ps --delta": "ps_delta", "maps --delta": "maps_delta", "leaks check --delta": "leak_delta", "diff": "diff",
 }
 ENVELOPE = {"schema_version": (INT, f"{SCHEMA_VERSION}, this schema's version"),
             "command": (STR, "the command, e.g. \"leaks report\"")}

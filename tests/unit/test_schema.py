@@ -19,6 +19,12 @@ from gdb_memcheck.tracing import Event, event_json_line
 from gdb_memcheck.report.views import (PsRow, addr_json, json_text, leak_report_json, maps_json, pagetable_json,
                                 walk_json)
 from gdb_memcheck.linux.vmas import Vma
+from gdb_memcheck.changes.leaks import increased_records, leak_look
+from gdb_memcheck.changes.mappings import map_changes
+from gdb_memcheck.changes.processes import ProcessRecord, process_changes
+from gdb_memcheck.leakcheck.leaks import loss_records
+from gdb_memcheck.linux.system import Mapping
+from gdb_memcheck.report.deltas import leak_delta_json, maps_delta_json, ps_delta_json
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "json-schema.md"
 KERNEL_ADDRESS = 0xFFFF_8880_03C5_6881          # not a double: 2**64 - 2**47 + odd bits
@@ -37,6 +43,20 @@ def leak_report() -> LeakReport:
     return LeakReport(7, "prog", "tracking", [lost, kept], "header", "/bin/prog", {FRAME.pc: FRAME}, [bad])
 
 
+def leak_delta() -> dict:
+    before, now = leak_report(), leak_report()
+    now.blocks.append(Block(0x5555_5555_B000, 48, Kind.DEFINITE, stack=(FRAME.pc, FRAME.pc + 1)))
+    deltas = increased_records(loss_records(now.reported(True), list(Kind)), leak_look(before))
+    body = leak_delta_json(now, deltas, (leak_look(now).summaries[True], leak_look(before).summaries[True]))
+    return {**body, "previous": {"source": "live", "seconds_ago": 2.5}}
+
+
+PROCESSES = process_changes([ProcessRecord(90, 1, "S", "sh", "/bin/busybox", 4096, 2048, False)],
+                            [ProcessRecord(91, 1, "R", "sh", "/bin/busybox", 4096, 2048, False)])
+MAP_CHANGES = maps_delta_json(map_changes([Mapping(VMA, Usage(8192, 0))],
+                                          [Mapping(Vma(KERNEL_ADDRESS, VMA.start, VMA.end + 0x1000, VMA.flags,
+                                                       VMA.offset, VMA.dev, VMA.inode, VMA.name), Usage(4096, 0))]))
+
 EXAMPLES = {
     "ps": {"threads": False, "tasks": [PsRow(TASK, "/bin/wl-maps", 4096, 8192, 0).as_dict(),
                                        PsRow(KTHREAD, "", 0, 0, None).as_dict()]},
@@ -52,6 +72,14 @@ EXAMPLES = {
                                                                   "flags": 0x22, "path": "/tmp/x", "offset": 0},
                                 1.5).as_dict(),
                           Event(2, 0, 85, 86, "wl-maps", "exit", {"code": 0}, 2.0).as_dict()]},
+    "ps --delta": {"previous": None, "changes": ps_delta_json(PROCESSES)},
+    "maps --delta": {"pid": 85, "comm": "wl-maps", "previous": {"source": "/tmp/a.elf", "seconds_ago": 1.25},
+                     "changes": MAP_CHANGES},
+    "leaks check --delta": leak_delta(),
+    "diff": {"a": "/tmp/a.elf", "b": "/tmp/b.elf", "processes": ps_delta_json(PROCESSES),
+             "maps": [{"pid": 85, "comm": "wl-maps", "previous": {"source": "/tmp/a.elf", "seconds_ago": None},
+                       "changes": MAP_CHANGES}],
+             "leaks": [leak_delta()]},
 }
 
 
