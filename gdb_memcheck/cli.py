@@ -98,6 +98,16 @@ def _delta(parser: argparse.ArgumentParser, what: str) -> None:
     _arg(parser, "--delta", action="store_true", help=f"only what changed since {what}")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
 def _report_options(parser: argparse.ArgumentParser) -> None:
     _arg(parser, "--show-reachable", action="store_true", help="also list still-reachable blocks")
     _arg(parser, "--all", action="store_true",
@@ -307,13 +317,30 @@ def _diff(sub) -> None:
     _json(p)
 
 
+def _watch(sub) -> None:
+    p = _command(sub, "watch", "Run the guest and sample processes' RSS, VSZ and heap in use at each interval.",
+                 "Each sample interrupts the guest (never a breakpoint) and reads glibc's own counters for "
+                 "the heap (the arenas' system_mem less their top chunks, plus mp_.mmapped_mem).  At the end: "
+                 "a sparkline per process; with --csv every sample, with --plot a chart (.svg; .png needs "
+                 "matplotlib).  Without PID|COMM: every user process.  Ctrl-C ends the watch early and "
+                 "keeps the samples.")
+    _arg(p, "processes", nargs="*", metavar=PROCESS_METAVAR, complete=PROCESS, help="the processes")
+    _arg(p, "--every", type=_seconds, default=1.0, metavar="SECONDS", help="interval between samples (default 1)")
+    _arg(p, "--for", dest="duration", type=_seconds, default=10.0, metavar="SECONDS",
+         help="how long to watch (default 10)")
+    _arg(p, "--csv", metavar="FILE", complete=FILE, help="write every sample to FILE")
+    _arg(p, "--plot", metavar="FILE", complete=FILE, help="draw RSS and heap over time into FILE (.svg or .png)")
+    _json(p)
+    p.set_defaults(changes_state=True)
+
+
 def build() -> ArgParser:
     """The parser of `memcheck`, one subcommand per command."""
     root = ArgParser(prog="memcheck", summary="Whole-system memory checking of a Linux guest behind QEMU's "
                      "gdbstub.")
     sub = root.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for define in (_info, _ps, _maps, _pagetable, _vtop, _addr, _leaks, _trace, _events, _stop_on, _slab, _kmem,
-                   _kleaks, _open, _close, _diff):
+                   _kleaks, _open, _close, _diff, _watch):
         define(sub)
     return root
 

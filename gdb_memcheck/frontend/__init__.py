@@ -16,6 +16,7 @@ from .kernel_commands import KERNEL_SUBCOMMANDS
 from .leak_commands import LEAK_SUBCOMMANDS
 from .session import SESSION
 from .trace_commands import TRACE_SUBCOMMANDS
+from .watch_command import WATCH_SUBCOMMANDS
 
 _REGISTERED: list = []
 
@@ -23,10 +24,9 @@ _REGISTERED: list = []
 def load() -> None:
     """Register commands and settings once, hook gdb's events, and say what was found."""
     if not _REGISTERED:
-        _REGISTERED.extend(commands.register(LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS + KERNEL_SUBCOMMANDS
-                                             + DUMP_SUBCOMMANDS)
-                           + parameters.register()
-                           + functions.register())
+        subcommands = (LEAK_SUBCOMMANDS + TRACE_SUBCOMMANDS + KERNEL_SUBCOMMANDS + DUMP_SUBCOMMANDS
+                       + WATCH_SUBCOMMANDS)
+        _REGISTERED.extend(commands.register(subcommands) + parameters.register() + functions.register())
         SESSION.connect_events()
         gdb.events.stop.connect(taken_at_stop)
     try:

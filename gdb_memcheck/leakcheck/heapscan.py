@@ -53,7 +53,7 @@ class MallocState:
 
 def malloc_state(read: glibc_heap.Reader, vmas: list[Vma], start_brk: int, brk: int) -> MallocState:
     """main_arena, the other arenas and their heaps, found from the process's data."""
-    arena = glibc_heap.find_main_arena(read, _data_ranges(vmas), start_brk, brk)
+    arena = glibc_heap.find_main_arena(read, data_ranges(vmas), start_brk, brk)
     others = glibc_heap.other_arenas(read, arena)
     heaps = [h for a in others for h in glibc_heap.arena_heaps(read, a)]
     return MallocState(arena, others, heaps)
@@ -102,7 +102,7 @@ def _cut(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int,
     return [(r.start, r.end) for r in _minus(leaks.Region(span[0], span[1], ""), holes)]
 
 
-def _data_ranges(vmas: list[Vma]) -> list[tuple[int, int]]:
+def data_ranges(vmas: list[Vma]) -> list[tuple[int, int]]:
     """Writable data of every module: its rw file mapping and the bss mapping after it."""
     out = []
     for i, v in enumerate(vmas):

@@ -305,6 +305,17 @@ SHAPES: dict[str, Shape] = {
         "processes": (Arr(Ref("process_change")), "processes new, gone or resized"),
         "maps": (Arr(Ref("maps_delta")), "each process in both whose map changed (or each one asked for)"),
         "leaks": (Arr(Ref("leak_delta")), "with --leaks: each process's scan-mode records new or grown")}),
+    "watch": Shape("A timeline: each sample's processes.", {
+        "every": (NUMBER, "requested interval, seconds"), "duration": (NUMBER, "requested length, seconds"),
+        "interrupted": (BOOL, "ended early by Ctrl-C or another stop"), "csv": (Opt(STR), "the CSV written"),
+        "plot": (Opt(STR), "the picture written"), "samples": (Arr(Ref("sample")), "in time order")}),
+    "sample": Shape("One stop of the guest, taken by an interrupt.", {
+        "sample": (INT, "its number, from 0"), "time": (NUMBER, "Unix seconds"),
+        "seconds": (NUMBER, "since the watch began"), "processes": (Arr(Ref("process_sample")), "by pid")}),
+    "process_sample": Shape("A process at one sample.", {
+        "pid": (INT, "the process"), "comm": (STR, "its comm"), "rss_kib": (INT, "RSS, kB"),
+        "vsz_kib": (INT, "VSZ, kB"),
+        "heap_bytes": (Opt(INT), "heap in use from glibc's counters, null without a glibc heap")}),
     "error": Shape("What a failing command prints under --json, before gdb's error.", {
         "error": (STR, "the message, as the error line says it")}),
 }
@@ -316,6 +327,7 @@ COMMANDS: dict[str, str] = {
     "trace status": "trace_status", "trace table": "trace_table", "trace maps": "trace_maps", "events": "events",
     "slab": "slab", "kmem": "kmem", "kleaks": "kleaks",
     "ps --delta": "ps_delta", "maps --delta": "maps_delta", "leaks check --delta": "leak_delta", "diff": "diff",
+    "watch": "watch",
 }
 ENVELOPE = {"schema_version": (INT, f"{SCHEMA_VERSION}, this schema's version"),
             "command": (STR, "the command, e.g. \"leaks report\"")}

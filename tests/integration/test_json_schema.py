@@ -29,6 +29,10 @@ for cmd in ["memcheck info --json", "memcheck ps --json", "memcheck ps -t --json
             "memcheck events --json", "memcheck slab --json", "memcheck slab kmalloc-64 --json",
             "memcheck kmem --json &init_task", "memcheck kmem --json $rsp", "memcheck kleaks --json"]:
     grab(cmd)
+for cmd in ["memcheck ps --delta --json", f"memcheck maps {pid} --delta --json", "memcheck leaks wl-leak --delta --json",
+            f"memcheck watch {pid} --every 0.2 --for 0.4 --json"]:
+    grab(cmd)
+guest.dump(DUMPS + "/a.kdump", zlib=True)
 gdb.execute("set memcheck event-log " + EVENT_LOG)
 gdb.execute("memcheck trace on")
 while_running("wl-churn-static all 1 > /dev/null")
@@ -36,6 +40,8 @@ for cmd in ["memcheck trace status --json", "memcheck trace table --json", f"mem
             "memcheck events --json", "memcheck events --last 3 --pid 1 --json"]:
     grab(cmd)
 gdb.execute("memcheck trace off")
+guest.dump(DUMPS + "/b.kdump", zlib=True)
+grab(f"memcheck diff {DUMPS}/a.kdump {DUMPS}/b.kdump {pid} --leaks --json")
 gdb.execute("memcheck leaks track --exec wl-badfree")
 while_running("wl-badfree > /dev/null 2>&1; true")
 for cmd in ["memcheck leaks status --json", "memcheck leaks report --json", "memcheck leaks report --all --json"]:
@@ -49,7 +55,8 @@ emit(outputs)
 def every_json(guest, tmp_path_factory):
     log = tmp_path_factory.mktemp("events") / "events.jsonl"
     pid = guest.sh("pidof wl-maps").split()[0]
-    script = EVERY_JSON_SCRIPT.replace("EVENT_LOG", repr(str(log))).replace("WL_MAPS", pid)
+    script = EVERY_JSON_SCRIPT.replace("EVENT_LOG", repr(str(log))).replace("WL_MAPS", pid) \
+        .replace("DUMPS", repr(str(log.parent)))
     run = run_gdb(guest, script=script, timeout=600)
     assert "Traceback" not in run.output, run.output
     return {"outputs": run.result(), "log": [json.loads(line) for line in log.read_text().splitlines()]}

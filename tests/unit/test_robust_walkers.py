@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gdb_memcheck.leakcheck import alloctrack, leaks
+from gdb_memcheck.glibc import counters
 from gdb_memcheck.glibc import heap as glibc_heap
 from gdb_memcheck.linux import maple, tasks
 from gdb_memcheck.arch.arm64 import paging as arm64_paging
@@ -244,6 +245,10 @@ def test_arena_walks_of_broken_arena_lists_and_heaps_end(mutations):
     ends_cleanly("arenas and their heaps", walk)
     ends_cleanly("thread tcaches", lambda: glibc_heap.thread_tcaches(
         mem.read, [THREAD_HEAP + 0x1000, 0, 1 << 63], [glibc_heap.Chunk(THREAD_HEAP + 0x8d0, 0x290, True)]))
+    where = counters.MallocLocations(main.address, ARENA_DATA + 0x400)
+    ends_cleanly("heap counters", lambda: counters.heap_counters(mem.read, where))
+    ends_cleanly("heap counters", lambda: counters.find_malloc_par(mem.read, [(ARENA_DATA, ARENA_DATA + 0x1000)],
+                                                                   mem.words.get(ARENA_DATA + 0x460, HEAP)))
 
 
 # -- user stacks ---------------------------------------------------------------------------

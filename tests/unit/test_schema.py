@@ -25,6 +25,8 @@ from gdb_memcheck.changes.processes import ProcessRecord, process_changes
 from gdb_memcheck.leakcheck.leaks import loss_records
 from gdb_memcheck.linux.system import Mapping
 from gdb_memcheck.report.deltas import leak_delta_json, maps_delta_json, ps_delta_json
+from gdb_memcheck.report.charts import sample_json
+from gdb_memcheck.timeline.sampling import ProcessSample, Sample
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "json-schema.md"
 KERNEL_ADDRESS = 0xFFFF_8880_03C5_6881          # not a double: 2**64 - 2**47 + odd bits
@@ -76,6 +78,9 @@ EXAMPLES = {
     "maps --delta": {"pid": 85, "comm": "wl-maps", "previous": {"source": "/tmp/a.elf", "seconds_ago": 1.25},
                      "changes": MAP_CHANGES},
     "leaks check --delta": leak_delta(),
+    "watch": {"every": 0.5, "duration": 5.0, "interrupted": False, "csv": None, "plot": "/tmp/w.svg",
+              "samples": [sample_json(Sample(0, 1.7e9, 0.0, (ProcessSample(7, "wl-grow", 8192, 16384, None),
+                                                            ProcessSample(8, "wl-leak", 4096, 8192, 215952))))]},
     "diff": {"a": "/tmp/a.elf", "b": "/tmp/b.elf", "processes": ps_delta_json(PROCESSES),
              "maps": [{"pid": 85, "comm": "wl-maps", "previous": {"source": "/tmp/a.elf", "seconds_ago": None},
                        "changes": MAP_CHANGES}],
