@@ -54,7 +54,9 @@ class WatchCommand(Subcommand):
         written = write_outputs(args, result)
         if args.json:
             gdb.write(json_text("watch", {"every": args.every, "duration": args.duration,
-                                          "interrupted": result.interrupted, "csv": args.csv, "plot": args.plot,
+                                          "interrupted": result.interrupted, "elapsed": round(result.elapsed, 3),
+                                          "running": round(result.running, 3), "skipped": result.skipped,
+                                          "csv": args.csv, "plot": args.plot,
                                           "samples": [charts.sample_json(s) for s in result.samples]}))
             return
         gdb.write("memcheck watch: " + charts.timeline_text(result, args.every) + written)

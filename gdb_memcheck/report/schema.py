@@ -307,7 +307,10 @@ SHAPES: dict[str, Shape] = {
         "leaks": (Arr(Ref("leak_delta")), "with --leaks: each process's scan-mode records new or grown")}),
     "watch": Shape("A timeline: each sample's processes.", {
         "every": (NUMBER, "requested interval, seconds"), "duration": (NUMBER, "requested length, seconds"),
-        "interrupted": (BOOL, "ended early by Ctrl-C or another stop"), "csv": (Opt(STR), "the CSV written"),
+        "interrupted": (BOOL, "ended early by Ctrl-C or another stop"),
+        "elapsed": (NUMBER, "seconds the watch took"), "running": (NUMBER, "of those, seconds the guest ran"),
+        "skipped": (INT, "samples skipped: sampling took longer than the interval"),
+        "csv": (Opt(STR), "the CSV written"),
         "plot": (Opt(STR), "the picture written"), "samples": (Arr(Ref("sample")), "in time order")}),
     "sample": Shape("One stop of the guest, taken by an interrupt.", {
         "sample": (INT, "its number, from 0"), "time": (NUMBER, "Unix seconds"),
