@@ -109,8 +109,10 @@ def test_addresses_from_a_dump_are_described_as_live(stop, kind):
 
 
 @pytest.mark.parametrize("kind", DUMPS)
-def test_info_from_a_dump_names_the_same_kernel_and_the_dump_it_reads(stop, kind):
+def test_info_from_a_dump_names_the_same_kernel_and_the_dump_it_reads(stop, guest, kind):
     live, dumped = stop["live"]["info"], stop["offline"][kind]["info"]
+    levels = 5 if "+la57" in guest.options.cpu else 4
+    assert live["paging"] == f"{levels}-level paging"
     for key in ("release", "machine", "paging", "kaslr_slide", "vcpus"):
         assert dumped[key] == live[key], key
     assert dumped["physical_path"] == "dump" and str(stop["directory"] / kind) in dumped["summary"]
@@ -156,4 +158,17 @@ def test_a_dump_of_another_kernel_than_the_loaded_vmlinux_is_refused_in_one_line
     assert len(refused) == 1 and "the loaded vmlinux is not the running kernel" in refused[0], run.stderr
     assert f"the guest runs 'Linux {release} #" in refused[0]
     assert "memcheck ps: not connected to a guest" in run.stderr, "the refused dump is not served"
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_an_arm64_vmlinux_refuses_dumps_in_one_line(stop):
+    """QEMU's arm64 dumps record no TTBR0/TTBR1 or TCR, so no address of one could translate."""
+    arm64 = guestlab.ARCHES["arm64"]
+    vmlinux = guestlab.kernel_dir("6.1-cloud", "arm64") / "vmlinux-indexed"
+    argv = ["timeout", "300", arm64.gdb, "-nx", "-batch", "-ex", f"file {vmlinux}",
+            "-x", str(REPO / "gdb_memcheck" / "gdbinit.py"), "-ex", f"memcheck open {stop['directory'] / 'elf'}"]
+    run = subprocess.run(argv, capture_output=True, text=True)
+    refused = [l for l in run.stderr.splitlines() if l.startswith("memcheck open: ")]
+    assert refused == ["memcheck open: dumps of aarch64 guests are not supported (x86-64 only): "
+                       "the loaded vmlinux is aarch64's"], run.stderr
     assert "Traceback" not in run.stdout + run.stderr
