@@ -62,6 +62,9 @@ class DumpTarget:
     def symbol_address(self, name: str) -> int:
         return self.debug_info.symbol_address(name)
 
+    def function_pointer(self, name: str) -> int:
+        return self.debug_info.function_pointer(name)
+
     def layout(self, type_name: str) -> StructLayout:
         return self.debug_info.layout(type_name)
 

@@ -54,8 +54,11 @@ emit(views(VTOPS))
 
 @pytest.fixture(scope="module")
 def stop(guest, tmp_path_factory):
-    """The live views and the dumps of one stop; then QEMU is stopped and each dump read."""
+    """The live views and the dumps of one stop; then QEMU is stopped and each dump read.
+    wl-names is running: its memfds, shm and socket rings are named through d_dname."""
     directory = tmp_path_factory.mktemp("dumps")
+    guest.sh("wl-names > /tmp/log/wl-names.log 2>&1 &")
+    guest.sh("for i in $(seq 100); do [ $(grep -c ready /tmp/log/wl-names.log) -ge 4 ] && break; sleep 0.1; done")
     script = LIVE.replace("SAMPLES", str(VTOP_SAMPLES)).replace("DUMPS", repr(DUMPS)) \
         .replace("DIRECTORY", repr(str(directory)))
     live = run_gdb(guest, script=script, timeout=600).result()
@@ -79,6 +82,8 @@ def test_ps_from_a_dump_equals_the_live_view_at_the_same_stop(stop, kind):
 @pytest.mark.parametrize("kind", DUMPS)
 def test_maps_and_their_rss_from_a_dump_equal_the_live_view(stop, kind):
     assert len(stop["live"]["maps"]) >= 5 and all(stop["live"]["maps"].values())
+    names = [m["line"] for maps in stop["live"]["maps"].values() for m in maps]
+    assert any(line.endswith("/memfd:wl-names-memfd (deleted)") for line in names), "a path from d_dname"
     assert stop["offline"][kind]["maps"] == stop["live"]["maps"]
 
 

@@ -16,7 +16,7 @@ from gdb_memcheck.linux.kernel import read_kernel_info
 from gdb_memcheck.qemu import dump, kdump
 from gdb_memcheck.qemu.dumpfile import open_dump
 from gdb_memcheck.qemu.dumptarget import DumpTarget
-from gdb_memcheck.target import Field, MemoryReadError, StructLayout, TargetError
+from gdb_memcheck.target import Field, MemoryReadError, StructLayout, Target, TargetError
 
 KERNEL_VA = 0xFFFF_FFFF_8200_0000
 UTS = 0xFFFF_FFFF_8200_0100
@@ -137,6 +137,19 @@ def test_a_dump_target_reads_kernel_structures_through_the_selected_vcpus_tables
     assert read_kernel_info(dumped, X86_64.regime(dumped, None), 0).release == "6.12.117"
     assert dumped.register("rsp", cpu=0) == CPU0["rsp"] and dumped.register("rsp") == CPU1["rsp"]
     assert dumped.cpu_count() == 2 and dumped.symbol_address("init_uts_ns") == UTS
+
+
+def test_a_dump_target_answers_every_question_of_the_target_protocol(tmp_path):
+    """What the vmlinux says (symbols, function pointers, layouts) comes from the debug info;
+    a question the protocol gains must be answered here too, or views fail on a dump only."""
+    target, cpus = guest()
+    target.symbols["simple_dname"] = 0xFFFF_FFFF_8130_0000
+    dumped = DumpTarget(open_dump(write("elf", tmp_path, target, cpus)), debug_info=target)
+    asked = {name for name, member in vars(Target).items() if callable(member) and not name.startswith("_")}
+    assert asked and all(callable(getattr(dumped, name, None)) for name in asked), \
+        sorted(name for name in asked if not callable(getattr(dumped, name, None)))
+    assert dumped.function_pointer("simple_dname") == target.function_pointer("simple_dname")
+    assert dumped.layout("struct uts_namespace") == target.layout("struct uts_namespace")
 
 
 def test_a_dump_target_says_where_a_virtual_read_stops_and_which_register_is_missing(tmp_path):
