@@ -32,7 +32,9 @@ for cmd in ["memcheck info --json", "memcheck ps --json", "memcheck ps -t --json
 for cmd in ["memcheck ps --delta --json", f"memcheck maps {pid} --delta --json", "memcheck leaks wl-leak --delta --json",
             f"memcheck watch {pid} --every 0.2 --for 0.4 --json"]:
     grab(cmd)
-guest.dump(DUMPS + "/a.kdump", zlib=True)
+DUMPED = guest.options.arch == "amd64"        # memcheck diff reads x86-64 dumps only
+if DUMPED:
+    guest.dump(DUMPS + "/a.kdump", zlib=True)
 gdb.execute("set memcheck event-log " + EVENT_LOG)
 gdb.execute("memcheck trace on")
 while_running("wl-churn-static all 1 > /dev/null")
@@ -40,8 +42,9 @@ for cmd in ["memcheck trace status --json", "memcheck trace table --json", f"mem
             "memcheck events --json", "memcheck events --last 3 --pid 1 --json"]:
     grab(cmd)
 gdb.execute("memcheck trace off")
-guest.dump(DUMPS + "/b.kdump", zlib=True)
-grab(f"memcheck diff {DUMPS}/a.kdump {DUMPS}/b.kdump {pid} --leaks --json")
+if DUMPED:
+    guest.dump(DUMPS + "/b.kdump", zlib=True)
+    grab(f"memcheck diff {DUMPS}/a.kdump {DUMPS}/b.kdump {pid} --leaks --json")
 gdb.execute("memcheck leaks track --exec wl-badfree")
 while_running("wl-badfree > /dev/null 2>&1; true")
 for cmd in ["memcheck leaks status --json", "memcheck leaks report --json", "memcheck leaks report --all --json"]:
@@ -62,9 +65,10 @@ def every_json(guest, tmp_path_factory):
     return {"outputs": run.result(), "log": [json.loads(line) for line in log.read_text().splitlines()]}
 
 
-def test_every_json_output_matches_the_documented_schema(every_json):
+def test_every_json_output_matches_the_documented_schema(every_json, guest):
     outputs = every_json["outputs"]
-    assert {doc["command"] for doc in outputs.values()} == set(schema.COMMANDS), "every command's JSON is seen"
+    expected = set(schema.COMMANDS) - ({"diff"} if guest.options.arch == "arm64" else set())   # no arm64 dumps
+    assert {doc["command"] for doc in outputs.values()} == expected, "every command's JSON is seen"
     for cmd, doc in outputs.items():
         assert schema.validate(doc) == [], cmd
         assert doc["schema_version"] == schema.SCHEMA_VERSION
