@@ -3,6 +3,8 @@ symbols and types from the vmlinux (another Target, gdb's).  Every view that rea
 through the Target protocol works on it unchanged, with QEMU gone."""
 from __future__ import annotations
 
+from typing import Mapping
+
 from ..arch.x86_64 import paging
 from ..target import MemoryReadError, StructLayout, Target, TargetError
 from .dump import GuestDump
@@ -70,6 +72,9 @@ class DumpTarget:
 
     def symbol_size(self, name: str) -> int:
         return self.debug_info.symbol_size(name)
+
+    def enum_values(self, type_name: str) -> Mapping[str, int]:
+        return self.debug_info.enum_values(type_name)
 
     def has_symbol(self, name: str) -> bool:
         return self.debug_info.has_symbol(name)
