@@ -27,7 +27,8 @@ def views(vtops):
             "process_pagetable": q(f"memcheck pagetable {leak} --json"),
             "vtop": [q(f"memcheck vtop {'-p ' + str(p) if p else ''} --json {va:#x}") for p, va in vtops],
             "leaks": q(f"memcheck leaks {leak} --json"),
-            "addr": [q(f"memcheck addr --json {a}") for a in ("$rip", "&init_task", "$rsp")]}
+            "addr": [q(f"memcheck addr --json {a}") for a in ("$rip", "&init_task", "$rsp")],
+            "slab": q("memcheck slab --json"), "slab_objects": q("memcheck slab kmalloc-64 --json")}
 """
 
 LIVE = VIEWS + r"""
@@ -106,6 +107,14 @@ def test_the_leak_scan_from_a_dump_equals_the_live_one(stop, kind):
     live = stop["live"]["leaks"]
     assert sum(1 for b in live["blocks"] if b["kind"] == "definitely lost") >= 5
     assert stop["offline"][kind]["leaks"] == live
+
+
+@pytest.mark.parametrize("kind", DUMPS)
+def test_slab_caches_and_objects_from_a_dump_equal_the_live_view(stop, kind):
+    live = stop["live"]
+    assert len(live["slab"]["caches"]) >= 100 and len(live["slab_objects"]["objects"]) >= 64
+    assert stop["offline"][kind]["slab"] == live["slab"]
+    assert stop["offline"][kind]["slab_objects"] == live["slab_objects"]
 
 
 @pytest.mark.parametrize("kind", DUMPS)
