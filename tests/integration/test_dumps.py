@@ -28,7 +28,8 @@ def views(vtops):
             "vtop": [q(f"memcheck vtop {'-p ' + str(p) if p else ''} --json {va:#x}") for p, va in vtops],
             "leaks": q(f"memcheck leaks {leak} --json"),
             "addr": [q(f"memcheck addr --json {a}") for a in ("$rip", "&init_task", "$rsp")],
-            "slab": q("memcheck slab --json"), "slab_objects": q("memcheck slab kmalloc-64 --json")}
+            "slab": q("memcheck slab --json"), "slab_objects": q("memcheck slab kmalloc-64 --json"),
+            "kleaks": q("memcheck kleaks --json"), "kmem": q("memcheck kmem --json &init_task")}
 """
 
 LIVE = VIEWS + r"""
@@ -115,6 +116,15 @@ def test_slab_caches_and_objects_from_a_dump_equal_the_live_view(stop, kind):
     assert len(live["slab"]["caches"]) >= 100 and len(live["slab_objects"]["objects"]) >= 64
     assert stop["offline"][kind]["slab"] == live["slab"]
     assert stop["offline"][kind]["slab_objects"] == live["slab_objects"]
+
+
+@pytest.mark.parametrize("kind", DUMPS)
+def test_the_kernel_leak_scan_and_kmem_from_a_dump_equal_the_live_ones(stop, kind):
+    live = stop["live"]
+    untimed = lambda scan: {**scan, "seconds": 0, "header": re.sub(r"in [\d.]+ s", "", scan["header"])}  # noqa: E731
+    assert live["kmem"]["kind"] == "kernel image" and live["kleaks"]["objects"] and live["kleaks"]["roots"]
+    assert untimed(stop["offline"][kind]["kleaks"]) == untimed(live["kleaks"])
+    assert stop["offline"][kind]["kmem"] == live["kmem"]
 
 
 @pytest.mark.parametrize("kind", DUMPS)
