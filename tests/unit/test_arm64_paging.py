@@ -218,6 +218,11 @@ def test_a_granule_other_than_4k_is_refused_in_one_line():
         a64.layout(1, (16 << 16) | 16 | (0b01 << 14) | (0b10 << 30))      # TG0 = 64 KiB
 
 
+def test_52_bit_virtual_addresses_are_refused_in_one_line():
+    with pytest.raises(PageWalkError, match="52-bit virtual addresses"):
+        a64.layout(1, (12 << 16) | 12 | (0b10 << 30))                       # T0SZ = T1SZ = 12: LPA2's layout
+
+
 def test_ttbr_table_drops_the_asid_and_the_cnp_bit():
     assert a64.ttbr_table((0x2A << 48) | 0x4123_4000 | 1) == 0x4123_4000
 

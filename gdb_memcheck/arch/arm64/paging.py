@@ -58,12 +58,15 @@ class Layout:
 
 
 def layout(sctlr: int, tcr: int) -> Layout:
-    """Decode SCTLR_EL1 and TCR_EL1; a granule other than 4 KiB is refused."""
+    """Decode SCTLR_EL1 and TCR_EL1; a granule other than 4 KiB, or VAs over 48 bits, are refused."""
     if not sctlr & SCTLR_M:
         return Layout(Mmu.OFF, 0, 0)
     if (tcr >> TCR_TG0_SHIFT) & 3 != TG0_4K or (tcr >> TCR_TG1_SHIFT) & 3 != TG1_4K:
         raise pagetables.PageWalkError("only the 4 KiB translation granule is supported", [])
     low, high = 64 - ((tcr >> TCR_T0SZ_SHIFT) & 0x3F), 64 - ((tcr >> TCR_T1SZ_SHIFT) & 0x3F)
+    if max(low, high) > 48:
+        raise pagetables.PageWalkError(f"{max(low, high)}-bit virtual addresses (FEAT_LVA/LPA2) are not supported; "
+                                       "48 bits at most", [])
     return Layout(_mmu(max(low, high)), low, high, bool(tcr & TCR_TBI0), bool(tcr & TCR_TBI1))
 
 
