@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Leak-check benchmark, one run:
   - tracking mode: the cost of each malloc (debug stops and milliseconds), from a program
-    that makes N mallocs and exits, run untraced and then tracked in the same session
+    that makes N mallocs and exits (and again freeing its blocks first), run untraced and
+    then tracked in each mode in the same session, rounds over; each mode's ratio to the
+    default; what one stop costs: QEMU CPU time (TB flushes and re-translation), gdb's CPU
+    time, Python, and waiting, and the remote-protocol packets gdb sends
   - scan mode on a process with 100,000 live blocks (target < 5 s)
   - scan mode on the leak program vs valgrind --leak-check=full running the same binary
     natively on the host: both times, and the lost-block counts side by side
   - with --vcpus 1,2,4: the tracking cost again on guests with that many vCPUs
-Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N] [--tracked-mallocs N] [--vcpus 1,2,4]
+Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N] [--tracked-mallocs N] [--rounds N] [--vcpus 1,2,4]
 """
 from __future__ import annotations
 
@@ -33,48 +36,137 @@ emit({"many_s": many_s, "many_blocks": len(many["blocks"]), "many_summary": many
       "leak_s": leak_s, "leak_summary": leak["summary"]})
 """
 
-TRACK_SCRIPT = r"""
-import time
-def timed_run(command):
-    return while_running(command, timeout=900)["seconds"]
+MODES = [
+    ("call stops, free stops (default)", []),
+    ("return stops", ["set memcheck malloc-stops return"]),
+    ("call stops, frees by scan", ["set memcheck free-stops off"]),
+    ("return stops, frees by scan", ["set memcheck malloc-stops return", "set memcheck free-stops off"]),
+]
 
-command = "wl-blocks N --exit > /dev/null"
+# One gdb session: the workload untraced, then tracked in each mode, ROUNDS times over, so
+# every mode is measured against the default under the same load; then one short run per
+# mode with `set debug remote 1`, whose packets the bench counts from gdb's log.
+TRACK_SCRIPT = r"""
+import os, re, time
+MODES = MODES_LIST
+def qemu_cpu():
+    fields = open(f"/proc/{guest.pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def gdb_cpu():
+    t = os.times()
+    return t.user + t.system
+def flushes():
+    return int(re.search(r"TB flush count\s+(\d+)", guest.hmp("info jit")).group(1))
 def status():
     return q("memcheck leaks status --json")
-untraced = timed_run(command)
-gdb.execute("memcheck leaks track --exec wl-blocks")
-runs = []
-for first in (True, False):
-    seconds = timed_run(command)
-    runs.append({"seconds": seconds, "status": status()})
-pid = runs[-1]["status"]["reports"][-1]
+def measured(command):
+    st0, q0, g0, f0 = status(), qemu_cpu(), gdb_cpu(), flushes()
+    seconds = while_running(command, timeout=900)["seconds"]
+    st1, q1, g1, f1 = status(), qemu_cpu(), gdb_cpu(), flushes()
+    handler = lambda st: st["handler_ms_per_stop"] * st["stops"] / 1e3
+    return {"seconds": seconds, "qemu_cpu": q1 - q0, "gdb_cpu": g1 - g0, "flushes": f1 - f0,
+            "stops": st1["stops"] - st0["stops"], "python": handler(st1) - handler(st0), "status": st1}
+def mode(settings):
+    gdb.execute("memcheck leaks untrack")
+    for line in ["set memcheck malloc-stops call", "set memcheck free-stops on"] + settings:
+        gdb.execute(line)
+    gdb.execute("memcheck leaks track --exec wl-blocks")
+
+out = {"untraced": [], "cold": None, "rounds": [], "packets": {}}
+for workload in WORKLOADS:
+    gdb.execute("memcheck leaks untrack")
+    out["untraced"].append(measured(workload))
+mode([])
+out["cold"] = measured(WORKLOADS[0])
+for _ in range(ROUNDS):
+    runs = {}
+    gdb.execute("memcheck leaks untrack")
+    runs["untraced"] = [measured(workload) for workload in WORKLOADS]
+    for name, settings in MODES:
+        mode(settings)
+        runs[name] = [measured(workload) for workload in WORKLOADS]
+    out["rounds"].append(runs)
+pid = out["rounds"][-1][MODES[0][0]][0]["status"]["reports"][-1]
 t0 = time.perf_counter()
 report = q(f"memcheck leaks report {pid} --json")
-render_s = time.perf_counter() - t0
+out["render_s"], out["report_summary"] = time.perf_counter() - t0, report["summary"]
+for name, settings in MODES:
+    mode(settings)
+    gdb.write(f"@@PACKETS-BEGIN {name}\n", gdb.STDLOG)
+    gdb.execute("set debug remote 1")
+    out["packets"][name] = measured(PACKET_WORKLOAD)
+    gdb.execute("set debug remote 0")
+    gdb.write(f"@@PACKETS-END {name}\n", gdb.STDLOG)
+gdb.execute("memcheck leaks untrack")
 gdb.execute("memcheck leaks track --exec wl-leak")
-timed_run("wl-leak > /dev/null")
-leak = q("memcheck leaks report --json")
-emit({"untraced": untraced, "runs": runs, "report_summary": report["summary"], "render_s": render_s,
-      "tracked_leak_summary": leak["summary"]})
+while_running("wl-leak > /dev/null")
+out["tracked_leak_summary"] = q("memcheck leaks report --json")["summary"]
+emit(out)
 """
 
 
-def tracking_cost(guest, mallocs: int) -> dict:
-    res = run_gdb(guest, script=TRACK_SCRIPT.replace("wl-blocks N", f"wl-blocks {mallocs}"), timeout=1800).result()
+def packet_counts(log: str, name: str) -> dict[str, int]:
+    """Packets gdb sent during one mode's debug-remote run, by kind (its first letters)."""
+    part = log.split(f"@@PACKETS-BEGIN {name}\n", 1)[1].split(f"@@PACKETS-END {name}\n", 1)[0]
+    kinds: dict[str, int] = {}
+    for m in re.finditer(r"Sending packet: \$([a-zA-Z]+;?[a-zA-Z]?)", part):
+        kinds[m.group(1)] = kinds.get(m.group(1), 0) + 1
+    return kinds
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def per_call_ms(run: dict, base: dict, calls: int) -> float:
+    return (run["seconds"] - base["seconds"]) / calls * 1e3
+
+
+def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
+    workloads = [f"wl-blocks {mallocs} --exit > /dev/null", f"wl-blocks {mallocs} --free-exit > /dev/null"]
+    calls = [mallocs, mallocs + mallocs - mallocs // 10]
+    script = (TRACK_SCRIPT.replace("MODES_LIST", repr(MODES)).replace("ROUNDS", str(rounds))
+              .replace("PACKET_WORKLOAD", repr(f"wl-blocks {min(mallocs, 50)} --exit > /dev/null"))
+              .replace("WORKLOADS", repr(workloads)))
+    gdb_run = run_gdb(guest, script=script, timeout=7200)
+    res, log = gdb_run.result(), gdb_run.stderr
     vcpus = guest.options.smp
-    print(f"tracking mode on {vcpus} vCPU{'s' if vcpus > 1 else ''}, a program making {mallocs} mallocs "
-          f"(no frees) and exiting; untraced it runs {res['untraced']:.2f} s")
-    before = {"stops": 0, "handler_s": 0.0}
-    for label, run in zip(("first run (cold: ELF, CFI and symbols parsed)", "second run (warm)"), res["runs"]):
-        st = run["status"]
-        handler_s = st["handler_ms_per_stop"] * st["stops"] / 1e3
-        stops, handler = st["stops"] - before["stops"], handler_s - before["handler_s"]
-        before = {"stops": st["stops"], "handler_s": handler_s}
-        per_malloc = (run["seconds"] - res["untraced"]) / mallocs
-        print(f"  {label}: {run['seconds']:.2f} s, {per_malloc * 1e3:.1f} ms a malloc; {stops} debug stops "
-              f"({stops / mallocs:.2f} a malloc: entry and return site, plus exec/exit); Python handlers "
-              f"{handler * 1e3 / mallocs:.1f} ms a malloc, QEMU and gdb the rest")
-    st = res["runs"][-1]["status"]
+    base = res["untraced"][0]
+    print(f"tracking mode on {vcpus} vCPU{'s' if vcpus > 1 else ''}: wl-blocks making {mallocs} mallocs (no frees) "
+          f"and exiting, untraced {base['seconds']:.2f} s; the same with {calls[1] - mallocs} frees before exit, "
+          f"untraced {res['untraced'][1]['seconds']:.2f} s")
+    cold = res["cold"]
+    print(f"  first tracked run (cold: ELF, CFI and symbols parsed): {cold['seconds']:.2f} s, "
+          f"{per_call_ms(cold, base, mallocs):.1f} ms a malloc, Python {cold['python'] * 1e3 / mallocs:.1f} ms a malloc")
+    print(f"  warm, {rounds} rounds; each mode's cost per call against the untraced run and the default mode's "
+          "of the same round (ratios are medians):")
+    default = MODES[0][0]
+    summary = {}
+    for name, _ in MODES:
+        for w, label in ((0, "malloc"), (1, "call (mallocs and frees)")):
+            costs = [per_call_ms(r[name][w], r["untraced"][w], calls[w]) for r in res["rounds"]]
+            ratios = [per_call_ms(r[name][w], r["untraced"][w], calls[w]) /
+                      per_call_ms(r[default][w], r["untraced"][w], calls[w]) for r in res["rounds"]]
+            stops = median([r[name][w]["stops"] / calls[w] for r in res["rounds"]])
+            summary[(name, w)] = (median(costs), median(ratios))
+            print(f"  {name:<32} {median(costs):6.2f} ms a {label:<24} ({', '.join(f'{c:.2f}' for c in costs)}); "
+                  f"{stops:.2f} stops a call; {median(ratios):.2f}x the default")
+    print("  one stop, warm, no frees (medians over the rounds; QEMU and gdb time is CPU time, the rest waiting):")
+    for name, _ in MODES:
+        rows = [(r[name][0], r["untraced"][0]) for r in res["rounds"]]
+        stops = [run["stops"] for run, _ in rows]
+        wall = median([(run["seconds"] - b["seconds"]) / s * 1e3 for (run, b), s in zip(rows, stops)])
+        qemu = median([(run["qemu_cpu"] - b["qemu_cpu"]) / s * 1e3 for (run, b), s in zip(rows, stops)])
+        python = median([run["python"] / s * 1e3 for (run, _), s in zip(rows, stops)])
+        gdb_own = median([(run["gdb_cpu"] - b["gdb_cpu"] - run["python"]) / s * 1e3 for (run, b), s in zip(rows, stops)])
+        flushes = median([run["flushes"] / s for (run, _), s in zip(rows, stops)])
+        pk = res["packets"][name]
+        kinds = packet_counts(log, name)
+        sent = sum(kinds.values())
+        print(f"  {name:<32} {wall:5.2f} ms a stop: QEMU {qemu:4.2f} (TB flushes {flushes:.1f} a stop, and "
+              f"re-translation), gdb {gdb_own:4.2f}, Python {python:4.2f}, waiting {wall - qemu - gdb_own - python:5.2f}; "
+              f"{sent / pk['stops']:.1f} packets a stop ({', '.join(f'{k} {v / pk['stops']:.1f}' for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))})")
+    st = res["rounds"][-1][default][0]["status"]
     lost = res["report_summary"]["definitely lost"]["blocks"]
     print(f"  exit report: {lost} definitely lost (expected {mallocs // 10}), rendered again in "
           f"{res['render_s'] * 1e3:.0f} ms; {st['repeated_hits']} repeated hits, {st['errors']} handler errors")
@@ -97,17 +189,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--blocks", type=int, default=100_000)
     ap.add_argument("--tracked-mallocs", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of every tracking mode, each against the default")
     ap.add_argument("--vcpus", default="1", help="vCPU counts to measure tracking on, e.g. 1,2,4")
     args = ap.parse_args()
     for vcpus in [int(n) for n in args.vcpus.split(",") if int(n) > 1]:
         guest = guestlab.boot(guestlab.BootOptions(smp=vcpus))
         try:
-            tracking_cost(guest, args.tracked_mallocs)
+            tracking_cost(guest, args.tracked_mallocs, args.rounds)
         finally:
             guest.stop()
     guest = guestlab.boot()
     try:
-        tracked = tracking_cost(guest, args.tracked_mallocs)
+        tracked = tracking_cost(guest, args.tracked_mallocs, args.rounds)
         guest.sh(f"wl-blocks {args.blocks} > /tmp/log/blocks.log 2>&1 &")
         guest.sh("sleep 3; grep -q ready /tmp/log/blocks.log")
         pid = guest.sh("pidof wl-blocks").split()[0]

@@ -1,7 +1,8 @@
 /* Many live heap blocks for the leak-scan benchmark: N blocks of 16..256 bytes, nine in
  * ten kept on a list hanging off a global (still reachable), one in ten dropped
- * (definitely lost).  Prints its counts, then blocks until killed (or, with --exit, exits).
- * Usage: wl-blocks N [--exit] */
+ * (definitely lost).  Prints its counts, then blocks until killed (or, with --exit, exits;
+ * with --free-exit, frees the kept blocks first).
+ * Usage: wl-blocks N [--exit | --free-exit] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,14 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (argc > 2 && strcmp(argv[2], "--exit") == 0)
         return 0;
+    if (argc > 2 && strcmp(argv[2], "--free-exit") == 0) {
+        while (kept) {
+            struct node *next = kept->next;
+            free(kept);
+            kept = next;
+        }
+        return 0;
+    }
     for (;;)
         pause();
 }

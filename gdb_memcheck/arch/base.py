@@ -24,6 +24,8 @@ class Calls:
     link: str | None               # the return-address register (AArch64's x30); None: it is at [sp]
     scratch: tuple[str, ...]       # registers a call clobbers: part of a repeated hit's signature
     sp_after_return: int           # sp at the return site minus sp at entry (x86-64's ret pops 8)
+    returns: tuple[str, ...] = ()  # mnemonics (as objdump prints them) that return from a function
+    jumps: tuple[str, ...] = ()    # direct and conditional jumps: a tail call when they leave the function
 
 
 @dataclass(frozen=True)

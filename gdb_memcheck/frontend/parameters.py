@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gdb
 
+from ..leakcheck.malloc_tracker import MALLOC_STOPS
 from ..report.views import EXIT_REPORTS
 from . import physical
 from .leak_tracking import CONTROLLER as TRACKING
@@ -130,8 +131,56 @@ class ExitReportParameter(gdb.Parameter):
         return f"A tracked process's exit prints: {svalue}."
 
 
+class MallocStopsParameter(gdb.Parameter):
+    """Where leak tracking stops for a call that hands out a block: call (at the entry and at
+    the caller's return site: the exact request size) or return (once, on the allocator's own
+    return instructions: malloc's usable size; calloc, realloc and posix_memalign keep two
+    stops).  Applies to processes tracked from then on."""
+
+    name = "memcheck malloc-stops"
+    set_doc = "Set where leak tracking stops for an allocation."
+    show_doc = "Show where leak tracking stops for an allocation."
+
+    def __init__(self) -> None:
+        super().__init__(self.name, gdb.COMMAND_DATA, gdb.PARAM_ENUM, MALLOC_STOPS)
+        self.value = TRACKING.tracker.malloc_stops
+
+    def get_set_string(self) -> str:
+        TRACKING.tracker.malloc_stops = self.value
+        return ""
+
+    def get_show_string(self, svalue: str) -> str:
+        where = {"call": "at its entry and at the caller's return site",
+                 "return": "at the allocator's return instructions"}[svalue]
+        return f"Leak tracking stops for an allocation {where} ({svalue})."
+
+
+class FreeStopsParameter(gdb.Parameter):
+    """Whether leak tracking stops at each free (on: invalid and double frees are reported as
+    they happen) or finds frees by a heap scan when a report is made (off).  Applies to
+    processes tracked from then on."""
+
+    name = "memcheck free-stops"
+    set_doc = "Set whether leak tracking stops at each free."
+    show_doc = "Show whether leak tracking stops at each free."
+
+    def __init__(self) -> None:
+        super().__init__(self.name, gdb.COMMAND_DATA, gdb.PARAM_BOOLEAN)
+        self.value = TRACKING.tracker.free_stops
+
+    def get_set_string(self) -> str:
+        TRACKING.tracker.free_stops = bool(self.value)
+        return ""
+
+    def get_show_string(self, svalue: str) -> str:
+        if svalue == "on":
+            return "Leak tracking stops at each free (bad frees are reported)."
+        return "Leak tracking finds frees by a heap scan at each report (bad frees are not checked)."
+
+
 def register() -> list[gdb.Command | gdb.Parameter]:
     prefixes = [SetMemcheckPrefix(), ShowMemcheckPrefix()]
     prefixes[1].settings = [SysrootParameter(), PhysicalReadParameter(), EventLogParameter(),
-                            StackDepthParameter(), ExitReportParameter()]
+                            StackDepthParameter(), ExitReportParameter(), MallocStopsParameter(),
+                            FreeStopsParameter()]
     return prefixes + prefixes[1].settings

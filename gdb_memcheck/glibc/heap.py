@@ -58,6 +58,12 @@ class Chunk:
         return self.size - (2 * SIZE_SZ if self.mmapped else SIZE_SZ)
 
 
+def usable_size(read: Reader, block: int) -> int:
+    """malloc_usable_size() of an in-use block, from its chunk's size field."""
+    field = _u64(read, block - SIZE_SZ)
+    return Chunk(block - 2 * SIZE_SZ, field & ~FLAG_BITS, True, bool(field & IS_MMAPPED)).usable
+
+
 def reveal(stored: int, field_address: int) -> int:
     """Undo safe-linking (glibc 2.32+): stored = (address of the field >> 12) ^ pointer."""
     return stored ^ (field_address >> 12)

@@ -110,6 +110,7 @@ class ProcessAllocations:
     calls: int = 0
     returns: int = 0
     untracked_frees: int = 0
+    scanned_frees: int = 0           # frees found by heap scans (no stop at free)
 
     def origin(self) -> Origin:
         return Origin.OWN if self.in_main else Origin.TRANSITION
@@ -138,6 +139,14 @@ class ProcessAllocations:
 
     def live(self) -> list[Allocation]:
         return list(self.blocks.values())
+
+    def reconcile(self, live: set[int]) -> int:
+        """Frees not seen as calls: drop the blocks a heap scan no longer finds live; how many."""
+        gone = [address for address in self.blocks if address not in live]
+        for address in gone:
+            self.remove(address, ())
+        self.scanned_frees += len(gone)
+        return len(gone)
 
 
 class AllocationTracker:
@@ -219,6 +228,20 @@ class AllocationTracker:
             proc.add(block, size, call.via, call.stack, self.seq)
         elif old and size == 0:
             proc.remove(old, call.stack)             # realloc(p, 0) frees p
+        return True
+
+    def allocated(self, pid: int, via: str, block: int, size: int, stack: tuple[int, ...]) -> bool:
+        """A call seen only at the allocator's own return: the block it handed out, with the
+        size its chunk gives (malloc's usable size, not the request).  False for a process
+        not tracked."""
+        proc = self.processes.get(pid)
+        if proc is None:
+            return False
+        proc.calls += 1
+        proc.returns += 1
+        if block:
+            self.seq += 1
+            proc.add(block, size, via, stack, self.seq)
         return True
 
     def forked(self, parent: int, child: int) -> bool:

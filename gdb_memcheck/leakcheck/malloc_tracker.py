@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
+from ..glibc import heap as glibc_heap
 from ..linux.kevents import HitStats, KernelEvent, RepeatedHits
 from ..linux.memory import UserMemory
 from ..linux.system import System
 from ..linux.tasks import Task
 from ..symbols.elfsyms import SymbolCache
+from ..symbols.disasm import function_exits
 from ..symbols.stackframes import Frame, frame
 from ..symbols.unwind import ModuleMap, Unwinder, frame_registers
 from ..target import TargetError, u64
@@ -24,6 +26,7 @@ ARGS = 4                         # the malloc family takes at most four argument
 # The calling convention's scratch registers: equal values at a second hit of an entry, with no
 # other stop of the thread in between, mean the same call reported again, not a new call.
 AT_ENTRY = 9
+MALLOC_STOPS = ("call", "return")    # set memcheck malloc-stops: entry and caller's return site, or the allocator's return
 
 
 class Heap(Protocol):
@@ -35,6 +38,9 @@ class Heap(Protocol):
     def classify(self, system: System, process: Task, blocks: list[leaks.Block]) -> None:
         """Sort tracked blocks into leak kinds by a root scan of the process."""
 
+    def usable_size(self, system: System, process: Task, block: int) -> int:
+        """The usable size of a block malloc just handed out, from its chunk."""
+
 
 class GlibcHeap:
     """The Heap of a glibc process, walked from outside (heapscan)."""
@@ -44,6 +50,9 @@ class GlibcHeap:
 
     def classify(self, system: System, process: Task, blocks: list[leaks.Block]) -> None:
         heapscan.classify_tracked(system, process, blocks)
+
+    def usable_size(self, system: System, process: Task, block: int) -> int:
+        return glibc_heap.usable_size(system.user_memory(process).read, block)
 
 
 class TrackerOutput(Protocol):
@@ -74,8 +83,11 @@ class ProcessHooks:
     """Where the malloc family of one tracked process lives, and its start-up breakpoints."""
 
     pid: int
-    family: dict[int, str] = field(default_factory=dict)     # address -> function
+    family: dict[int, str] = field(default_factory=dict)     # address -> function (entry breakpoints)
+    exits: dict[int, str] = field(default_factory=dict)      # return instruction -> function (malloc-stops return)
+    internal: tuple[tuple[int, int], ...] = ()  # the allocator's functions: a call returning into them is its own
     allocator: str = ""             # the module that defines the family (libc, or a static executable)
+    frees_by_scan: bool = False     # no free breakpoint: frees are found by a heap scan at each report
     entry: int | None = None        # the program's entry point, while waiting for it after exec
     main: int | None = None         # main(), while waiting for it
     modules: ModuleMap | None = None
@@ -89,6 +101,8 @@ class MallocTracker:
         self.breakpoints, self.symbols, self.output = breakpoints, symbols, output
         self.heap = heap or GlibcHeap()
         self.depth = 16                 # frames kept per allocation stack (set memcheck stack-depth)
+        self.malloc_stops = "call"      # set memcheck malloc-stops
+        self.free_stops = True          # set memcheck free-stops
         self.reports: list[leaks.LeakReport] = []
         self.frames: dict[int, dict[int, Frame]] = {}       # pid -> pc -> symbolized frame
         self.tracker = alloctrack.AllocationTracker()
@@ -118,8 +132,7 @@ class MallocTracker:
         allocator, family = malloc_family(modules, process)
         hooks = self.hooks[pid] = ProcessHooks(pid, family, allocator, modules=modules)
         self.tracker.track(pid, in_main=True, complete=len(system.threads(process)) == 1, since="attach")
-        for address in family:
-            self._insert(address)
+        self._place_hooks(system, hooks)
         seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
         return f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points; {seeded}"
 
@@ -197,6 +210,8 @@ class MallocTracker:
             self._entry(system, current, hooks, address)
             return
         self.repeats.forget(current.pid)         # the thread ran on: a next entry is a new call
+        if address in hooks.exits:
+            self._allocator_return(system, current, hooks, address)
         if address in self.return_sites:
             self._return(system, current)
         if address == hooks.entry:
@@ -239,6 +254,24 @@ class MallocTracker:
             return True
         return False
 
+    def _allocator_return(self, system: System, current: Task, hooks: ProcessHooks, address: int) -> None:
+        """A return instruction of the allocator (malloc-stops return): the block is in the
+        result register, its size in its chunk, the caller's stack as at entry."""
+        reg, calls = system.target.register, system.arch.calls
+        sp = reg(calls.sp)
+        memory = system.user_memory(current)
+        site = reg(calls.link) if calls.link else memory.u64(sp)
+        if any(start <= site < end for start, end in hooks.internal):
+            return                               # the allocator calling itself (realloc -> malloc)
+        block = reg(calls.result)
+        size = self.heap.usable_size(system, current, block) if block else 0
+        modules = self._modules(system, current, hooks, [address])
+        registers = frame_registers(system.arch, address, sp, reg(calls.frame_pointer), site if calls.link else None)
+        stack = self._unwinder(system).unwind(registers, memory.read, modules, self.depth)
+        via = hooks.exits[address]
+        entry = next(a for a, name in hooks.family.items() if name == via)
+        self.tracker.allocated(current.tgid, via, block, size, (entry, *stack[1:]))
+
     def _return(self, system: System, current: Task) -> None:
         reg, calls = system.target.register, system.arch.calls
         self.tracker.returned(current.tgid, current.pid, reg(calls.sp) - calls.sp_after_return, reg(calls.result),
@@ -277,8 +310,49 @@ class MallocTracker:
     def _place_family(self, system: System, process: Task, hooks: ProcessHooks) -> None:
         hooks.modules = ModuleMap(system.vmas(process), self.symbols())
         hooks.allocator, hooks.family = malloc_family(hooks.modules, process)
-        for address in hooks.family:
-            self._insert(address)
+        self._place_hooks(system, hooks)
+
+    def _place_hooks(self, system: System, hooks: ProcessHooks) -> None:
+        """The malloc family's breakpoints as the settings ask: at each entry (and later at
+        the caller's return site), or, with malloc-stops return, on the return instructions
+        of each function that returns a new block and whose exits are all known; no free
+        breakpoint without free-stops."""
+        hooks.frees_by_scan = not self.free_stops
+        order = {name: i for i, name in enumerate(alloctrack.FAMILY)}
+        internal = []
+        for address, name in sorted(hooks.family.items(), key=lambda item: order[item[1]]):
+            if name == "free" and not self.free_stops:
+                continue
+            exits = self._exits(system, hooks, address, name) if self.malloc_stops == "return" else None
+            if exits is None:
+                self._insert(address)
+                continue
+            returns, extents = exits
+            internal += extents
+            for ret in returns:
+                hooks.exits.setdefault(ret, name)
+                self._insert(ret)
+        hooks.internal = tuple(internal)
+
+    def _exits(self, system: System, hooks: ProcessHooks, address: int,
+               name: str) -> tuple[list[int], list[tuple[int, int]]] | None:
+        """Run-time return instructions and function extents of a malloc-family function that
+        hands out a new block; None where a stop at its entry is needed (a pointer argument
+        or an out argument, or exits that disassembly cannot all find)."""
+        sig = alloctrack.FAMILY[name]
+        module = hooks.modules.module(address) if hooks.modules else None
+        if sig.pointer_arg is not None or sig.out_arg is not None or module is None:
+            return None
+        vaddr = module.vaddr(address)
+        table = self._unwinder(system).table(module.elf)
+        try:
+            exits = function_exits(str(module.elf.path), table.extent, system.arch.calls, vaddr)
+        except TargetError:
+            return None
+        if exits is None or not exits.returns:
+            return None
+        return ([runtime_address(module, r) for r in exits.returns],
+                [(runtime_address(module, a), runtime_address(module, b)) for a, b in exits.functions])
 
     def _seed(self, system: System, process: Task, origin: alloctrack.Origin) -> str:
         """Seed the map with the blocks a heap scan finds now; say what it found.  A heap
@@ -316,17 +390,30 @@ class MallocTracker:
     def _report(self, system: System, process: Task, proc: alloctrack.ProcessAllocations,
                 when: str) -> leaks.LeakReport:
         """Classify a tracked process's live blocks now and symbolize their stacks."""
+        hooks = self.hooks.get(process.tgid)
+        scanned = ""
+        if hooks is not None and hooks.frees_by_scan:
+            scanned = self._reconcile(system, process, proc)
         blocks = [leaks.Block(a.address, a.size, stack=a.stack, origin=a.origin.value, via=a.via)
                   for a in proc.live()]
         self.heap.classify(system, process, blocks)
-        hooks = self.hooks.get(process.tgid)
         modules = hooks.modules if hooks and hooks.modules else ModuleMap(system.vmas(process), self.symbols())
         frames = self._symbolize(process.tgid, tuple(pc for b in blocks for pc in b.stack), modules)
         bad = [b for b in self.tracker.bad_frees if b.pid == process.tgid]
         header = (f"{len(blocks)} live blocks tracked since {proc.since} ({proc.calls} calls), {when}; "
-                  f"{proc.untracked_frees} frees of blocks the tracking never saw")
+                  f"{proc.untracked_frees} frees of blocks the tracking never saw{scanned}")
         return leaks.LeakReport(process.tgid, process.comm, "tracking", blocks, header,
                                 system.exe_path(process), dict(frames), bad)
+
+    def _reconcile(self, system: System, process: Task, proc: alloctrack.ProcessAllocations) -> str:
+        """free-stops off: the blocks freed since the last report are those a heap scan no
+        longer finds live; what the header says about it."""
+        try:
+            live = {address for address, _size in self.heap.live_blocks(system, process)}
+        except TargetError as e:
+            return f"; frees not seen: the heap scan failed ({e})"
+        proc.reconcile(live)
+        return f"; {proc.scanned_frees} frees found by heap scans, bad frees not checked"
 
     def tracks(self, pid: int) -> bool:
         """Whether `pid` has an allocation map now."""
@@ -346,6 +433,7 @@ class MallocTracker:
         seconds = kernel.seconds + self.stats.seconds
         last_error = self.stats.last_error or kernel.last_error
         return {"exec_paths": sorted(self.exec_paths), "stops": stops,
+                "malloc_stops": self.malloc_stops, "free_stops": self.free_stops,
                 "repeated_hits": self.stats.repeated + kernel.repeated,
                 "handler_ms_per_stop": seconds / stops * 1e3 if stops else 0.0,
                 "errors": kernel.errors + self.stats.errors, "last_error": last_error or None,

@@ -106,6 +106,14 @@ class CallFrameTable:
         j = bisect.bisect_right(pcs, vaddr) - 1
         return rows[j] if j >= 0 else None
 
+    def extent(self, vaddr: int) -> tuple[int, int] | None:
+        """[start, end) of the FDE covering `vaddr`: a function's extent, static ones included."""
+        i = bisect.bisect_right(self.starts, vaddr) - 1
+        fde = self._fde(i) if i >= 0 else None
+        if fde is None or vaddr >= self.starts[i] + fde.header["address_range"]:
+            return None
+        return self.starts[i], self.starts[i] + fde.header["address_range"]
+
     def _fde(self, i: int) -> Any:
         if i not in self._fdes:
             entry = self.elf.frame_entry_at(self._offsets[i])

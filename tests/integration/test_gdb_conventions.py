@@ -17,7 +17,7 @@ ARCHES = ("amd64", "arm64")
 
 ROOT = cli.build()
 MARK = "@@@"
-SETTINGS = ["sysroot", "physical-read", "event-log", "stack-depth", "exit-report"]
+SETTINGS = ["sysroot", "physical-read", "event-log", "stack-depth", "exit-report", "malloc-stops", "free-stops"]
 
 
 def every_parser(parser: cli.ArgParser = ROOT):

@@ -16,7 +16,10 @@ def _pt_regs(layout: StructLayout) -> dict[str, int]:
 AARCH64 = Arch(
     "aarch64",
     Calls(args=("x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7"), result="x0", sp="sp", pc="pc",
-          frame_pointer="x29", link="x30", scratch=("x9", "x10", "x11", "x12", "x13"), sp_after_return=0),
+          frame_pointer="x29", link="x30", scratch=("x9", "x10", "x11", "x12", "x13"), sp_after_return=0,
+          returns=("ret",), jumps=("b", "cbz", "cbnz", "tbz", "tbnz") + tuple(
+              "b." + cc for cc in ("eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt",
+                                   "gt", "le", "al"))),
     Dwarf(return_address=30, sp=31, frame_pointer=29, callee_saved=tuple(range(19, 31))),
     syscall_prefix="__arm64_sys_", syscall_args=("x0", "x1", "x2", "x3", "x4", "x5"),
     thread_pointer="thread.uw.tp_value", tls_below=0, tls_above=4096, user_top=1 << 48, percpu_at_zero=False,
