@@ -57,8 +57,9 @@ def gdb_cpu():
     return t.user + t.system
 def flushes():
     return int(re.search(r"TB flush count\s+(\d+)", guest.hmp("info jit")).group(1))
-def status():
-    return q("memcheck leaks status --json")
+def status():                   # the JSON line: with `set debug remote 1` gdb's log is captured too
+    text = gdb.execute("memcheck leaks status --json", to_string=True)
+    return json.loads(next(line for line in text.splitlines() if line.startswith("{")))
 def measured(command):
     st0, q0, g0, f0 = status(), qemu_cpu(), gdb_cpu(), flushes()
     seconds = while_running(command, timeout=900)["seconds"]
@@ -90,6 +91,7 @@ pid = out["rounds"][-1][MODES[0][0]][0]["status"]["reports"][-1]
 t0 = time.perf_counter()
 report = q(f"memcheck leaks report {pid} --json")
 out["render_s"], out["report_summary"] = time.perf_counter() - t0, report["summary"]
+emit(out)
 for name, settings in MODES:
     mode(settings)
     gdb.write(f"@@PACKETS-BEGIN {name}\n", gdb.STDLOG)
@@ -162,10 +164,11 @@ def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
         flushes = median([run["flushes"] / s for (run, _), s in zip(rows, stops)])
         pk = res["packets"][name]
         kinds = packet_counts(log, name)
-        sent = sum(kinds.values())
+        sent, pstops = sum(kinds.values()), max(pk["stops"], 1)
+        each = ", ".join(f"{k} {v / pstops:.1f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
         print(f"  {name:<32} {wall:5.2f} ms a stop: QEMU {qemu:4.2f} (TB flushes {flushes:.1f} a stop, and "
               f"re-translation), gdb {gdb_own:4.2f}, Python {python:4.2f}, waiting {wall - qemu - gdb_own - python:5.2f}; "
-              f"{sent / pk['stops']:.1f} packets a stop ({', '.join(f'{k} {v / pk['stops']:.1f}' for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))})")
+              f"{sent / pstops:.1f} packets sent a stop ({each})")
     st = res["rounds"][-1][default][0]["status"]
     lost = res["report_summary"]["definitely lost"]["blocks"]
     print(f"  exit report: {lost} definitely lost (expected {mallocs // 10}), rendered again in "

@@ -10,6 +10,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from fake_system import SAVED_AUXV, FakeSystem
+from gdb_memcheck.glibc import heap as glibc_heap
 from gdb_memcheck.linux import kevents
 from gdb_memcheck.leakcheck import leaks
 from gdb_memcheck.symbols.elfsyms import SymbolCache
@@ -66,6 +67,9 @@ class FakeHeap:
     def classify(self, system, process, blocks):
         for b in blocks:
             b.kind = leaks.Kind.REACHABLE if b.address in self.reachable else leaks.Kind.DEFINITE
+
+    def usable_size(self, system, process, block):
+        return glibc_heap.usable_size(system.user_memory(process).read, block)
 
 
 class Output:
@@ -288,3 +292,62 @@ def test_a_hit_that_cannot_be_handled_is_counted_as_an_error_not_raised(guest):
     assert guest.tracker.user_hit(guest.sym["malloc"], 0, lambda: guest.system) is False
     assert guest.tracker.stats.errors == 1
     assert "no register" in guest.tracker.stats.last_error
+
+
+def objdump_returns(exe: Path, start: int, size: int) -> set[int]:
+    """The ret instructions binutils prints inside [start, start + size)."""
+    out = subprocess.run(["objdump", "-d", f"--start-address={start:#x}", f"--stop-address={start + size:#x}",
+                          str(exe)], capture_output=True, text=True, check=True).stdout
+    return {int(line.split(":")[0], 16) for line in out.splitlines() if line.rstrip().endswith("\tret")
+            or "\tret " in line or line.rstrip().endswith(" ret")}
+
+
+def symbol_size(exe: Path, name: str) -> int:
+    with exe.open("rb") as f:
+        table = ELFFile(f).get_section_by_name(".symtab")
+        return next(s["st_size"] for s in table.iter_symbols() if s.name == name)
+
+
+def test_return_stops_put_mallocs_breakpoints_on_its_return_instructions_instead_of_its_entry(guest, program):
+    guest.tracker.malloc_stops = "return"
+    guest.started()
+    rets = objdump_returns(program, guest.sym["malloc"], symbol_size(program, "malloc"))
+    assert rets and rets <= guest.bps.placed
+    assert guest.sym["malloc"] not in guest.bps.placed
+    assert guest.sym["realloc"] in guest.bps.placed, "realloc's old block needs its entry"
+
+
+def test_a_return_stop_makes_a_block_of_its_usable_size_with_the_callers_stack(guest, program):
+    guest.tracker.malloc_stops = "return"
+    task = guest.started()
+    ret = min(objdump_returns(program, guest.sym["malloc"], symbol_size(program, "malloc")))
+    memory = guest.system.procs[100].memory
+    memory.write_u64(STACK_TOP - 0x100, guest.sym["main"] + 9)
+    memory.write_u64(0x4C_0010 - 8, 0x30 | glibc_heap.PREV_INUSE)        # a 48-byte chunk: 40 usable
+    guest.at(ret, task, rsp=STACK_TOP - 0x100, rax=0x4C_0010)
+    assert live(guest) == {0x4C_0010: (40, "own")}
+    stack = guest.tracker.tracker.processes[100].blocks[0x4C_0010].stack
+    assert stack[:2] == (guest.sym["malloc"], guest.sym["main"] + 9), "named by the allocator's entry"
+
+
+def test_a_return_into_the_allocator_itself_is_not_a_call(guest, program):
+    guest.tracker.malloc_stops = "return"
+    task = guest.started()
+    ret = min(objdump_returns(program, guest.sym["malloc"], symbol_size(program, "malloc")))
+    memory = guest.system.procs[100].memory
+    memory.write_u64(STACK_TOP - 0x100, guest.sym["malloc"] + 1)         # malloc calling into itself
+    guest.at(ret, task, rsp=STACK_TOP - 0x100, rax=0x4C_0010)
+    assert live(guest) == {} and guest.tracker.tracker.processes[100].calls == 0
+
+
+def test_without_free_stops_a_report_drops_the_blocks_a_heap_scan_no_longer_finds(guest):
+    guest.tracker.free_stops = False
+    task = guest.started()
+    assert guest.sym["free"] not in guest.bps.placed
+    guest.call("malloc", task, (40,), result=0x4C_0010)
+    guest.call("malloc", task, (24,), result=0x4C_0050)
+    guest.heap.live = [(0x4C_0050, 24)]
+    guest.event("exit", task)
+    [report] = guest.tracker.reports
+    assert [(b.address, b.size) for b in report.blocks] == [(0x4C_0050, 24)]
+    assert "1 frees found by heap scans, bad frees not checked" in report.header
