@@ -193,7 +193,7 @@ class ElfFile:
         with self._parsing():
             for name in (".symtab", ".dynsym"):
                 table = self._elf.get_section_by_name(name)
-                if table is None:
+                if table is None or table["sh_type"] == "SHT_NOBITS":      # a debug file's empty .dynsym
                     continue
                 for symbol, _, _ in _defined_symbols(table):
                     if symbol.start:

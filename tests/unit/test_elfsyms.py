@@ -131,6 +131,14 @@ def test_symbol_at_names_the_function_containing_the_address(built, which, name)
     assert (elf.symbol_at(start).start, elf.symbol_at(start).size) == (start, size)
 
 
+def test_a_debug_file_without_a_dynamic_symbol_table_still_gives_addresses(built, tmp_path):
+    """objcopy --only-keep-debug leaves .dynsym as NOBITS: names come from .symtab alone."""
+    debug = tmp_path / "pie.debug"
+    run("objcopy", "--only-keep-debug", built.pie, debug)
+    assert run("readelf", "-SW", debug).count(" NOBITS ") > 0
+    assert ElfFile(debug).addresses_of(["helper", "main"]) == {n: nm(built.pie)[n][0] for n in ("helper", "main")}
+
+
 def test_symbol_at_names_global_objects_too(built):
     start, size = nm(built.pie)["counter"]
     assert ElfFile(built.pie).symbol_at(start + size - 1).name == "counter"
