@@ -9,7 +9,10 @@
   - scan mode on the leak program vs valgrind --leak-check=full running the same binary
     natively on the host: both times, and the lost-block counts side by side
   - with --vcpus 1,2,4: the tracking cost again on guests with that many vCPUs
+  - with --qemu (repeated): only the default and the cheapest mode on guests booted with
+    other QEMU options, against the first
 Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N] [--tracked-mallocs N] [--rounds N] [--vcpus 1,2,4]
+       /usr/bin/python3 bench/leaks_bench.py --qemu tcg --qemu tcg,tb-size=64 [--rounds N]
 """
 from __future__ import annotations
 
@@ -87,6 +90,9 @@ for _ in range(ROUNDS):
         mode(settings)
         runs[name] = [measured(workload) for workload in WORKLOADS]
     out["rounds"].append(runs)
+if not FULL:
+    emit(out)
+    raise SystemExit
 pid = out["rounds"][-1][MODES[0][0]][0]["status"]["reports"][-1]
 t0 = time.perf_counter()
 report = q(f"memcheck leaks report {pid} --json")
@@ -99,7 +105,39 @@ for name, settings in MODES:
     out["packets"][name] = measured(PACKET_WORKLOAD)
     gdb.execute("set debug remote 0")
     gdb.write(f"@@PACKETS-END {name}\n", gdb.STDLOG)
+
+# What one bare stop costs, with a Python stop() that only counts: a breakpoint on malloc
+# (a TB flush at the hit and at gdb's step over it) against a read watchpoint on the flag
+# malloc reads first (QEMU flushes nothing for a watchpoint hit, and gdb needs no step)
+class Counting(gdb.Breakpoint):
+    hits = 0
+    def stop(self):
+        Counting.hits += 1
+        return False
+from gdb_memcheck.frontend.session import SESSION
+mode([])
 gdb.execute("memcheck leaks untrack")
+malloc_pc = int(report["blocks"][0]["stack"][0]["pc"], 16)
+libc = SESSION.symbols().get("/lib/x86_64-linux-gnu/libc.so.6")
+base = malloc_pc - libc.addresses_of(["malloc"])["malloc"]
+flag = base + libc.debug_companion.addresses_of(["__malloc_initialized"])["__malloc_initialized"]
+stop_kinds = {}
+for _ in range(ROUNDS):
+    for kind, spec, args in (("untraced", None, ()), ("breakpoint", f"*{malloc_pc:#x}", ()),
+                             ("watchpoint", f"*(char *){flag:#x}", (gdb.BP_WATCHPOINT, gdb.WP_READ))):
+        bp = None
+        if spec:
+            bp = Counting(spec, *args, internal=True)
+            bp.silent = True
+        Counting.hits = 0
+        run = measured(WORKLOADS[0])
+        run["hits"] = Counting.hits
+        stop_kinds.setdefault(kind, []).append(run)
+        if bp is not None:
+            bp.delete()
+out["stop_kinds"] = stop_kinds
+gdb.execute("set memcheck malloc-stops call")
+gdb.execute("set memcheck free-stops on")
 gdb.execute("memcheck leaks track --exec wl-leak")
 while_running("wl-leak > /dev/null")
 out["tracked_leak_summary"] = q("memcheck leaks report --json")["summary"]
@@ -124,14 +162,48 @@ def per_call_ms(run: dict, base: dict, calls: int) -> float:
     return (run["seconds"] - base["seconds"]) / calls * 1e3
 
 
+def cpu_ms(run: dict, base: dict, calls: int) -> float:
+    """QEMU's and gdb's CPU time beyond the untraced run, a call: less disturbed than wall time by
+    other work on the machine."""
+    return (run["qemu_cpu"] - base["qemu_cpu"] + run["gdb_cpu"] - base["gdb_cpu"]) / calls * 1e3
+
+
+def qemu_variants(specs: list[str], mallocs: int, rounds: int) -> None:
+    """The default mode and the cheapest, on guests booted with other QEMU options; each
+    variant's cost a malloc against the plain TCG guest's, measured first in this run."""
+    modes = [MODES[0], MODES[-1]]
+    first = None
+    for spec in specs:
+        accel, *extra = spec.split()
+        guest = guestlab.boot(guestlab.BootOptions(accel=accel, qemu_args=extra))
+        try:
+            script = (TRACK_SCRIPT.replace("MODES_LIST", repr(modes)).replace("ROUNDS", str(rounds))
+                      .replace("FULL", "False").replace("WORKLOADS", repr([f"wl-blocks {mallocs} --exit > /dev/null"])))
+            res = run_gdb(guest, script=script, timeout=7200).result()
+        finally:
+            guest.stop()
+        base = res["untraced"][0]["seconds"]
+        costs = {name: median([per_call_ms(r[name][0], r["untraced"][0], mallocs) for r in res["rounds"]])
+                 for name, _ in modes}
+        cpu = {name: median([cpu_ms(r[name][0], r["untraced"][0], mallocs) for r in res["rounds"]])
+               for name, _ in modes}
+        first = first or costs[modes[0][0]]
+        print(f"QEMU -accel {accel} {' '.join(extra)}: untraced {base:.2f} s; "
+              + "; ".join(f"{name}: {costs[name]:.2f} ms a malloc ({costs[name] / first:.2f}x plain TCG's default), "
+                          f"CPU {cpu[name]:.2f} ms" for name, _ in modes))
+
+
 def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
     workloads = [f"wl-blocks {mallocs} --exit > /dev/null", f"wl-blocks {mallocs} --free-exit > /dev/null"]
     calls = [mallocs, mallocs + mallocs - mallocs // 10]
-    script = (TRACK_SCRIPT.replace("MODES_LIST", repr(MODES)).replace("ROUNDS", str(rounds))
+    script = (TRACK_SCRIPT.replace("MODES_LIST", repr(MODES)).replace("ROUNDS", str(rounds)).replace("FULL", "True")
               .replace("PACKET_WORKLOAD", repr(f"wl-blocks {min(mallocs, 50)} --exit > /dev/null"))
               .replace("WORKLOADS", repr(workloads)))
     gdb_run = run_gdb(guest, script=script, timeout=7200)
     res, log = gdb_run.result(), gdb_run.stderr
+    if "stop_kinds" not in res:
+        errors = [line for line in log.splitlines() if "[remote]" not in line]
+        sys.exit("the tracking script stopped early:\n" + "\n".join(errors[-30:]))
     vcpus = guest.options.smp
     base = res["untraced"][0]
     print(f"tracking mode on {vcpus} vCPU{'s' if vcpus > 1 else ''}: wl-blocks making {mallocs} mallocs (no frees) "
@@ -150,9 +222,12 @@ def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
             ratios = [per_call_ms(r[name][w], r["untraced"][w], calls[w]) /
                       per_call_ms(r[default][w], r["untraced"][w], calls[w]) for r in res["rounds"]]
             stops = median([r[name][w]["stops"] / calls[w] for r in res["rounds"]])
+            cpu = [cpu_ms(r[name][w], r["untraced"][w], calls[w]) for r in res["rounds"]]
+            cpu_ratios = [c / cpu_ms(r[default][w], r["untraced"][w], calls[w]) for c, r in zip(cpu, res["rounds"])]
             summary[(name, w)] = (median(costs), median(ratios))
-            print(f"  {name:<32} {median(costs):6.2f} ms a {label:<24} ({', '.join(f'{c:.2f}' for c in costs)}); "
-                  f"{stops:.2f} stops a call; {median(ratios):.2f}x the default")
+            print(f"  {name:<32} {median(costs):5.2f} ms a {label:<24} ({', '.join(f'{c:.2f}' for c in costs)}), "
+                  f"{median(ratios):.2f}x the default; CPU {median(cpu):4.2f} ms, {median(cpu_ratios):.2f}x; "
+                  f"{stops:.2f} stops a call")
     print("  one stop, warm, no frees (medians over the rounds; QEMU and gdb time is CPU time, the rest waiting):")
     for name, _ in MODES:
         rows = [(r[name][0], r["untraced"][0]) for r in res["rounds"]]
@@ -169,6 +244,19 @@ def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
         print(f"  {name:<32} {wall:5.2f} ms a stop: QEMU {qemu:4.2f} (TB flushes {flushes:.1f} a stop, and "
               f"re-translation), gdb {gdb_own:4.2f}, Python {python:4.2f}, waiting {wall - qemu - gdb_own - python:5.2f}; "
               f"{sent / pstops:.1f} packets sent a stop ({each})")
+    kinds = res["stop_kinds"]
+    print("  a bare stop (Python stop() only counts), the same workload, medians over the rounds:")
+    per_hit = {}
+    for kind in ("breakpoint", "watchpoint"):
+        runs = list(zip(kinds[kind], kinds["untraced"]))
+        wall = median([(r["seconds"] - b["seconds"]) / max(r["hits"], 1) * 1e3 for r, b in runs])
+        qemu = median([(r["qemu_cpu"] - b["qemu_cpu"]) / max(r["hits"], 1) * 1e3 for r, b in runs])
+        flushes = median([r["flushes"] / max(r["hits"], 1) for r, _ in runs])
+        per_hit[kind] = wall
+        print(f"    {kind:<10} on {'malloc' if kind == 'breakpoint' else 'the flag malloc reads first'}: "
+              f"{median([r['hits'] for r, _ in runs])} hits, {wall:.2f} ms a hit, QEMU CPU {qemu:.2f} ms, "
+              f"{flushes:.1f} TB flushes a hit")
+    print(f"    a watchpoint hit costs {per_hit['watchpoint'] / per_hit['breakpoint']:.2f}x a breakpoint hit")
     st = res["rounds"][-1][default][0]["status"]
     lost = res["report_summary"]["definitely lost"]["blocks"]
     print(f"  exit report: {lost} definitely lost (expected {mallocs // 10}), rendered again in "
@@ -194,7 +282,13 @@ def main() -> int:
     ap.add_argument("--tracked-mallocs", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every tracking mode, each against the default")
     ap.add_argument("--vcpus", default="1", help="vCPU counts to measure tracking on, e.g. 1,2,4")
+    ap.add_argument("--qemu", action="append", metavar="ACCEL [OPTIONS]",
+                    help="only compare QEMU options: -accel's value and more options, e.g. 'tcg,tb-size=64' or "
+                         "'tcg -singlestep' (repeatable; the first is the baseline)")
     args = ap.parse_args()
+    if args.qemu:
+        qemu_variants(args.qemu, args.tracked_mallocs, args.rounds)
+        return 0
     for vcpus in [int(n) for n in args.vcpus.split(",") if int(n) > 1]:
         guest = guestlab.boot(guestlab.BootOptions(smp=vcpus))
         try:

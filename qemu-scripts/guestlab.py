@@ -118,6 +118,8 @@ class BootOptions:
     extra_append: str = ""
     kernel: str = ""            # a kernel.sh name or ABI; "" is default_kernel() (for arch: arch_kernel)
     arch: str = "amd64"         # a key of ARCHES: amd64 (x86-64) or arm64
+    accel: str = "tcg"          # -accel's value, e.g. tcg,tb-size=64
+    qemu_args: list[str] = field(default_factory=list)     # more QEMU options, e.g. -singlestep
 
 
 @dataclass
@@ -175,7 +177,7 @@ class Guest:
             append.append(o.extra_append)
         r = self.run_dir
         argv = [
-            a.qemu, *a.machine, "-accel", "tcg", "-cpu", o.cpu or a.cpu, "-smp", str(o.smp),
+            a.qemu, *a.machine, "-accel", o.accel, "-cpu", o.cpu or a.cpu, "-smp", str(o.smp),
             "-m", str(o.mem_mb), "-no-reboot", "-nic", "none", "-parallel", "none", "-display", "none",
             "-kernel", str(self.kernel / "vmlinuz"), "-initrd", str(self.initramfs / "initramfs.cpio.gz"),
             "-append", " ".join(append),
@@ -187,7 +189,7 @@ class Guest:
         ]
         if o.halt:
             argv.append("-S")
-        return argv
+        return argv + o.qemu_args
 
     def start(self) -> None:
         say(f"booting guest in {self.run_dir} (gdb port {self.gdb_port})")

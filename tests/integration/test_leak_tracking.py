@@ -58,9 +58,11 @@ emit({"logs": logs, "attached": attached, "live": live, "forced_scan": forced_sc
 @pytest.fixture(scope="module")
 def tracked(guest, request):
     """Everything the tracking checks look at, from one gdb session.  A module that reruns
-    them may set ARENAS_COMMAND (default: wl-arenas, its threads one after the other)."""
+    them may set ARENAS_COMMAND (default: wl-arenas, its threads one after the other) and
+    SETTINGS (gdb commands run first, such as `set memcheck malloc-stops return`)."""
     arenas = getattr(request.module, "ARENAS_COMMAND", "wl-arenas")
-    script = TRACK_SCRIPT.replace("PROGRAMS", repr(PROGRAMS)).replace("ARENAS_COMMAND", arenas)
+    settings = "".join(f"gdb.execute({line!r})\n" for line in getattr(request.module, "SETTINGS", ()))
+    script = settings + TRACK_SCRIPT.replace("PROGRAMS", repr(PROGRAMS)).replace("ARENAS_COMMAND", arenas)
     run = run_gdb(guest, script=script, timeout=900)
     assert "Traceback" not in run.output, run.output
     res = run.result()
