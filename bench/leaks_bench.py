@@ -42,8 +42,9 @@ emit({"many_s": many_s, "many_blocks": len(many["blocks"]), "many_summary": many
 MODES = [
     ("call stops, free stops (default)", []),
     ("return stops", ["set memcheck malloc-stops return"]),
-    ("call stops, frees by scan", ["set memcheck free-stops off"]),
+    ("watch stops", ["set memcheck malloc-stops watch"]),
     ("return stops, frees by scan", ["set memcheck malloc-stops return", "set memcheck free-stops off"]),
+    ("watch stops, frees by scan", ["set memcheck malloc-stops watch", "set memcheck free-stops off"]),
 ]
 
 # One gdb session: the workload untraced, then tracked in each mode, ROUNDS times over, so

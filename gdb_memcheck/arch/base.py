@@ -26,6 +26,10 @@ class Calls:
     sp_after_return: int           # sp at the return site minus sp at entry (x86-64's ret pops 8)
     returns: tuple[str, ...] = ()  # mnemonics (as objdump prints them) that return from a function
     jumps: tuple[str, ...] = ()    # direct and conditional jumps: a tail call when they leave the function
+    # for a stop inside a function's first instructions (a watchpoint on what it reads first):
+    registers: tuple[tuple[str, ...], ...] = ()     # each argument register's names, as objdump prints them
+    harmless: tuple[str, ...] = ()                  # mnemonic prefixes that write at most their last operand
+    implicit: tuple[tuple[str, tuple[str, ...]], ...] = ()      # mnemonics that also write these registers
 
 
 @dataclass(frozen=True)

@@ -47,12 +47,18 @@ class SilentBreakpoint(gdb.Breakpoint):
     landed = 0              # hits taken at a stop that landed on the breakpoint (see taken_at_stop)
     placed: dict[int, "SilentBreakpoint"] = {}
 
-    def __init__(self, address: int, handler: Callable[[int], bool], hardware: bool = False) -> None:
-        kind = gdb.BP_HARDWARE_BREAKPOINT if hardware else gdb.BP_BREAKPOINT
-        super().__init__(f"*{address:#x}", kind, internal=True)
+    def __init__(self, address: int, handler: Callable[[int], bool], hardware: bool = False,
+                 read_watch: int = 0) -> None:
+        """A breakpoint at `address`, or with `read_watch` a read watchpoint on that many bytes there."""
+        if read_watch:
+            watched = {1: "char", 2: "short", 4: "int"}.get(read_watch, "long")
+            super().__init__(f"*({watched} *){address:#x}", gdb.BP_WATCHPOINT, gdb.WP_READ, internal=True)
+        else:
+            kind = gdb.BP_HARDWARE_BREAKPOINT if hardware else gdb.BP_BREAKPOINT
+            super().__init__(f"*{address:#x}", kind, internal=True)
+            SilentBreakpoint.placed[address] = self
         self.silent = True
         self.address, self.handler = address, handler
-        SilentBreakpoint.placed[address] = self
 
     def stop(self) -> bool:
         """Run the handler with Ctrl-C held back, so an event is never left half done; a

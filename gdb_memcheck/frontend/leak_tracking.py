@@ -41,20 +41,30 @@ class GdbUserBreakpoints:
 
     def __init__(self) -> None:
         self.placed: dict[int, SilentBreakpoint] = {}
+        self.watched: dict[int, SilentBreakpoint] = {}
         self.tracker: malloc_tracker.MallocTracker | None = None
 
     def insert(self, address: int) -> None:
         if address not in self.placed:
             self.placed[address] = SilentBreakpoint(address, self._hit)
 
+    def watch(self, address: int, length: int) -> None:
+        if address not in self.watched:
+            self.watched[address] = SilentBreakpoint(address, self._watch_hit, read_watch=length)
+
     def remove_all(self) -> None:
-        for bp in self.placed.values():
+        for bp in [*self.placed.values(), *self.watched.values()]:
             bp.remove()
         self.placed.clear()
+        self.watched.clear()
 
     def _hit(self, address: int) -> bool:
         SESSION.on_cont(None)                      # the guest ran since the last read
         return self.tracker.user_hit(address, SESSION.selected_cpu(), SESSION.system)
+
+    def _watch_hit(self, address: int) -> bool:
+        SESSION.on_cont(None)
+        return self.tracker.watch_hit(address, SESSION.selected_cpu(), SESSION.system)
 
 
 class TrackingController:
@@ -86,7 +96,7 @@ class TrackingController:
 
     def untrack(self) -> int:
         """Remove every tracking breakpoint; keep the reports."""
-        count = len(self.user_breakpoints.placed)
+        count = len(self.user_breakpoints.placed) + len(self.user_breakpoints.watched)
         self.user_breakpoints.remove_all()
         if self.subscription is not None:
             count += len(KERNEL_HOOKS.breakpoints(self.subscription))

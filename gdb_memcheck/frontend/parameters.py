@@ -133,9 +133,11 @@ class ExitReportParameter(gdb.Parameter):
 
 class MallocStopsParameter(gdb.Parameter):
     """Where leak tracking stops for a call that hands out a block: call (at the entry and at
-    the caller's return site: the exact request size) or return (once, on the allocator's own
+    the caller's return site: the exact request size), return (once, on the allocator's own
     return instructions: malloc's usable size; calloc, realloc and posix_memalign keep two
-    stops).  Applies to processes tracked from then on."""
+    stops) or watch (read watchpoints, which QEMU serves without flushing its translations:
+    on the flag glibc's allocating functions read first, and on the return-address slot;
+    needs glibc's symbols, libc6-dbg).  Applies to processes tracked from then on."""
 
     name = "memcheck malloc-stops"
     set_doc = "Set where leak tracking stops for an allocation."
@@ -151,7 +153,8 @@ class MallocStopsParameter(gdb.Parameter):
 
     def get_show_string(self, svalue: str) -> str:
         where = {"call": "at its entry and at the caller's return site",
-                 "return": "at the allocator's return instructions"}[svalue]
+                 "return": "at the allocator's return instructions",
+                 "watch": "at read watchpoints on malloc's flag and on the return address"}[svalue]
         return f"Leak tracking stops for an allocation {where} ({svalue})."
 
 

@@ -35,16 +35,17 @@ class Signature:
     size: Callable[[list[int]], int]
     returns_block: bool = True
     out_arg: int | None = None       # posix_memalign: the block is stored at *args[out_arg]
+    args: int = 1                    # how many arguments it takes
 
 
 FAMILY: dict[str, Signature] = {
     "malloc": Signature(None, lambda a: a[0]),
-    "calloc": Signature(None, lambda a: (a[0] * a[1]) & MASK),
-    "realloc": Signature(0, lambda a: a[1]),
-    "reallocarray": Signature(0, lambda a: (a[1] * a[2]) & MASK),
-    "memalign": Signature(None, lambda a: a[1]),
-    "aligned_alloc": Signature(None, lambda a: a[1]),
-    "posix_memalign": Signature(None, lambda a: a[2], out_arg=0),
+    "calloc": Signature(None, lambda a: (a[0] * a[1]) & MASK, args=2),
+    "realloc": Signature(0, lambda a: a[1], args=2),
+    "reallocarray": Signature(0, lambda a: (a[1] * a[2]) & MASK, args=3),
+    "memalign": Signature(None, lambda a: a[1], args=2),
+    "aligned_alloc": Signature(None, lambda a: a[1], args=2),
+    "posix_memalign": Signature(None, lambda a: a[2], out_arg=0, args=3),
     "valloc": Signature(None, lambda a: a[0]),
     "pvalloc": Signature(None, lambda a: -(-a[0] // PAGE) * PAGE),
     "free": Signature(0, lambda a: 0, returns_block=False),

@@ -15,9 +15,9 @@ from ..linux.memory import UserMemory
 from ..linux.system import System
 from ..linux.tasks import Task
 from ..symbols.elfsyms import SymbolCache
-from ..symbols.disasm import function_exits
+from ..symbols.disasm import after_first_read, function_exits
 from ..symbols.stackframes import Frame, frame
-from ..symbols.unwind import ModuleMap, Unwinder, frame_registers
+from ..symbols.unwind import PC, ModuleMap, Unwinder, frame_registers
 from ..target import TargetError, u64
 from . import alloctrack, heapscan, leaks
 
@@ -26,7 +26,9 @@ ARGS = 4                         # the malloc family takes at most four argument
 # The calling convention's scratch registers: equal values at a second hit of an entry, with no
 # other stop of the thread in between, mean the same call reported again, not a new call.
 AT_ENTRY = 9
-MALLOC_STOPS = ("call", "return")    # set memcheck malloc-stops: entry and caller's return site, or the allocator's return
+MALLOC_STOPS = ("call", "return", "watch")    # set memcheck malloc-stops
+# glibc's flag that every allocating malloc-family function reads first (malloc/malloc.c, 2.26+)
+MALLOC_FLAG = "__malloc_initialized"
 
 
 class Heap(Protocol):
@@ -74,8 +76,12 @@ class UserBreakpoints(Protocol):
     def insert(self, address: int) -> None:
         """Place a breakpoint at `address` whose hits come back through MallocTracker.user_hit."""
 
+    def watch(self, address: int, length: int) -> None:
+        """Place a read watchpoint on `length` bytes at `address`, whose hits come back through
+        MallocTracker.watch_hit (QEMU flushes no translations for a watchpoint stop)."""
+
     def remove_all(self) -> None:
-        """Delete every breakpoint placed through insert()."""
+        """Delete every breakpoint and watchpoint placed."""
 
 
 @dataclass
@@ -86,6 +92,7 @@ class ProcessHooks:
     family: dict[int, str] = field(default_factory=dict)     # address -> function (entry breakpoints)
     exits: dict[int, str] = field(default_factory=dict)      # return instruction -> function (malloc-stops return)
     internal: tuple[tuple[int, int], ...] = ()  # the allocator's functions: a call returning into them is its own
+    watched: dict[int, str] = field(default_factory=dict)    # pc after the flag's first read -> function
     allocator: str = ""             # the module that defines the family (libc, or a static executable)
     frees_by_scan: bool = False     # no free breakpoint: frees are found by a heap scan at each report
     entry: int | None = None        # the program's entry point, while waiting for it after exec
@@ -118,6 +125,7 @@ class MallocTracker:
         self.user_addresses: set[int] = set()
         self.return_sites: set[int] = set()
         self.unwinder: Unwinder | None = None  # for the guest's architecture, made at its first stack
+        self.watches: set[int] = set()          # read watchpoints: malloc's flag, and return-address slots
         self.untracked: list[str] = []          # processes that executed a program we cannot track
         self.stats = HitStats()                 # user-space stops
         self.repeats = RepeatedHits()
@@ -130,7 +138,7 @@ class MallocTracker:
             raise TargetError(f"pid {pid} ({process.comm}) is already tracked")
         modules = ModuleMap(system.vmas(process), self.symbols())
         allocator, family = malloc_family(modules, process)
-        hooks = self.hooks[pid] = ProcessHooks(pid, family, allocator, modules=modules)
+        hooks = self.hooks[pid] = ProcessHooks(pid, family, allocator=allocator, modules=modules)
         self.tracker.track(pid, in_main=True, complete=len(system.threads(process)) == 1, since="attach")
         self._place_hooks(system, hooks)
         seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
@@ -191,6 +199,7 @@ class MallocTracker:
         self.breakpoints.remove_all()
         self.user_addresses.clear()
         self.return_sites.clear()
+        self.watches.clear()
         self.repeats.clear()
 
     # -- user-space breakpoints -------------------------------------------------
@@ -253,6 +262,46 @@ class MallocTracker:
             self.stats.repeated += 1
             return True
         return False
+
+    def watch_hit(self, address: int, cpu: int, system: Callable[[], System]) -> bool:
+        """A read of malloc's flag or of a watched return-address slot; never stops."""
+        def handle() -> bool:
+            snapshot = system()
+            current = snapshot.current(cpu)
+            hooks = self.hooks.get(current.tgid)
+            if hooks is not None:
+                pc = snapshot.target.register(snapshot.arch.calls.pc)
+                if pc in hooks.watched:
+                    self._watched_entry(snapshot, current, hooks, pc)
+                else:
+                    self._return(snapshot, current)     # a return through a watched slot, or any other read
+            return False
+        return self.stats.run(f"watch {address:#x}", handle)
+
+    def _watched_entry(self, system: System, current: Task, hooks: ProcessHooks, pc: int) -> None:
+        """A call stopped just after it read malloc's flag: arguments in their registers, the
+        entry's stack pointer from the CFA; its return is watched at the return-address slot."""
+        reg, calls = system.target.register, system.arch.calls
+        name = hooks.watched[pc]
+        args = [reg(r) for r in calls.args[:ARGS]]
+        memory = system.user_memory(current)
+        modules = self._modules(system, current, hooks, [pc])
+        registers = frame_registers(system.arch, pc, reg(calls.sp), reg(calls.frame_pointer))
+        unwinder = self._unwinder(system)
+        caller = unwinder.caller(registers, memory.read, modules)
+        if caller is None:
+            raise TargetError(f"no call-frame information at {pc:#x} ({name})")
+        sp = caller[system.arch.dwarf.sp] - calls.sp_after_return
+        stack = unwinder.unwind(registers, memory.read, modules, self.depth)
+        entry = next(a for a, function in hooks.family.items() if function == name)
+        module = modules.module(caller[PC])
+        wait, bad = self.tracker.entry(current.tgid, current.pid, name, args, sp, (entry, *stack[1:]),
+                                       from_allocator=module is not None and module.path == hooks.allocator)
+        if bad is not None:
+            self.output.bad_free(bad, self._symbolize(current.tgid, bad.stack + bad.freed_by + (
+                bad.block.stack if bad.block else ()), modules))
+        if wait:
+            self._watch(sp, 8)
 
     def _allocator_return(self, system: System, current: Task, hooks: ProcessHooks, address: int) -> None:
         """A return instruction of the allocator (malloc-stops return): the block is in the
@@ -320,9 +369,15 @@ class MallocTracker:
         hooks.frees_by_scan = not self.free_stops
         order = {name: i for i, name in enumerate(alloctrack.FAMILY)}
         internal = []
+        flag = self._flag(system, hooks) if self.malloc_stops == "watch" else None
         for address, name in sorted(hooks.family.items(), key=lambda item: order[item[1]]):
             if name == "free" and not self.free_stops:
                 continue
+            if flag is not None and name != "free":
+                watched = self._watch_pc(system, hooks, address, name, flag)
+                if watched is not None:
+                    hooks.watched[watched] = name
+                    continue
             exits = self._exits(system, hooks, address, name) if self.malloc_stops == "return" else None
             if exits is None:
                 self._insert(address)
@@ -333,6 +388,44 @@ class MallocTracker:
                 hooks.exits.setdefault(ret, name)
                 self._insert(ret)
         hooks.internal = tuple(internal)
+        if hooks.watched:
+            self._watch(flag, 1)
+
+    def _flag(self, system: System, hooks: ProcessHooks) -> int | None:
+        """Run-time address of the flag every allocating call reads first; None where the
+        allocator has no symbol for it (libc without its debug file) or the calls return
+        through a link register, which no watchpoint sees."""
+        module = hooks.modules.module(next(iter(hooks.family))) if hooks.modules and hooks.family else None
+        if module is None or system.arch.calls.link is not None:
+            return None
+        for elf in (module.elf, module.elf.debug_companion):
+            try:
+                found = elf.addresses_of([MALLOC_FLAG]) if elf is not None else {}
+            except TargetError:
+                continue
+            if MALLOC_FLAG in found:
+                return runtime_address(module, found[MALLOC_FLAG])
+        return None
+
+    def _watch_pc(self, system: System, hooks: ProcessHooks, address: int, name: str, flag: int) -> int | None:
+        """Where a watchpoint on the flag stops a call of `name` with its arguments still in
+        their registers (run-time pc), or None."""
+        module = hooks.modules.module(address)
+        if module is None:
+            return None
+        table = self._unwinder(system).table(module.elf)
+        vaddr, flag_vaddr = module.vaddr(address), module.vaddr(flag)
+        try:
+            after = after_first_read(str(module.elf.path), table.extent, system.arch.calls, vaddr, flag_vaddr,
+                                     alloctrack.FAMILY[name].args)
+        except TargetError:
+            return None
+        return None if after is None else runtime_address(module, after)
+
+    def _watch(self, address: int, length: int) -> None:
+        if address not in self.watches:
+            self.watches.add(address)
+            self.breakpoints.watch(address, length)
 
     def _exits(self, system: System, hooks: ProcessHooks, address: int,
                name: str) -> tuple[list[int], list[tuple[int, int]]] | None:

@@ -147,7 +147,7 @@ SHAPES: dict[str, Shape] = {
     "leaks_status": Shape("Leak tracking's state and cost.", {
         "active": (BOOL, "breakpoints are placed"), "exec_paths": (Arr(STR), "programs followed from exec"),
         "stops": (INT, "debug stops handled"), "repeated_hits": (INT, "hits seen twice"),
-        "malloc_stops": (Enum(("call", "return")), "set memcheck malloc-stops"),
+        "malloc_stops": (Enum(("call", "return", "watch")), "set memcheck malloc-stops"),
         "free_stops": (BOOL, "set memcheck free-stops"),
         "handler_ms_per_stop": (NUMBER, "Python time per stop"), "errors": (INT, "handler errors"),
         "last_error": (Opt(STR), "the last one"), "breakpoints": (Ref("tracking_breakpoints"), "placed now"),

@@ -19,6 +19,7 @@ PREFIXES = frozenset(("rep", "repz", "repe", "repnz", "repne", "bnd", "notrack",
 MAX_FUNCTIONS = 8               # a chain of tail calls longer than this is not followed
 _LINE = re.compile(r"^\s*([0-9a-f]+):\t(.*)$")
 _DIRECT = re.compile(r"^(?:0x)?([0-9a-f]+)(?:\s+<.*>)?$")
+_REFERENCE = re.compile(r"#\s*(?:0x)?([0-9a-f]+)")
 
 Extent = tuple[int, int]
 
@@ -30,6 +31,8 @@ class Instruction:
     address: int
     mnemonic: str
     target: int | None
+    operands: str = ""
+    reference: int | None = None     # the address a pc-relative operand reaches (objdump's "# addr" comment)
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,12 @@ def _parse(line: str) -> Instruction | None:
         words = words[1].split(None, 1)
     if not words:
         return None
-    operands = words[1].strip() if len(words) == 2 else ""
+    operands, _, comment = (words[1].strip() if len(words) == 2 else "").partition("#")
+    operands = operands.strip()
     direct = _DIRECT.match(operands)
-    return Instruction(int(m.group(1), 16), words[0], int(direct.group(1), 16) if direct else None)
+    reference = _REFERENCE.match("#" + comment) if comment else None
+    return Instruction(int(m.group(1), 16), words[0], int(direct.group(1), 16) if direct else None, operands,
+                       int(reference.group(1), 16) if reference else None)
 
 
 def function_exits(path: str, extent: Callable[[int], "Extent | None"], calls: Calls, start: int) -> Exits | None:
@@ -100,3 +106,52 @@ def function_exits(path: str, extent: Callable[[int], "Extent | None"], calls: C
                 if not span[0] <= ins.target < span[1]:
                     todo.append(ins.target)
     return Exits(tuple(sorted(returns)), tuple(seen.values()))
+
+
+def after_first_read(path: str, extent: Callable[[int], "Extent | None"], calls: Calls, start: int,
+                     address: int, nargs: int) -> int | None:
+    """The pc just after the function at `start` first reads `address`, on the straight path
+    from its entry, when its first `nargs` arguments are still in their registers there (a
+    watchpoint on `address` then stops each call with its arguments readable); else None."""
+    span = extent(start)
+    if span is None or span[0] != start or not calls.registers:
+        return None
+    arguments = {name for names in calls.registers[:nargs] for name in names}
+    code = instructions(path, *span)
+    targets = []
+    for i, ins in enumerate(code):
+        if ins.mnemonic in calls.returns or ins.mnemonic in ("jmp", "jmpq", "b", "call", "callq", "bl"):
+            return None
+        if ins.mnemonic in calls.jumps:
+            targets.append(ins.target)
+            continue
+        if _writes(ins, calls) & arguments:
+            return None
+        if ins.reference == address:
+            after = code[i + 1].address if i + 1 < len(code) else None
+            if after is None or any(t is None or start <= t < after for t in targets):
+                return None                  # a branch could run the read again, or go who knows where
+            return after
+    return None
+
+
+def _writes(ins: Instruction, calls: Calls) -> set[str]:
+    """Registers an instruction may write, conservatively: an unknown one writes them all."""
+    implicit = dict(calls.implicit)
+    if ins.mnemonic in implicit:              # one operand is a source (mul %rsi); more: the last is written
+        return set(implicit[ins.mnemonic]) | (_last_register(ins.operands) if "," in ins.operands else set())
+    if ins.mnemonic.startswith(calls.harmless):
+        return _last_register(ins.operands)
+    return {name for names in calls.registers for name in names}
+
+
+def _last_register(operands: str) -> set[str]:
+    """The destination of an AT&T-syntax instruction, when it is a register."""
+    depth, cut = 0, 0
+    for i, c in enumerate(operands):
+        depth += c == "("
+        depth -= c == ")"
+        if c == "," and depth == 0:
+            cut = i + 1
+    last = operands[cut:].strip()
+    return {last[1:]} if last.startswith("%") else set()

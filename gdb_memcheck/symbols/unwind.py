@@ -185,6 +185,14 @@ class Unwinder:
             pcs.append(regs[PC])
         return pcs
 
+    def caller(self, registers: dict[int, int], read: Reader, modules: ModuleMap) -> dict[int, int] | None:
+        """The registers of the caller of the frame `registers` describe (its sp is that
+        frame's CFA), or None where the frame cannot be unwound."""
+        try:
+            return self._step(dict(registers), read, modules, first=True)
+        except TargetError:
+            return None
+
     def _step(self, regs: dict[int, int], read: Reader, modules: ModuleMap, first: bool) -> dict[int, int] | None:
         pc = regs[PC]
         lookup = pc if first else pc - 1          # a return address may sit past its call's FDE

@@ -351,3 +351,10 @@ def test_without_free_stops_a_report_drops_the_blocks_a_heap_scan_no_longer_find
     [report] = guest.tracker.reports
     assert [(b.address, b.size) for b in report.blocks] == [(0x4C_0050, 24)]
     assert "1 frees found by heap scans, bad frees not checked" in report.header
+
+
+def test_an_attached_process_has_its_calls_tracked(guest):
+    task = guest.process(100)
+    guest.tracker.track_process(guest.system, task)
+    guest.call("malloc", task, (40,), result=0x4C_0010)
+    assert live(guest) == {0x4C_0010: (40, "own")}
