@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gdb_memcheck.arch import X86_64
-from gdb_memcheck.symbols.disasm import function_exits
+from gdb_memcheck.symbols.disasm import after_first_read, function_exits, instructions
 from gdb_memcheck.symbols.elfsyms import ElfFile
 from gdb_memcheck.symbols.unwind import CallFrameTable
 
@@ -59,3 +59,20 @@ def test_an_address_that_starts_no_function_has_no_exits(program):
     exe, elf, table = program
     start = elf.addresses_of(["two_returns"])["two_returns"]
     assert function_exits(str(exe), table.extent, X86_64.calls, start + 1) is None
+
+
+def test_a_flag_read_first_gives_the_next_instructions_pc_with_the_arguments_untouched(program):
+    exe, elf, table = program
+    start, flag = elf.addresses_of(["reads_flag_first"])["reads_flag_first"], elf.addresses_of(["ready"])["ready"]
+    after = after_first_read(str(exe), table.extent, X86_64.calls, start, flag, 2)
+    code = instructions(str(exe), *table.extent(start))
+    reads = [i for i, ins in enumerate(code) if ins.reference == flag]
+    assert reads and after == code[reads[0] + 1].address
+    assert not any("%rdi" in ins.operands.rsplit(",", 1)[-1] or "%rsi" in ins.operands.rsplit(",", 1)[-1]
+                   for ins in code[:reads[0] + 1])
+
+
+def test_a_call_before_the_flag_read_leaves_no_pc(program):
+    exe, elf, table = program
+    start, flag = elf.addresses_of(["calls_before_the_read"])["calls_before_the_read"], elf.addresses_of(["ready"])["ready"]
+    assert after_first_read(str(exe), table.extent, X86_64.calls, start, flag, 1) is None

@@ -13,7 +13,8 @@ from fake_system import SAVED_AUXV, FakeSystem
 from gdb_memcheck.glibc import heap as glibc_heap
 from gdb_memcheck.linux import kevents
 from gdb_memcheck.leakcheck import leaks
-from gdb_memcheck.symbols.elfsyms import SymbolCache
+from gdb_memcheck.symbols.elfsyms import ElfFile, SymbolCache
+from gdb_memcheck.symbols.unwind import CallFrameTable
 from gdb_memcheck.linux.kevents import KernelEvent
 from gdb_memcheck.leakcheck.malloc_tracker import AT_ENTRY, MallocTracker
 from gdb_memcheck.report.views import bad_free_text, exit_report_text
@@ -91,13 +92,19 @@ class Output:
 class Breakpoints:
     def __init__(self) -> None:
         self.placed: set[int] = set()
+        self.watched: dict[int, int] = {}
 
     def insert(self, address: int) -> None:
         assert address not in self.placed, "each address is placed once"
         self.placed.add(address)
 
+    def watch(self, address: int, length: int) -> None:
+        assert address not in self.watched, "each address is watched once"
+        self.watched[address] = length
+
     def remove_all(self) -> None:
         self.placed.clear()
+        self.watched.clear()
 
 
 class Guest:
@@ -358,3 +365,44 @@ def test_an_attached_process_has_its_calls_tracked(guest):
     guest.tracker.track_process(guest.system, task)
     guest.call("malloc", task, (40,), result=0x4C_0010)
     assert live(guest) == {0x4C_0010: (40, "own")}
+
+
+def test_watch_stops_put_a_read_watchpoint_on_mallocs_flag_instead_of_a_breakpoint_at_its_entry(guest):
+    guest.tracker.malloc_stops = "watch"
+    guest.started()
+    assert guest.bps.watched == {guest.sym["__malloc_initialized"]: 1}
+    assert guest.sym["malloc"] not in guest.bps.placed
+    assert guest.sym["free"] in guest.bps.placed, "free reads no flag: it keeps its breakpoint"
+
+
+def test_a_watched_call_keeps_its_exact_size_and_returns_through_its_watched_slot(guest, program):
+    guest.tracker.malloc_stops = "watch"
+    task = guest.started()
+    pc = next(p for p, name in guest.tracker.hooks[100].watched.items() if name == "malloc")
+    entry_sp = STACK_TOP - 0x100
+    cfa_offset = CallFrameTable(ElfFile(program)).row(pc).cfa_offset
+    guest.system.procs[100].memory.write_u64(entry_sp, guest.sym["main"] + 9)
+    guest.system.run_on(0, task, rip=pc, rsp=entry_sp + 8 - cfa_offset, rbp=0, rdi=40, rsi=0, rdx=0, rcx=0)
+    assert guest.tracker.watch_hit(guest.sym["__malloc_initialized"], 0, lambda: guest.system) is False
+    assert guest.bps.watched.get(entry_sp) == 8, "the return-address slot is watched"
+    guest.system.run_on(0, task, rip=guest.sym["main"] + 9, rsp=entry_sp + 8, rbp=0, rax=0x4C_0010)
+    assert guest.tracker.watch_hit(entry_sp, 0, lambda: guest.system) is False
+    assert guest.tracker.stats.errors == 0, guest.tracker.stats.last_error
+    assert live(guest) == {0x4C_0010: (40, "own")}
+    stack = guest.tracker.tracker.processes[100].blocks[0x4C_0010].stack
+    assert stack[:2] == (guest.sym["malloc"], guest.sym["main"] + 9)
+
+
+def test_another_read_of_a_watched_slot_is_not_a_return(guest, program):
+    guest.tracker.malloc_stops = "watch"
+    task = guest.started()
+    pc = next(p for p, name in guest.tracker.hooks[100].watched.items() if name == "malloc")
+    entry_sp = STACK_TOP - 0x100
+    cfa_offset = CallFrameTable(ElfFile(program)).row(pc).cfa_offset
+    guest.system.procs[100].memory.write_u64(entry_sp, guest.sym["main"] + 9)
+    guest.system.run_on(0, task, rip=pc, rsp=entry_sp + 8 - cfa_offset, rbp=0, rdi=40, rsi=0, rdx=0, rcx=0)
+    guest.tracker.watch_hit(guest.sym["__malloc_initialized"], 0, lambda: guest.system)
+    guest.system.run_on(0, task, rip=guest.sym["main"] + 20, rsp=entry_sp - 0x40, rbp=0, rax=0x4C_0010)
+    guest.tracker.watch_hit(entry_sp, 0, lambda: guest.system)
+    assert live(guest) == {} and 100 in guest.tracker.tracker.processes
+    assert guest.tracker.tracker.processes[100].pending, "the call still waits for its return"
