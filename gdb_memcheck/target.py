@@ -102,6 +102,10 @@ class Target(Protocol):
     def enum_values(self, type_name: str) -> Mapping[str, int]:
         """Name -> value of an enum's constants, e.g. "enum pageflags" (PG_slab, PG_head)."""
 
+    def write_virtual(self, addr: int, data: bytes) -> None:
+        """Store bytes at a virtual address of the stopped vCPU's context (leak tracking's
+        cooperative mode tells the preload library how far its ring was read)."""
+
 
 def u64(data: bytes, offset: int = 0) -> int:
     return struct.unpack_from("<Q", data, offset)[0]

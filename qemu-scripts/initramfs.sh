@@ -23,6 +23,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 src="$LAB_ROOT/workloads"
+preload="$LAB_ROOT/preload/memcheck-preload.c"     # leak tracking's cooperative mode (x86-64 only)
 
 # Debian's arm64 user land, downloaded together (libc6 and libc6-dbg must be one version)
 # the first time and kept, so a cached lab builds offline and a new upload changes nothing.
@@ -47,7 +48,7 @@ case "$arch" in
     cc=gcc strip=strip
     ld_so=/lib64/ld-linux-x86-64.so.2
     libc=/lib/x86_64-linux-gnu/libc.so.6
-    key=$( (cat "$src"/*.c "$here/init.sh" "$here/initramfs.sh"; sha256sum /bin/busybox "$(readlink -f $libc)" "$(readlink -f $ld_so)"; gcc --version) \
+    key=$( (cat "$src"/*.c "$preload" "$here/init.sh" "$here/initramfs.sh"; sha256sum /bin/busybox "$(readlink -f $libc)" "$(readlink -f $ld_so)"; gcc --version) \
            | sha256sum | cut -c1-16)
     out="$CACHE/initramfs/$key" ;;
   arm64)
@@ -88,6 +89,10 @@ for b in "$root"/bin/wl-*; do
   extra=$(readelf -d "$b" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p' | grep -vx -e 'libc.so.6' || true)
   [ -z "$extra" ] || { say "unexpected library dependency of $b: $extra"; exit 1; }
 done
+# Leak tracking's cooperative mode: the preload library that records malloc-family calls.
+if [ "$arch" = amd64 ]; then
+  gcc -shared -fPIC -O2 -g -fno-omit-frame-pointer -o "$root/lib/libmemcheck-preload.so" "$preload"
+fi
 # A static binary without symbols: what leak tracking must refuse in one line.
 $strip -o "$root/bin/wl-leak-stripped" "$root/bin/wl-leak-static"
 install -m 755 "$here/init.sh" "$root/init"

@@ -37,6 +37,12 @@ class GdbTarget:
         except (OverflowError, ValueError) as e:
             raise MemoryReadError("virtual", addr, size, str(e)) from None
 
+    def write_virtual(self, addr: int, data: bytes) -> None:
+        try:
+            _inferior().write_memory(addr, data)
+        except (gdb.MemoryError, gdb.error) as e:
+            raise TargetError(f"cannot write {len(data)} bytes at {addr:#x}: {e}") from None
+
     def read_physical(self, addr: int, size: int) -> bytes:
         if self.physical_reader is None:
             raise TargetError("no physical memory path: not connected to a guest")

@@ -112,6 +112,7 @@ class ProcessAllocations:
     returns: int = 0
     untracked_frees: int = 0
     scanned_frees: int = 0           # frees found by heap scans (no stop at free)
+    ring_lost: int = 0               # preload ring records overwritten before they were read
 
     def origin(self) -> Origin:
         return Origin.OWN if self.in_main else Origin.TRANSITION

@@ -163,10 +163,11 @@ def user_registers(system: System, thread: Task) -> dict[str, int]:
     return {name: u64(raw, offset) for name, offset in system.arch.user_registers(regs_layout).items()}
 
 
-def classify_tracked(system: System, process: Task, blocks: list[leaks.Block]) -> leaks.BlockIndex:
+def classify_tracked(system: System, process: Task, blocks: list[leaks.Block],
+                     not_roots: list[tuple[int, int]] = ()) -> leaks.BlockIndex:
     """Classify the blocks tracking mode knows (exact sizes) by the same root scan: the
-    brk heap, the arenas and their heaps, and every block outside the heap are left out
-    of the roots."""
+    brk heap, the arenas and their heaps, every block outside the heap, and `not_roots`
+    (the preload library's record of every call) are left out of the roots."""
     mm = system.mm(process)
     vmas = system.vmas(process)
     user = UserMemory(system.kmem.phys, system.pgd(mm), system.kmem.paging)
@@ -178,5 +179,6 @@ def classify_tracked(system: System, process: Task, blocks: list[leaks.Block]) -
     heaps = list(holes)                 # a few ranges: the heaps and main_arena
     holes += [(b.address - 2 * glibc_heap.SIZE_SZ, b.address + b.size) for b in blocks
               if not any(lo <= b.address < hi for lo, hi in heaps)]     # blocks malloc mmapped on their own
+    holes += list(not_roots)
     regions, words = roots(system, process, vmas, holes)
     return leaks.classify(blocks, user.read, regions, words)

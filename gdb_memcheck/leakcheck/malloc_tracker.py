@@ -19,7 +19,7 @@ from ..symbols.disasm import after_first_read, function_exits
 from ..symbols.stackframes import Frame, frame
 from ..symbols.unwind import PC, ModuleMap, Unwinder, frame_registers
 from ..target import TargetError, u64
-from . import alloctrack, heapscan, leaks
+from . import alloctrack, heapscan, leaks, preload_ring
 
 KERNEL_GROUPS = ("new-task", "exec-ready", "exit")
 ARGS = 4                         # the malloc family takes at most four arguments
@@ -37,8 +37,9 @@ class Heap(Protocol):
     def live_blocks(self, system: System, process: Task) -> list[tuple[int, int]]:
         """(address, usable size) of every live block, from a scan of the process's heap."""
 
-    def classify(self, system: System, process: Task, blocks: list[leaks.Block]) -> None:
-        """Sort tracked blocks into leak kinds by a root scan of the process."""
+    def classify(self, system: System, process: Task, blocks: list[leaks.Block],
+                 not_roots: list[tuple[int, int]] = ()) -> None:
+        """Sort tracked blocks into leak kinds by a root scan of the process, `not_roots` left out."""
 
     def usable_size(self, system: System, process: Task, block: int) -> int:
         """The usable size of a block malloc just handed out, from its chunk."""
@@ -50,8 +51,9 @@ class GlibcHeap:
     def live_blocks(self, system: System, process: Task) -> list[tuple[int, int]]:
         return [(b.address, b.size) for b in heapscan.scan(system, process).index.blocks]
 
-    def classify(self, system: System, process: Task, blocks: list[leaks.Block]) -> None:
-        heapscan.classify_tracked(system, process, blocks)
+    def classify(self, system: System, process: Task, blocks: list[leaks.Block],
+                 not_roots: list[tuple[int, int]] = ()) -> None:
+        heapscan.classify_tracked(system, process, blocks, not_roots)
 
     def usable_size(self, system: System, process: Task, block: int) -> int:
         return glibc_heap.usable_size(system.user_memory(process).read, block)
@@ -95,6 +97,10 @@ class ProcessHooks:
     watched: dict[int, str] = field(default_factory=dict)    # pc after the flag's first read -> function
     allocator: str = ""             # the module that defines the family (libc, or a static executable)
     frees_by_scan: bool = False     # no free breakpoint: frees are found by a heap scan at each report
+    ring: int | None = None         # the preload library's ring (cooperative mode): no malloc-family stop
+    ring_full: int | None = None    # the function it calls when full
+    cursor: int = 0                 # the next ring record to read
+    entries: dict[str, int] = field(default_factory=dict)    # function -> run-time entry (ring records' first frame)
     entry: int | None = None        # the program's entry point, while waiting for it after exec
     main: int | None = None         # main(), while waiting for it
     modules: ModuleMap | None = None
@@ -137,10 +143,14 @@ class MallocTracker:
         if pid in self.hooks:
             raise TargetError(f"pid {pid} ({process.comm}) is already tracked")
         modules = ModuleMap(system.vmas(process), self.symbols())
-        allocator, family = malloc_family(modules, process)
+        preload = preload_symbols(modules)
+        allocator, family = malloc_family(modules, process, preload[0] if preload else "")
         hooks = self.hooks[pid] = ProcessHooks(pid, family, allocator=allocator, modules=modules)
         self.tracker.track(pid, in_main=True, complete=len(system.threads(process)) == 1, since="attach")
-        self._place_hooks(system, hooks)
+        if preload is None:
+            self._place_hooks(system, hooks)
+        else:
+            self._use_ring(system, process, hooks, preload[1], preload[2])
         seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
         return f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points; {seeded}"
 
@@ -160,6 +170,7 @@ class MallocTracker:
     def _on_fork(self, event: KernelEvent, system: System) -> None:
         parent = self.hooks.get(event.current.tgid)
         child = event.child.tgid
+        self._drain_if_ring(system, event.current)      # the child's copy of the ring holds the same calls
         if parent is not None and self.tracker.forked(event.current.tgid, child):
             self.hooks[child] = replace(parent, pid=child, family=dict(parent.family))
 
@@ -185,6 +196,7 @@ class MallocTracker:
             return
         proc = self.tracker.processes.get(current.tgid)
         if proc is not None:
+            self._drain_if_ring(system, current)
             report = self._report(system, current, proc, "exited")
             self.reports.append(report)
             self.output.exited(report)
@@ -225,8 +237,11 @@ class MallocTracker:
             self._return(system, current)
         if address == hooks.entry:
             self._at_entry(system, current, hooks)
+        if address == hooks.ring_full:
+            self._drain(system, current, hooks, acknowledge=True)
         if address == hooks.main:
             hooks.main = None
+            self._drain_if_ring(system, current)         # what the ring holds was allocated before main
             self.tracker.processes[current.tgid].in_main = True
 
     def _entry(self, system: System, current: Task, hooks: ProcessHooks, address: int) -> None:
@@ -358,8 +373,54 @@ class MallocTracker:
 
     def _place_family(self, system: System, process: Task, hooks: ProcessHooks) -> None:
         hooks.modules = ModuleMap(system.vmas(process), self.symbols())
-        hooks.allocator, hooks.family = malloc_family(hooks.modules, process)
-        self._place_hooks(system, hooks)
+        preload = preload_symbols(hooks.modules)
+        hooks.allocator, hooks.family = malloc_family(hooks.modules, process, preload[0] if preload else "")
+        if preload is None:
+            self._place_hooks(system, hooks)
+        else:
+            self._use_ring(system, process, hooks, preload[1], preload[2])
+
+    def _use_ring(self, system: System, process: Task, hooks: ProcessHooks, ring: int, full: int) -> None:
+        """Cooperative mode: the process records its calls in the preload ring; read them from
+        the record the ring is at now, at this tracker's stops and when the ring is full."""
+        module = hooks.modules.module(next(iter(hooks.family)))
+        hooks.entries = {name: runtime_address(module, vaddr)
+                         for name, vaddr in module.elf.addresses_of(alloctrack.FAMILY).items()}
+        hooks.ring, hooks.ring_full = ring, full
+        hooks.cursor = preload_ring.ring(system.user_memory(process).read, ring).head
+        self._insert(full)
+
+    def _drain(self, system: System, process: Task, hooks: ProcessHooks, acknowledge: bool = False) -> None:
+        """Apply the calls recorded in the ring since the last drain; with `acknowledge` (the
+        process is stopped in the library, asking for room) tell it how far they were read."""
+        memory = system.user_memory(process)
+        header = preload_ring.ring(memory.read, hooks.ring)
+        recorded, overwritten = preload_ring.calls(memory.read, header, hooks.cursor)
+        modules = self._modules(system, process, hooks, list(hooks.entries.values()))
+        for call in recorded:
+            self._ring_call(system, process, hooks, modules, call)
+        hooks.cursor += overwritten + len(recorded)
+        self.tracker.processes[process.tgid].ring_lost += overwritten
+        if acknowledge:
+            system.target.write_virtual(hooks.ring + preload_ring.TAIL_OFFSET, hooks.cursor.to_bytes(8, "little"))
+
+    def _ring_call(self, system: System, process: Task, hooks: ProcessHooks, modules: ModuleMap,
+                   call: preload_ring.RingCall) -> None:
+        """One recorded call, as its entry and its return would have been seen at breakpoints."""
+        pc = hooks.entries[call.via]
+        registers = frame_registers(system.arch, pc, call.sp, call.fp)
+        stack = tuple(self._unwinder(system).unwind(registers, call.read, modules, self.depth))
+        wait, bad = self.tracker.entry(process.tgid, call.tid, call.via, list(call.args), call.sp, stack)
+        if bad is not None:
+            self.output.bad_free(bad, self._symbolize(process.tgid, bad.stack + bad.freed_by + (
+                bad.block.stack if bad.block else ()), modules))
+        if wait:
+            self.tracker.returned(process.tgid, call.tid, call.sp, call.result, lambda _address: call.args[3])
+
+    def _drain_if_ring(self, system: System, process: Task) -> None:
+        hooks = self.hooks.get(process.tgid)
+        if hooks is not None and hooks.ring is not None and process.tgid in self.tracker.processes:
+            self._drain(system, process, hooks)
 
     def _place_hooks(self, system: System, hooks: ProcessHooks) -> None:
         """The malloc family's breakpoints as the settings ask: at each entry (and later at
@@ -487,9 +548,11 @@ class MallocTracker:
         scanned = ""
         if hooks is not None and hooks.frees_by_scan:
             scanned = self._reconcile(system, process, proc)
+        if hooks is not None and hooks.ring is not None:
+            scanned += self._ring_note(system, process, hooks, proc)
         blocks = [leaks.Block(a.address, a.size, stack=a.stack, origin=a.origin.value, via=a.via)
                   for a in proc.live()]
-        self.heap.classify(system, process, blocks)
+        self.heap.classify(system, process, blocks, self._ring_memory(system, process, hooks))
         modules = hooks.modules if hooks and hooks.modules else ModuleMap(system.vmas(process), self.symbols())
         frames = self._symbolize(process.tgid, tuple(pc for b in blocks for pc in b.stack), modules)
         bad = [b for b in self.tracker.bad_frees if b.pid == process.tgid]
@@ -497,6 +560,26 @@ class MallocTracker:
                   f"{proc.untracked_frees} frees of blocks the tracking never saw{scanned}")
         return leaks.LeakReport(process.tgid, process.comm, "tracking", blocks, header,
                                 system.exe_path(process), dict(frames), bad)
+
+    def _ring_memory(self, system: System, process: Task, hooks: ProcessHooks | None) -> list[tuple[int, int]]:
+        """The preload ring's header and records: copies of pointers, never a root."""
+        if hooks is None or hooks.ring is None:
+            return []
+        try:
+            header = preload_ring.ring(system.user_memory(process).read, hooks.ring)
+        except TargetError:
+            return []
+        return [(header.address, header.address + preload_ring.HEADER.size),
+                (header.records, header.records + header.capacity * header.record_size)]
+
+    def _ring_note(self, system: System, process: Task, hooks: ProcessHooks,
+                   proc: alloctrack.ProcessAllocations) -> str:
+        """What the header says of the preload ring: calls it could not record, or lost."""
+        try:
+            dropped = preload_ring.ring(system.user_memory(process).read, hooks.ring).dropped
+        except TargetError as e:
+            return f"; the preload ring cannot be read ({e})"
+        return f"; calls recorded by the preload library, {dropped + proc.ring_lost} dropped (ring full)"
 
     def _reconcile(self, system: System, process: Task, proc: alloctrack.ProcessAllocations) -> str:
         """free-stops off: the blocks freed since the last report are those a heap scan no
@@ -518,6 +601,7 @@ class MallocTracker:
 
     def live_report(self, system: System, process: Task) -> leaks.LeakReport:
         """`memcheck leaks PID` of a tracked process: its map as it is at this stop."""
+        self._drain_if_ring(system, process)
         return self._report(system, process, self.tracker.processes[process.tgid], "live")
 
     def status(self, kernel: HitStats) -> dict:
@@ -570,11 +654,33 @@ def exec_matches(path: str, patterns: set[str]) -> bool:
     return path in patterns or path.rsplit("/", 1)[-1] in {p for p in patterns if "/" not in p}
 
 
-def malloc_family(modules: ModuleMap, process: Task) -> tuple[str, dict[int, str]]:
-    """The module that defines malloc and free (libc, or the executable itself when it is
-    static) and the run-time addresses of the malloc family in it."""
-    tried = []
+def preload_symbols(modules: ModuleMap) -> tuple[str, int, int] | None:
+    """The preload library's path, and the run-time addresses of its ring and of the function
+    it calls when the ring is full; None when the process has not loaded it."""
+    for module in _modules_once(modules):
+        found = module.elf.addresses_of([preload_ring.RING_SYMBOL, preload_ring.FULL_SYMBOL])
+        if len(found) == 2:
+            return (module.path, runtime_address(module, found[preload_ring.RING_SYMBOL]),
+                    runtime_address(module, found[preload_ring.FULL_SYMBOL]))
+    return None
+
+
+def _modules_once(modules: ModuleMap):
     seen = set()
+    for interval in modules.by_address:
+        if interval.value.name not in seen:
+            seen.add(interval.value.name)
+            module = modules.module(interval.value.start)
+            if module is not None:
+                yield module
+
+
+def malloc_family(modules: ModuleMap, process: Task, exclude: str = "") -> tuple[str, dict[int, str]]:
+    """The module that defines malloc and free (libc, or the executable itself when it is
+    static; never `exclude`, the preload library) and the run-time addresses of the malloc
+    family in it."""
+    tried = []
+    seen = {exclude}
     for interval in modules.by_address:
         vma = interval.value
         if vma.name in seen:

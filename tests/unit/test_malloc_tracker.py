@@ -65,7 +65,7 @@ class FakeHeap:
     def live_blocks(self, system, process):
         return list(self.live)
 
-    def classify(self, system, process, blocks):
+    def classify(self, system, process, blocks, not_roots=()):
         for b in blocks:
             b.kind = leaks.Kind.REACHABLE if b.address in self.reachable else leaks.Kind.DEFINITE
 
