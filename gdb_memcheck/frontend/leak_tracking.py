@@ -91,6 +91,7 @@ class TrackingController:
             raise
 
     def track_exec(self, path: str) -> str:
+        self.tracker.check_arch(SESSION.system().arch)
         self._start()
         return self.tracker.track_exec(path)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
+from ..arch import Arch
 from ..glibc import heap as glibc_heap
 from ..linux.kevents import HitStats, KernelEvent, RepeatedHits
 from ..linux.memory import UserMemory
@@ -142,8 +143,11 @@ class MallocTracker:
         pid = process.tgid
         if pid in self.hooks:
             raise TargetError(f"pid {pid} ({process.comm}) is already tracked")
+        self.check_arch(system.arch)
         modules = ModuleMap(system.vmas(process), self.symbols())
         preload = preload_symbols(modules)
+        if preload is not None:
+            self.check_arch(system.arch, preload[0])
         allocator, family = malloc_family(modules, process, preload[0] if preload else "")
         hooks = self.hooks[pid] = ProcessHooks(pid, family, allocator=allocator, modules=modules)
         self.tracker.track(pid, in_main=True, complete=len(system.threads(process)) == 1, since="attach")
@@ -153,6 +157,17 @@ class MallocTracker:
             self._use_ring(system, process, hooks, preload[1], preload[2])
         seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
         return f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points; {seeded}"
+
+    def check_arch(self, arch: Arch, preload: str = "") -> None:
+        """malloc-stops return and watch and the preload ring read x86-64 code and stacks (and
+        the lab builds the library for x86-64 only): refused on other guests in one line."""
+        if arch.name == "x86_64":
+            return
+        if preload:
+            raise TargetError(f"the preload ring of {preload} is read on x86-64 guests only (this one is {arch.name})")
+        if self.malloc_stops != "call":
+            raise TargetError(f"malloc-stops {self.malloc_stops} works on x86-64 guests only (this one is "
+                              f"{arch.name}): set memcheck malloc-stops call")
 
     def track_exec(self, path: str) -> str:
         """Track every process that executes `path` from now on, from its first instruction."""
@@ -372,8 +387,11 @@ class MallocTracker:
             self.breakpoints.insert(address)
 
     def _place_family(self, system: System, process: Task, hooks: ProcessHooks) -> None:
+        self.check_arch(system.arch)
         hooks.modules = ModuleMap(system.vmas(process), self.symbols())
         preload = preload_symbols(hooks.modules)
+        if preload is not None:
+            self.check_arch(system.arch, preload[0])
         hooks.allocator, hooks.family = malloc_family(hooks.modules, process, preload[0] if preload else "")
         if preload is None:
             self._place_hooks(system, hooks)

@@ -10,6 +10,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from fake_system import SAVED_AUXV, FakeSystem
+from gdb_memcheck.arch import AARCH64
 from gdb_memcheck.glibc import heap as glibc_heap
 from gdb_memcheck.linux import kevents
 from gdb_memcheck.leakcheck import leaks
@@ -406,3 +407,20 @@ def test_another_read_of_a_watched_slot_is_not_a_return(guest, program):
     guest.tracker.watch_hit(entry_sp, 0, lambda: guest.system)
     assert live(guest) == {} and 100 in guest.tracker.tracker.processes
     assert guest.tracker.tracker.processes[100].pending, "the call still waits for its return"
+
+
+@pytest.mark.parametrize("stops", ["return", "watch"])
+def test_the_cheaper_stops_are_refused_in_one_line_on_an_arm64_guest(program, stops):
+    guest = Guest(program)
+    guest.system.arch = AARCH64
+    guest.tracker.malloc_stops = stops
+    with pytest.raises(kevents.TargetError, match=f"^malloc-stops {stops} works on x86-64 guests only "
+                                                  "\\(this one is aarch64\\): set memcheck malloc-stops call$"):
+        guest.tracker.track_process(guest.system, guest.process(100))
+    guest.tracker.malloc_stops = "call"
+    guest.tracker.check_arch(AARCH64)
+
+
+def test_the_preload_ring_is_refused_on_an_arm64_guest(guest):
+    with pytest.raises(kevents.TargetError, match="preload ring of /lib/libmemcheck-preload.so is read on x86-64"):
+        guest.tracker.check_arch(AARCH64, "/lib/libmemcheck-preload.so")
