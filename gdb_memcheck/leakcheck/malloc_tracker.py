@@ -101,6 +101,7 @@ class ProcessHooks:
     ring: int | None = None         # the preload library's ring (cooperative mode): no malloc-family stop
     ring_full: int | None = None    # the function it calls when full
     cursor: int = 0                 # the next ring record to read
+    dropped_before: int = 0         # calls the library dropped before tracking began (not this map's loss)
     entries: dict[str, int] = field(default_factory=dict)    # function -> run-time entry (ring records' first frame)
     entry: int | None = None        # the program's entry point, while waiting for it after exec
     main: int | None = None         # main(), while waiting for it
@@ -405,7 +406,8 @@ class MallocTracker:
         hooks.entries = {name: runtime_address(module, vaddr)
                          for name, vaddr in module.elf.addresses_of(alloctrack.FAMILY).items()}
         hooks.ring, hooks.ring_full = ring, full
-        hooks.cursor = preload_ring.ring(system.user_memory(process).read, ring).head
+        header = preload_ring.ring(system.user_memory(process).read, ring)
+        hooks.cursor, hooks.dropped_before = header.head, header.dropped
         self._insert(full)
 
     def _drain(self, system: System, process: Task, hooks: ProcessHooks, acknowledge: bool = False) -> None:
@@ -597,7 +599,8 @@ class MallocTracker:
             dropped = preload_ring.ring(system.user_memory(process).read, hooks.ring).dropped
         except TargetError as e:
             return f"; the preload ring cannot be read ({e})"
-        return f"; calls recorded by the preload library, {dropped + proc.ring_lost} dropped (ring full)"
+        return f"; calls recorded by the preload library, {dropped - hooks.dropped_before + proc.ring_lost} dropped " \
+               "(ring full)"
 
     def _reconcile(self, system: System, process: Task, proc: alloctrack.ProcessAllocations) -> str:
         """free-stops off: the blocks freed since the last report are those a heap scan no

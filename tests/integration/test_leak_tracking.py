@@ -23,7 +23,7 @@ def run_text(command):
 
 for name in PROGRAMS:
     gdb.execute(f"memcheck leaks track --exec /bin/{name}")
-logs = {name: run_text(f"{name} 2>&1") for name in PROGRAMS}
+logs = {name: run_text(f"PROGRAM_PREFIX{name} 2>&1") for name in PROGRAMS}
 gdb.execute("memcheck leaks track --exec wl-leak-stripped")
 logs["wl-leak-stripped"] = run_text("wl-leak-stripped > /dev/null; echo ran")
 gdb.execute("memcheck leaks track --exec wl-arenas")
@@ -58,11 +58,13 @@ emit({"logs": logs, "attached": attached, "live": live, "forced_scan": forced_sc
 @pytest.fixture(scope="module")
 def tracked(guest, request):
     """Everything the tracking checks look at, from one gdb session.  A module that reruns
-    them may set ARENAS_COMMAND (default: wl-arenas, its threads one after the other) and
-    SETTINGS (gdb commands run first, such as `set memcheck malloc-stops return`)."""
+    them may set ARENAS_COMMAND (default: wl-arenas, its threads one after the other),
+    SETTINGS (gdb commands run first, such as `set memcheck malloc-stops return`) and
+    PROGRAM_PREFIX (put before each leak program's name, such as an LD_PRELOAD assignment)."""
     arenas = getattr(request.module, "ARENAS_COMMAND", "wl-arenas")
     settings = "".join(f"gdb.execute({line!r})\n" for line in getattr(request.module, "SETTINGS", ()))
-    script = settings + TRACK_SCRIPT.replace("PROGRAMS", repr(PROGRAMS)).replace("ARENAS_COMMAND", arenas)
+    script = settings + TRACK_SCRIPT.replace("PROGRAMS", repr(PROGRAMS)).replace("ARENAS_COMMAND", arenas) \
+        .replace("PROGRAM_PREFIX", getattr(request.module, "PROGRAM_PREFIX", ""))
     run = run_gdb(guest, script=script, timeout=900)
     assert "Traceback" not in run.output, run.output
     res = run.result()
