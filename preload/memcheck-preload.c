@@ -22,7 +22,7 @@
 #define MAGIC 0x4b434548434d454dULL          /* "MEMCHECK" */
 #define VERSION 1
 #define CAPACITY 4096                        /* records */
-#define STACK_BYTES 1024                     /* of the stack above the call's entry */
+#define STACK_BYTES 4096                     /* of the stack above the call's entry (1 KiB cut printf's stacks short) */
 #define MAX_STACK_SPAN (64UL << 20)          /* further from a stack's top than this: not that stack */
 
 /* Operations, in the order of gdb_memcheck.leakcheck.alloctrack.FAMILY. */
