@@ -45,6 +45,7 @@ class ModuleMap:
                 self.by_address.add(v.start, v.end, v)
         self.failures: dict[str, str] = {}
         self._modules: dict[int, Module | None] = {}
+        self.rows: dict[int, _Row | None] = {}        # the CFI row at each pc an unwind looked up
 
     def module(self, pc: int) -> Module | None:
         """The module mapped at pc; each mapping's file is looked up once."""
@@ -193,17 +194,25 @@ class Unwinder:
         except TargetError:
             return None
 
-    def _step(self, regs: dict[int, int], read: Reader, modules: ModuleMap, first: bool) -> dict[int, int] | None:
-        pc = regs[PC]
-        lookup = pc if first else pc - 1          # a return address may sit past its call's FDE
-        module = modules.module(lookup)
+    def _row(self, modules: ModuleMap, pc: int) -> _Row | None:
+        """The CFI row in force at a run-time pc, looked up once per pc of a process (the
+        cooperative mode unwinds thousands of stacks through the same few pcs)."""
+        if pc in modules.rows:
+            return modules.rows[pc]
+        module = modules.module(pc)
         row = None
         if module is not None:
-            vaddr = module.vaddr(lookup)
+            vaddr = module.vaddr(pc)
             try:
                 row = self.table(module.elf).row(vaddr) if vaddr is not None else None
             except TargetError:
                 row = None
+        modules.rows[pc] = row
+        return row
+
+    def _step(self, regs: dict[int, int], read: Reader, modules: ModuleMap, first: bool) -> dict[int, int] | None:
+        pc = regs[PC]
+        row = self._row(modules, pc if first else pc - 1)     # a return address may sit past its call's FDE
         if row is None:
             return self._frame_pointer_step(regs, read)
         d = self.dwarf
