@@ -60,6 +60,17 @@ class GlibcHeap:
         return glibc_heap.usable_size(system.user_memory(process).read, block)
 
 
+@dataclass(eq=False)
+class RecordedStack:
+    """A preload ring record's registers and copy of the stack, unwound only when a report or
+    a bad free needs the frames: most recorded blocks are freed before anyone looks, and an
+    unwind costs more than the rest of a record's handling."""
+
+    registers: dict[int, int]
+    call: preload_ring.RingCall
+    pcs: tuple[int, ...] | None = None
+
+
 class TrackerOutput(Protocol):
     """Where the tracker tells what happened while the guest ran (the frontend prints it)."""
 
@@ -415,6 +426,7 @@ class MallocTracker:
         process is stopped in the library, asking for room) tell it how far they were read."""
         memory = system.user_memory(process)
         header = preload_ring.ring(memory.read, hooks.ring)
+        memory.map_range(header.records, header.records + header.capacity * header.record_size)
         recorded, overwritten = preload_ring.calls(memory.read, header, hooks.cursor)
         modules = self._modules(system, process, hooks, list(hooks.entries.values()))
         for call in recorded:
@@ -427,15 +439,25 @@ class MallocTracker:
     def _ring_call(self, system: System, process: Task, hooks: ProcessHooks, modules: ModuleMap,
                    call: preload_ring.RingCall) -> None:
         """One recorded call, as its entry and its return would have been seen at breakpoints."""
-        pc = hooks.entries[call.via]
-        registers = frame_registers(system.arch, pc, call.sp, call.fp)
-        stack = tuple(self._unwinder(system).unwind(registers, call.read, modules, self.depth))
+        stack = RecordedStack(frame_registers(system.arch, hooks.entries[call.via], call.sp, call.fp), call)
         wait, bad = self.tracker.entry(process.tgid, call.tid, call.via, list(call.args), call.sp, stack)
         if bad is not None:
+            unwound = lambda pcs: self._pcs(system, pcs, modules)
+            bad = replace(bad, stack=unwound(bad.stack), freed_by=unwound(bad.freed_by),
+                          block=replace(bad.block, stack=unwound(bad.block.stack)) if bad.block else None)
+            self.tracker.bad_frees[-1] = bad
             self.output.bad_free(bad, self._symbolize(process.tgid, bad.stack + bad.freed_by + (
                 bad.block.stack if bad.block else ()), modules))
         if wait:
             self.tracker.returned(process.tgid, call.tid, call.sp, call.result, lambda _address: call.args[3])
+
+    def _pcs(self, system: System, stack: "tuple[int, ...] | RecordedStack", modules: ModuleMap) -> tuple[int, ...]:
+        """A stack's return addresses: a recorded one is unwound from its copy, once."""
+        if not isinstance(stack, RecordedStack):
+            return stack
+        if stack.pcs is None:
+            stack.pcs = tuple(self._unwinder(system).unwind(stack.registers, stack.call.read, modules, self.depth))
+        return stack.pcs
 
     def _drain_if_ring(self, system: System, process: Task) -> None:
         hooks = self.hooks.get(process.tgid)
@@ -570,10 +592,10 @@ class MallocTracker:
             scanned = self._reconcile(system, process, proc)
         if hooks is not None and hooks.ring is not None:
             scanned += self._ring_note(system, process, hooks, proc)
-        blocks = [leaks.Block(a.address, a.size, stack=a.stack, origin=a.origin.value, via=a.via)
-                  for a in proc.live()]
-        self.heap.classify(system, process, blocks, self._ring_memory(system, process, hooks))
         modules = hooks.modules if hooks and hooks.modules else ModuleMap(system.vmas(process), self.symbols())
+        blocks = [leaks.Block(a.address, a.size, stack=self._pcs(system, a.stack, modules), origin=a.origin.value,
+                              via=a.via) for a in proc.live()]
+        self.heap.classify(system, process, blocks, self._ring_memory(system, process, hooks))
         frames = self._symbolize(process.tgid, tuple(pc for b in blocks for pc in b.stack), modules)
         bad = [b for b in self.tracker.bad_frees if b.pid == process.tgid]
         header = (f"{len(blocks)} live blocks tracked since {proc.since} ({proc.calls} calls), {when}; "

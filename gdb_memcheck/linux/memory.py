@@ -98,6 +98,19 @@ class UserMemory:
     def __init__(self, phys: PageCache, pgd: int, paging: Regime) -> None:
         self.phys, self.pgd, self.paging = phys, pgd, paging
         self._pages: dict[int, bytes] = {}
+        self._physical: dict[int, int] = {}        # page -> physical address, from map_range
+
+    def map_range(self, start: int, end: int) -> None:
+        """Translate the pages of [start, end) in one walk of the tables, for many reads to
+        come there (the preload ring's records, a page or more each); a page read alone is
+        walked from the top.  Pages the walk does not find are translated when read."""
+        try:
+            for leaf in self.paging.leaves(self.phys.read, self.pgd, start, end, merge_runs=True):
+                first = max(leaf.virtual, start & ~(PAGE - 1))
+                for page in range(first, min(leaf.virtual + leaf.size, end), PAGE):
+                    self._physical[page] = leaf.physical + (page - leaf.virtual)
+        except PageWalkError:
+            pass
 
     def read(self, va: int, size: int) -> bytes:
         """Bytes of [va, va + size), zeros where nothing is mapped."""
@@ -118,8 +131,10 @@ class UserMemory:
     def _page(self, page: int) -> bytes:
         data = self._pages.get(page)
         if data is None:
+            phys = self._physical.get(page)
             try:
-                phys = self.paging.translate(self.phys.read, self.pgd, page).physical
+                if phys is None:
+                    phys = self.paging.translate(self.phys.read, self.pgd, page).physical
             except PageWalkError:
                 data = _ZERO_PAGE
             else:
