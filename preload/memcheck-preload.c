@@ -69,7 +69,6 @@ extern void __libc_free(void *);
 extern void *__libc_stack_end;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static __thread uint32_t thread_id;
 
 /* Where gdb_memcheck keeps a breakpoint: it drains the ring and moves its tail. */
 __attribute__((visibility("default"), noinline)) void memcheck_preload_full(struct ring *ring)
@@ -79,11 +78,7 @@ __attribute__((visibility("default"), noinline)) void memcheck_preload_full(stru
 
 static void before_fork(void) { pthread_mutex_lock(&lock); }
 static void after_fork_parent(void) { pthread_mutex_unlock(&lock); }
-static void after_fork_child(void)
-{
-	thread_id = 0;
-	pthread_mutex_unlock(&lock);
-}
+static void after_fork_child(void) { pthread_mutex_unlock(&lock); }
 
 __attribute__((constructor)) static void at_load(void)
 {
@@ -122,12 +117,10 @@ static void record(uint32_t op, const uint64_t args[4], uint64_t result, void **
 	struct record *r = slot();
 	if (r == NULL)
 		return;
-	if (thread_id == 0)
-		thread_id = (uint32_t)gettid();
 	uintptr_t sp = (uintptr_t)(frame + 1), top = stack_top(sp);
 	size_t len = top - sp < STACK_BYTES ? top - sp : STACK_BYTES;
 	r->op = op;
-	r->tid = thread_id;
+	r->tid = (uint32_t)gettid();         /* no __thread cache: TLS would grow every thread's calloc'd TLS block */
 	memcpy(r->args, args, sizeof(r->args));
 	r->result = result;
 	r->sp = sp;
