@@ -312,6 +312,7 @@ class MallocTracker:
             current = snapshot.current(cpu)
             hooks = self.hooks.get(current.tgid)
             if hooks is not None:
+                self.repeats.forget(current.pid)        # the thread ran on: its next free is a new call
                 pc = snapshot.target.register(snapshot.arch.calls.pc)
                 if pc in hooks.watched:
                     self._watched_entry(snapshot, current, hooks, pc)
@@ -517,7 +518,9 @@ class MallocTracker:
         if module is None:
             return None
         table = self._unwinder(system).table(module.elf)
-        vaddr, flag_vaddr = module.vaddr(address), module.vaddr(flag)
+        # the flag is usually in .bss, past the file: its ELF address is its distance from the
+        # module's base, not what the file offset of the code's mapping would say
+        vaddr, flag_vaddr = module.vaddr(address), flag - runtime_address(module, 0)
         try:
             after = after_first_read(str(module.elf.path), table.extent, system.arch.calls, vaddr, flag_vaddr,
                                      alloctrack.FAMILY[name].args)

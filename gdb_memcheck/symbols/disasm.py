@@ -127,7 +127,7 @@ def after_first_read(path: str, extent: Callable[[int], "Extent | None"], calls:
             continue
         if _writes(ins, calls) & arguments:
             return None
-        if ins.reference == address:
+        if ins.reference is not None and ins.reference == address:
             after = code[i + 1].address if i + 1 < len(code) else None
             if after is None or any(t is None or start <= t < after for t in targets):
                 return None                  # a branch could run the read again, or go who knows where

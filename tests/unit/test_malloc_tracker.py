@@ -14,6 +14,7 @@ from gdb_memcheck.arch import AARCH64
 from gdb_memcheck.glibc import heap as glibc_heap
 from gdb_memcheck.linux import kevents
 from gdb_memcheck.leakcheck import leaks
+from gdb_memcheck.symbols.disasm import instructions
 from gdb_memcheck.symbols.elfsyms import ElfFile, SymbolCache
 from gdb_memcheck.symbols.unwind import CallFrameTable
 from gdb_memcheck.linux.kevents import KernelEvent
@@ -373,6 +374,9 @@ def test_watch_stops_put_a_read_watchpoint_on_mallocs_flag_instead_of_a_breakpoi
     guest.started()
     assert guest.bps.watched == {guest.sym["__malloc_initialized"]: 1}
     assert guest.sym["malloc"] not in guest.bps.placed
+    for name, pc in ((name, pc) for pc, name in guest.tracker.hooks[100].watched.items()):
+        read = instructions(str(guest.exe), guest.sym[name], pc)[-1]
+        assert read.reference == guest.sym["__malloc_initialized"], f"{name}: {read} is not the flag's read"
     assert guest.sym["free"] in guest.bps.placed, "free reads no flag: it keeps its breakpoint"
 
 
@@ -424,3 +428,23 @@ def test_the_cheaper_stops_are_refused_in_one_line_on_an_arm64_guest(program, st
 def test_the_preload_ring_is_refused_on_an_arm64_guest(guest):
     with pytest.raises(kevents.TargetError, match="preload ring of /lib/libmemcheck-preload.so is read on x86-64"):
         guest.tracker.check_arch(AARCH64, "/lib/libmemcheck-preload.so")
+
+
+def test_a_block_freed_twice_from_one_loop_with_watched_mallocs_between_is_freed_both_times(guest, program):
+    """malloc(24); free(p); malloc(24) hands p out again; free(p): the second free enters with
+    the same registers and block as the first, but the thread stopped at watchpoints between."""
+    guest.tracker.malloc_stops = "watch"
+    task = guest.started()
+    pc = next(p for p, name in guest.tracker.hooks[100].watched.items() if name == "malloc")
+    entry_sp = STACK_TOP - 0x100
+    cfa_offset = CallFrameTable(ElfFile(program)).row(pc).cfa_offset
+    guest.system.procs[100].memory.write_u64(entry_sp, guest.sym["main"] + 9)
+    for _ in range(2):
+        guest.system.run_on(0, task, rip=pc, rsp=entry_sp + 8 - cfa_offset, rbp=0, rdi=24, rsi=0, rdx=0, rcx=0)
+        guest.tracker.watch_hit(guest.sym["__malloc_initialized"], 0, lambda: guest.system)
+        guest.system.run_on(0, task, rip=guest.sym["main"] + 9, rsp=entry_sp + 8, rbp=0, rax=0x4C_0010)
+        guest.tracker.watch_hit(entry_sp, 0, lambda: guest.system)
+        assert live(guest) == {0x4C_0010: (24, "own")}
+        guest.at("free", task, rsp=entry_sp, rdi=0x4C_0010)
+        assert live(guest) == {}
+    assert guest.tracker.stats.repeated == 0
