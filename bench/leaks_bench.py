@@ -39,13 +39,17 @@ emit({"many_s": many_s, "many_blocks": len(many["blocks"]), "many_summary": many
       "leak_s": leak_s, "leak_summary": leak["summary"]})
 """
 
+PRELOAD = "LD_PRELOAD=/lib/libmemcheck-preload.so "
+# (name, gdb settings, what the guest's shell puts before the program)
 MODES = [
-    ("call stops, free stops (default)", []),
-    ("return stops", ["set memcheck malloc-stops return"]),
-    ("watch stops", ["set memcheck malloc-stops watch"]),
-    ("return stops, frees by scan", ["set memcheck malloc-stops return", "set memcheck free-stops off"]),
-    ("watch stops, frees by scan", ["set memcheck malloc-stops watch", "set memcheck free-stops off"]),
+    ("call stops, free stops (default)", [], ""),
+    ("return stops", ["set memcheck malloc-stops return"], ""),
+    ("watch stops", ["set memcheck malloc-stops watch"], ""),
+    ("return stops, frees by scan", ["set memcheck malloc-stops return", "set memcheck free-stops off"], ""),
+    ("watch stops, frees by scan", ["set memcheck malloc-stops watch", "set memcheck free-stops off"], ""),
+    ("cooperative (preload ring)", [], PRELOAD),
 ]
+CHEAPEST_BREAKPOINT_MODE = MODES[4]
 
 # One gdb session: the workload untraced, then tracked in each mode, ROUNDS times over, so
 # every mode is measured against the default under the same load; then one short run per
@@ -87,9 +91,9 @@ for _ in range(ROUNDS):
     runs = {}
     gdb.execute("memcheck leaks untrack")
     runs["untraced"] = [measured(workload) for workload in WORKLOADS]
-    for name, settings in MODES:
+    for name, settings, prefix in MODES:
         mode(settings)
-        runs[name] = [measured(workload) for workload in WORKLOADS]
+        runs[name] = [measured(prefix + workload) for workload in WORKLOADS]
     out["rounds"].append(runs)
 if not FULL:
     emit(out)
@@ -99,11 +103,11 @@ t0 = time.perf_counter()
 report = q(f"memcheck leaks report {pid} --json")
 out["render_s"], out["report_summary"] = time.perf_counter() - t0, report["summary"]
 emit(out)
-for name, settings in MODES:
+for name, settings, prefix in MODES:
     mode(settings)
     gdb.write(f"@@PACKETS-BEGIN {name}\n", gdb.STDLOG)
     gdb.execute("set debug remote 1")
-    out["packets"][name] = measured(PACKET_WORKLOAD)
+    out["packets"][name] = measured(prefix + PACKET_WORKLOAD)
     gdb.execute("set debug remote 0")
     gdb.write(f"@@PACKETS-END {name}\n", gdb.STDLOG)
 
@@ -146,6 +150,94 @@ emit(out)
 """
 
 
+# The cooperative mode against the program running natively in the guest: the shell's own
+# round trip (`true`) is taken off every run.  Then the leak programs' reports, tracked by
+# breakpoints (the default) and through the ring, for the comparison.
+COOP_SCRIPT = r"""
+def timed(command):
+    return while_running(command, timeout=1800)["seconds"]
+def stops():
+    return q("memcheck leaks status --json")["stops"]
+out = {"rounds": [], "reports": {}}
+for _ in range(ROUNDS):
+    gdb.execute("memcheck leaks untrack")
+    runs = {"shell": timed("true")}
+    for n in SIZES:
+        program = f"wl-blocks {n} --free-exit > /dev/null"
+        runs[f"native {n}"] = timed(program)
+        runs[f"preloaded, not tracked {n}"] = timed(PRELOAD + program)
+    gdb.execute("memcheck leaks track --exec wl-blocks")
+    for n in SIZES:
+        program = f"wl-blocks {n} --free-exit > /dev/null"
+        s0 = stops()
+        runs[f"cooperative {n}"] = timed(PRELOAD + program)
+        runs[f"cooperative stops {n}"] = stops() - s0
+    out["rounds"].append(runs)
+for name in LEAK_PROGRAMS:
+    for label, prefix in (("breakpoints", ""), ("cooperative", PRELOAD)):
+        gdb.execute("memcheck leaks untrack")
+        gdb.execute(f"memcheck leaks track --exec {name}")
+        while_running(LEAK_COMMANDS.get(name, "{prefix}{name} > /dev/null 2>&1").format(prefix=prefix, name=name))
+        pid = q("memcheck leaks status --json")["reports"][-1]
+        out["reports"][f"{name} {label}"] = q(f"memcheck leaks report {pid} --json --all")
+emit(out)
+"""
+COOP_SIZES = (10_000, 100_000)
+LEAK_PROGRAMS = ("wl-leak", "wl-cliques", "wl-arenas", "wl-badfree")
+LEAK_COMMANDS = {"wl-arenas": "{prefix}wl-arenas > /tmp/log/coop-arenas.log 2>&1 & "       # it waits for SIGUSR1
+                              "while ! grep -q done /tmp/log/coop-arenas.log; do sleep 0.2; done; "
+                              "kill -USR1 $(pidof wl-arenas); while pidof wl-arenas > /dev/null; do sleep 0.2; done"}
+
+
+def report_shape(report: dict) -> tuple:
+    """What a leak report says, without addresses (the preloaded library moves the heap): the
+    summary, and each block's kind, size, origin, allocator and the functions of its stack."""
+    blocks = sorted((b["kind"], b["size"], b["origin"], b.get("via", ""),
+                     tuple(f.get("function") for f in b["stack"][1:])) for b in report["blocks"])
+    return report["summary"], blocks
+
+
+def host_seconds(argv: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+def cooperative(guest, rounds: int) -> None:
+    """The cooperative mode's slowdown against the program run natively in the guest, and
+    valgrind's against the same binary run natively on the host; its reports against the
+    breakpoint mode's."""
+    script = (COOP_SCRIPT.replace("ROUNDS", str(rounds)).replace("SIZES", repr(COOP_SIZES))
+              .replace("PRELOAD", repr(PRELOAD)).replace("LEAK_PROGRAMS", repr(LEAK_PROGRAMS))
+              .replace("LEAK_COMMANDS", repr(LEAK_COMMANDS)))
+    res = run_gdb(guest, script=script, timeout=7200).result()
+    binary = str(guest.sysroot / "bin" / "wl-blocks")
+    print("cooperative mode (LD_PRELOAD=/lib/libmemcheck-preload.so, the ring drained at gdb_memcheck's stops), "
+          f"wl-blocks N --free-exit (N mallocs, 0.9 N frees), medians of {rounds} rounds:")
+    for n in COOP_SIZES:
+        rows = res["rounds"]
+        native = median([r[f"native {n}"] - r["shell"] for r in rows])
+        preloaded = median([r[f"preloaded, not tracked {n}"] - r["shell"] for r in rows])
+        coop = median([r[f"cooperative {n}"] - r["shell"] for r in rows])
+        coop_stops = median([r[f"cooperative stops {n}"] for r in rows])
+        calls = n + n - n // 10
+        host = host_seconds([binary, str(n), "--free-exit"], 5)
+        vg = host_seconds(["valgrind", "--leak-check=full", binary, str(n), "--free-exit"], 3)
+        print(f"  N={n}: guest native {native:.3f} s, preloaded untracked {preloaded:.3f} s, tracked {coop:.2f} s "
+              f"({coop / native:.1f}x native, {(coop - native) / calls * 1e3:.3f} ms a call, {coop_stops} debug stops); "
+              f"host native {host * 1e3:.1f} ms, valgrind --leak-check=full {vg:.2f} s ({vg / host:.0f}x native); "
+              f"cooperative slowdown / valgrind's: {(coop / native) / (vg / host):.2f}")
+    for name in LEAK_PROGRAMS:
+        ours, theirs = (report_shape(res["reports"][f"{name} {label}"]) for label in ("cooperative", "breakpoints"))
+        same = "equal" if ours == theirs else "DIFFERENT"
+        lost = ours[0]["definitely lost"]
+        print(f"  {name}: cooperative report {same} to the breakpoint mode's (summary, and each block's kind, size, "
+              f"origin and stack functions); definitely lost {lost['bytes']} bytes in {lost['blocks']} blocks")
+
+
 def packet_counts(log: str, name: str) -> dict[str, int]:
     """Packets gdb sent during one mode's debug-remote run, by kind (its first letters)."""
     part = log.split(f"@@PACKETS-BEGIN {name}\n", 1)[1].split(f"@@PACKETS-END {name}\n", 1)[0]
@@ -172,7 +264,7 @@ def cpu_ms(run: dict, base: dict, calls: int) -> float:
 def qemu_variants(specs: list[str], mallocs: int, rounds: int) -> None:
     """The default mode and the cheapest, on guests booted with other QEMU options; each
     variant's cost a malloc against the plain TCG guest's, measured first in this run."""
-    modes = [MODES[0], MODES[-1]]
+    modes = [MODES[0], CHEAPEST_BREAKPOINT_MODE]
     first = None
     for spec in specs:
         accel, *extra = spec.split()
@@ -185,13 +277,13 @@ def qemu_variants(specs: list[str], mallocs: int, rounds: int) -> None:
             guest.stop()
         base = res["untraced"][0]["seconds"]
         costs = {name: median([per_call_ms(r[name][0], r["untraced"][0], mallocs) for r in res["rounds"]])
-                 for name, _ in modes}
+                 for name, _, _ in modes}
         cpu = {name: median([cpu_ms(r[name][0], r["untraced"][0], mallocs) for r in res["rounds"]])
-               for name, _ in modes}
+               for name, _, _ in modes}
         first = first or costs[modes[0][0]]
         print(f"QEMU -accel {accel} {' '.join(extra)}: untraced {base:.2f} s; "
               + "; ".join(f"{name}: {costs[name]:.2f} ms a malloc ({costs[name] / first:.2f}x plain TCG's default), "
-                          f"CPU {cpu[name]:.2f} ms" for name, _ in modes))
+                          f"CPU {cpu[name]:.2f} ms" for name, _, _ in modes))
 
 
 def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
@@ -217,7 +309,7 @@ def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
           "of the same round (ratios are medians):")
     default = MODES[0][0]
     summary = {}
-    for name, _ in MODES:
+    for name, _, _ in MODES:
         for w, label in ((0, "malloc"), (1, "call (mallocs and frees)")):
             costs = [per_call_ms(r[name][w], r["untraced"][w], calls[w]) for r in res["rounds"]]
             ratios = [per_call_ms(r[name][w], r["untraced"][w], calls[w]) /
@@ -230,7 +322,7 @@ def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
                   f"{median(ratios):.2f}x the default; CPU {median(cpu):4.2f} ms, {median(cpu_ratios):.2f}x; "
                   f"{stops:.2f} stops a call")
     print("  one stop, warm, no frees (medians over the rounds; QEMU and gdb time is CPU time, the rest waiting):")
-    for name, _ in MODES:
+    for name, _, _ in MODES:
         rows = [(r[name][0], r["untraced"][0]) for r in res["rounds"]]
         stops = [run["stops"] for run, _ in rows]
         wall = median([(run["seconds"] - b["seconds"]) / s * 1e3 for (run, b), s in zip(rows, stops)])
@@ -282,6 +374,7 @@ def main() -> int:
     ap.add_argument("--blocks", type=int, default=100_000)
     ap.add_argument("--tracked-mallocs", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every tracking mode, each against the default")
+    ap.add_argument("--only", choices=("tracking", "cooperative"), help="run only that part")
     ap.add_argument("--vcpus", default="1", help="vCPU counts to measure tracking on, e.g. 1,2,4")
     ap.add_argument("--qemu", action="append", metavar="ACCEL [OPTIONS]",
                     help="only compare QEMU options: -accel's value and more options, e.g. 'tcg,tb-size=64' or "
@@ -298,7 +391,12 @@ def main() -> int:
             guest.stop()
     guest = guestlab.boot()
     try:
-        tracked = tracking_cost(guest, args.tracked_mallocs, args.rounds)
+        if args.only != "cooperative":
+            tracked = tracking_cost(guest, args.tracked_mallocs, args.rounds)
+        if args.only != "tracking":
+            cooperative(guest, args.rounds)
+        if args.only:
+            return 0
         guest.sh(f"wl-blocks {args.blocks} > /tmp/log/blocks.log 2>&1 &")
         guest.sh("sleep 3; grep -q ready /tmp/log/blocks.log")
         pid = guest.sh("pidof wl-blocks").split()[0]
