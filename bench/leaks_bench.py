@@ -43,13 +43,14 @@ PRELOAD = "LD_PRELOAD=/lib/libmemcheck-preload.so "
 # (name, gdb settings, what the guest's shell puts before the program)
 MODES = [
     ("call stops, free stops (default)", [], ""),
+    ("default, breakpoints always inserted", ["set breakpoint always-inserted on"], ""),
     ("return stops", ["set memcheck malloc-stops return"], ""),
     ("watch stops", ["set memcheck malloc-stops watch"], ""),
     ("return stops, frees by scan", ["set memcheck malloc-stops return", "set memcheck free-stops off"], ""),
     ("watch stops, frees by scan", ["set memcheck malloc-stops watch", "set memcheck free-stops off"], ""),
     ("cooperative (preload ring)", [], PRELOAD),
 ]
-CHEAPEST_BREAKPOINT_MODE = MODES[4]
+CHEAPEST_BREAKPOINT_MODE = MODES[5]
 
 # One gdb session: the workload untraced, then tracked in each mode, ROUNDS times over, so
 # every mode is measured against the default under the same load; then one short run per
@@ -77,7 +78,8 @@ def measured(command):
             "stops": st1["stops"] - st0["stops"], "python": handler(st1) - handler(st0), "status": st1}
 def mode(settings):
     gdb.execute("memcheck leaks untrack")
-    for line in ["set memcheck malloc-stops call", "set memcheck free-stops on"] + settings:
+    for line in ["set memcheck malloc-stops call", "set memcheck free-stops on", "set breakpoint always-inserted off"] \
+            + settings:
         gdb.execute(line)
     gdb.execute("memcheck leaks track --exec wl-blocks")
 
