@@ -99,7 +99,11 @@ for _ in range(ROUNDS):
     out["rounds"].append(runs)
 if not FULL:
     emit(out)
-    raise SystemExit
+"""
+
+# The full run goes on in the same session (no SystemExit: gdb 13 aborts in its exit
+# handlers when a script's SystemExit ends it, and leaves a core file).
+FULL_SCRIPT = r"""
 pid = out["rounds"][-1][MODES[0][0]][0]["status"]["reports"][-1]
 t0 = time.perf_counter()
 report = q(f"memcheck leaks report {pid} --json")
@@ -291,7 +295,8 @@ def qemu_variants(specs: list[str], mallocs: int, rounds: int) -> None:
 def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
     workloads = [f"wl-blocks {mallocs} --exit > /dev/null", f"wl-blocks {mallocs} --free-exit > /dev/null"]
     calls = [mallocs, mallocs + mallocs - mallocs // 10]
-    script = (TRACK_SCRIPT.replace("MODES_LIST", repr(MODES)).replace("ROUNDS", str(rounds)).replace("FULL", "True")
+    script = ((TRACK_SCRIPT + FULL_SCRIPT).replace("MODES_LIST", repr(MODES)).replace("ROUNDS", str(rounds))
+              .replace("FULL", "True")
               .replace("PACKET_WORKLOAD", repr(f"wl-blocks {min(mallocs, 50)} --exit > /dev/null"))
               .replace("WORKLOADS", repr(workloads)))
     gdb_run = run_gdb(guest, script=script, timeout=7200)
