@@ -39,6 +39,9 @@ class DumpTarget:
             pos += n
         return b"".join(out)
 
+    def write_virtual(self, addr: int, data: bytes) -> None:
+        raise TargetError(f"cannot write {len(data)} bytes at {addr:#x}: a dump is read-only")
+
     def _levels(self) -> int:
         mode = paging.paging_mode(self.register("cr0"), self.register("cr4"), self.register("efer"))
         if mode.levels == 0:

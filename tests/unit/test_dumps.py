@@ -152,6 +152,13 @@ def test_a_dump_target_answers_every_question_of_the_target_protocol(tmp_path):
     assert dumped.layout("struct uts_namespace") == target.layout("struct uts_namespace")
 
 
+def test_a_dump_target_refuses_a_write_in_one_line(tmp_path):
+    target, cpus = guest()
+    dumped = DumpTarget(open_dump(write("elf", tmp_path, target, cpus)), debug_info=target)
+    with pytest.raises(TargetError, match=r"^cannot write 8 bytes at 0x1000: a dump is read-only$"):
+        dumped.write_virtual(0x1000, bytes(8))
+
+
 def test_a_dump_target_says_where_a_virtual_read_stops_and_which_register_is_missing(tmp_path):
     target, cpus = guest()
     dumped = DumpTarget(open_dump(write("elf", tmp_path, target, cpus)), debug_info=target)
