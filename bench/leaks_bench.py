@@ -343,7 +343,7 @@ def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
         each = ", ".join(f"{k} {v / pstops:.1f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
         print(f"  {name:<32} {wall:5.2f} ms a stop: QEMU {qemu:4.2f} (TB flushes {flushes:.1f} a stop, and "
               f"re-translation), gdb {gdb_own:4.2f}, Python {python:4.2f}, waiting {wall - qemu - gdb_own - python:5.2f}; "
-              f"{sent / pstops:.1f} packets sent a stop ({each})")
+              f"{sent / pstops:.1f} packets sent a stop ({each}), {sent / min(mallocs, 50):.1f} a malloc")
     kinds = res["stop_kinds"]
     print("  a bare stop (Python stop() only counts), the same workload, medians over the rounds:")
     per_hit = {}
