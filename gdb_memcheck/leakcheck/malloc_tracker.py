@@ -214,8 +214,15 @@ class MallocTracker:
         self._insert(entry)
 
     def _on_thread_exit(self, event: KernelEvent, system: System) -> None:
-        if event.current.tgid in self.hooks:
-            self.tracker.thread_exited(event.current.tgid, event.current.pid)
+        hooks = self.hooks.get(event.current.tgid)
+        if hooks is None:
+            return
+        self.tracker.thread_exited(event.current.tgid, event.current.pid)
+        proc = self.tracker.processes.get(event.current.tgid)
+        if hooks.frees_by_scan and proc is not None:
+            # the thread's tcache can be read only while it exists: its freed chunks would
+            # look live to the scan at the process's exit
+            self._reconcile(system, event.current, proc)
 
     def _on_exit(self, event: KernelEvent, system: System) -> None:
         current = event.current

@@ -362,6 +362,21 @@ def test_without_free_stops_a_report_drops_the_blocks_a_heap_scan_no_longer_find
     assert "1 frees found by heap scans, bad frees not checked" in report.header
 
 
+def test_without_free_stops_a_threads_exit_drops_the_blocks_its_scan_no_longer_finds(guest):
+    """A block freed into an exiting thread's tcache is known free only while that thread
+    exists: the scan at the thread's exit drops it, a later scan cannot."""
+    guest.tracker.free_stops = False
+    task = guest.started(threads=2)
+    guest.call("malloc", task, (40,), result=0x4C_0010)
+    guest.call("malloc", task, (24,), result=0x4C_0050)
+    guest.heap.live = [(0x4C_0050, 24)]
+    guest.event("thread-exit", guest.system.procs[100].threads[1])
+    guest.heap.live = [(0x4C_0010, 40), (0x4C_0050, 24)]        # the dead thread's tcache looks live
+    guest.event("exit", task)
+    [report] = guest.tracker.reports
+    assert [(b.address, b.size) for b in report.blocks] == [(0x4C_0050, 24)]
+
+
 def test_an_attached_process_has_its_calls_tracked(guest):
     task = guest.process(100)
     guest.tracker.track_process(guest.system, task)
