@@ -13,6 +13,7 @@
     other QEMU options, against the first
 Usage: /usr/bin/python3 bench/leaks_bench.py [--blocks N] [--tracked-mallocs N] [--rounds N] [--vcpus 1,2,4]
        /usr/bin/python3 bench/leaks_bench.py --qemu tcg --qemu tcg,tb-size=64 [--rounds N]
+       /usr/bin/python3 bench/leaks_bench.py --arch arm64 [--tracked-mallocs N] [--rounds N]
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ MODES = [
     ("cooperative (preload ring)", [], PRELOAD),
 ]
 CHEAPEST_BREAKPOINT_MODE = MODES[5]
+# arm64 guests: the return and watch stops and the preload ring are x86-64 only
+ARM64_MODES = MODES[:2] + [("call stops, frees by scan", ["set memcheck free-stops off"], "")]
 
 # One gdb session: the workload untraced, then tracked in each mode, ROUNDS times over, so
 # every mode is measured against the default under the same load; then one short run per
@@ -292,21 +295,23 @@ def qemu_variants(specs: list[str], mallocs: int, rounds: int) -> None:
                           f"CPU {cpu[name]:.2f} ms" for name, _, _ in modes))
 
 
-def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
+def tracking_cost(guest, mallocs: int, rounds: int, modes: list = MODES, full: bool = True) -> dict | None:
+    """Each mode's cost per call against the untraced run and the default; with `full`, the
+    per-stop breakdown, the packets, a bare stop of each kind and the exit report too."""
     workloads = [f"wl-blocks {mallocs} --exit > /dev/null", f"wl-blocks {mallocs} --free-exit > /dev/null"]
     calls = [mallocs, mallocs + mallocs - mallocs // 10]
-    script = ((TRACK_SCRIPT + FULL_SCRIPT).replace("MODES_LIST", repr(MODES)).replace("ROUNDS", str(rounds))
-              .replace("FULL", "True")
+    script = ((TRACK_SCRIPT + (FULL_SCRIPT if full else "")).replace("MODES_LIST", repr(modes))
+              .replace("ROUNDS", str(rounds)).replace("FULL", str(full))
               .replace("PACKET_WORKLOAD", repr(f"wl-blocks {min(mallocs, 50)} --exit > /dev/null"))
               .replace("WORKLOADS", repr(workloads)))
     gdb_run = run_gdb(guest, script=script, timeout=7200)
     res, log = gdb_run.result(), gdb_run.stderr
-    if "stop_kinds" not in res:
+    if full and "stop_kinds" not in res:
         errors = [line for line in log.splitlines() if "[remote]" not in line]
         sys.exit("the tracking script stopped early:\n" + "\n".join(errors[-30:]))
     vcpus = guest.options.smp
     base = res["untraced"][0]
-    print(f"tracking mode on {vcpus} vCPU{'s' if vcpus > 1 else ''}: wl-blocks making {mallocs} mallocs (no frees) "
+    print(f"tracking mode on {vcpus} {guest.options.arch} vCPU{'s' if vcpus > 1 else ''}: wl-blocks making {mallocs} mallocs (no frees) "
           f"and exiting, untraced {base['seconds']:.2f} s; the same with {calls[1] - mallocs} frees before exit, "
           f"untraced {res['untraced'][1]['seconds']:.2f} s")
     cold = res["cold"]
@@ -314,9 +319,9 @@ def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
           f"{per_call_ms(cold, base, mallocs):.1f} ms a malloc, Python {cold['python'] * 1e3 / mallocs:.1f} ms a malloc")
     print(f"  warm, {rounds} rounds; each mode's cost per call against the untraced run and the default mode's "
           "of the same round (ratios are medians):")
-    default = MODES[0][0]
+    default = modes[0][0]
     summary = {}
-    for name, _, _ in MODES:
+    for name, _, _ in modes:
         for w, label in ((0, "malloc"), (1, "call (mallocs and frees)")):
             costs = [per_call_ms(r[name][w], r["untraced"][w], calls[w]) for r in res["rounds"]]
             ratios = [per_call_ms(r[name][w], r["untraced"][w], calls[w]) /
@@ -328,8 +333,10 @@ def tracking_cost(guest, mallocs: int, rounds: int) -> dict:
             print(f"  {name:<32} {median(costs):5.2f} ms a {label:<24} ({', '.join(f'{c:.2f}' for c in costs)}), "
                   f"{median(ratios):.2f}x the default; CPU {median(cpu):4.2f} ms, {median(cpu_ratios):.2f}x; "
                   f"{stops:.2f} stops a call")
+    if not full:
+        return None
     print("  one stop, warm, no frees (medians over the rounds; QEMU and gdb time is CPU time, the rest waiting):")
-    for name, _, _ in MODES:
+    for name, _, _ in modes:
         rows = [(r[name][0], r["untraced"][0]) for r in res["rounds"]]
         stops = [run["stops"] for run, _ in rows]
         wall = median([(run["seconds"] - b["seconds"]) / s * 1e3 for (run, b), s in zip(rows, stops)])
@@ -383,12 +390,21 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every tracking mode, each against the default")
     ap.add_argument("--only", choices=("tracking", "cooperative"), help="run only that part")
     ap.add_argument("--vcpus", default="1", help="vCPU counts to measure tracking on, e.g. 1,2,4")
+    ap.add_argument("--arch", default="amd64", choices=guestlab.ARCHES,
+                    help="arm64: only the tracking cost of the modes an arm64 guest has")
     ap.add_argument("--qemu", action="append", metavar="ACCEL [OPTIONS]",
                     help="only compare QEMU options: -accel's value and more options, e.g. 'tcg,tb-size=64' or "
                          "'tcg -singlestep' (repeatable; the first is the baseline)")
     args = ap.parse_args()
     if args.qemu:
         qemu_variants(args.qemu, args.tracked_mallocs, args.rounds)
+        return 0
+    if args.arch != "amd64":
+        guest = guestlab.boot(guestlab.BootOptions(arch=args.arch))
+        try:
+            tracking_cost(guest, args.tracked_mallocs, args.rounds, ARM64_MODES, full=False)
+        finally:
+            guest.stop()
         return 0
     for vcpus in [int(n) for n in args.vcpus.split(",") if int(n) > 1]:
         guest = guestlab.boot(guestlab.BootOptions(smp=vcpus))
