@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Scan-mode scaling benchmark, one guest (3 GB), one run:
+  - `memcheck leaks PID --json` on wl-blocks with 100k, 300k and 1M live blocks (nine in ten
+    reachable, one in ten definitely lost), and on 100k blocks all lost as cycles of three;
+    target: linear (1M takes 10x the 100k time) and 1M under 5 s
+  - each scan again with timers on its phases: reading guest memory, the heap walk
+    (glibc/heap.py and heapscan's block lists), the pointer scan (classify's roots and reached
+    blocks), the clique walk (leaks._lost), the JSON, and the rest (kernel walks, gdb)
+  - the counts checked against what each program printed
+Usage: /usr/bin/python3 bench/scan_bench.py [--sizes 100000,300000,1000000] [--cycles 100000]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from labtools import guestlab, run_gdb  # noqa: E402
+
+SCRIPT = r"""
+import gc, time
+from gdb_memcheck.frontend import leak_commands
+from gdb_memcheck.frontend.session import SESSION
+from gdb_memcheck.glibc import heap as glibc_heap
+from gdb_memcheck.leakcheck import heapscan, leaks
+from gdb_memcheck.linux import memory
+
+spent, running = {}, []
+
+def timer(phase, fn):
+    def timed(*args, **kwargs):            # exclusive time: a nested phase's time is not its caller's
+        t0 = time.perf_counter()
+        running.append(phase)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            took = time.perf_counter() - t0
+            running.pop()
+            spent[phase] = spent.get(phase, 0.0) + took
+            if running:
+                spent[running[-1]] = spent.get(running[-1], 0.0) - took
+    return timed
+
+PHASES = [(memory.PageCache, "read", "read guest memory"),
+          (type(SESSION.kmem().paging), "translate", "read guest memory"),
+          (heapscan, "scan", "heap walk"),
+          (leaks, "classify", "pointer scan"),
+          (leaks, "_lost", "clique walk"),
+          (leak_commands, "leak_report_json", "JSON"),
+          (leak_commands, "json_text", "JSON")]
+PHASES += [(glibc_heap, name, "heap walk") for name, fn in vars(glibc_heap).items()
+           if callable(fn) and getattr(fn, "__module__", "") == glibc_heap.__name__ and not isinstance(fn, type)]
+
+def scan(pid, with_timers):
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in PHASES]
+    if with_timers:
+        for owner, name, phase in PHASES:
+            setattr(owner, name, timer(phase, getattr(owner, name)))
+    spent.clear()
+    SESSION.on_cont(None)                  # what a resume does: drop the per-stop caches
+    gc.collect()
+    try:
+        t0 = time.perf_counter()
+        out = gdb.execute(f"memcheck leaks {pid} --json", to_string=True)
+        took = time.perf_counter() - t0
+    finally:
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
+    return took, out
+
+for pid in PIDS:
+    took, out = scan(pid, False)
+    doc = json.loads(out)
+    del out
+    timed, _ = scan(pid, True)
+    emit({"pid": pid, "seconds": took, "blocks": len(doc["blocks"]), "summary": doc["summary"],
+          "timed_seconds": timed, "phases": dict(spent)})
+"""
+
+ORDER = ("read guest memory", "heap walk", "pointer scan", "clique walk", "JSON")
+
+
+def start(guest, blocks: int, cycles: bool) -> dict:
+    """Start wl-blocks in the guest and wait for its printed truth."""
+    log = f"/tmp/log/blocks-{blocks}{'-cycles' if cycles else ''}.log"
+    guest.sh(f"wl-blocks {blocks}{' --cycles' if cycles else ''} > {log} 2>&1 &")
+    deadline = time.monotonic() + 600
+    while "ready" not in (text := guest.sh(f"cat {log}")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"wl-blocks {blocks} never got ready: {text!r}")
+        time.sleep(2)
+    truth = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}
+    return {"label": f"{blocks // 1000}k" + (" as lost cycles" if cycles else ""), "cycles": cycles, **truth}
+
+
+def checked(run: dict, truth: dict) -> str:
+    """The scan's counts against the program's own: exact for its lost blocks (its stdout
+    buffer adds one reachable block)."""
+    s = {k: v["blocks"] for k, v in run["summary"].items()}
+    if truth["cycles"]:
+        want = {"definitely lost": truth["definite"], "indirectly lost": truth["indirect"]}
+    else:
+        want = {"definitely lost": truth["lost"], "indirectly lost": 0}
+    ok = all(s[k] == v for k, v in want.items()) and s["possibly lost"] == 0 and \
+        s["still reachable"] >= truth["blocks"] - truth["lost"]
+    got = ", ".join(f"{k} {s[k]}" for k in ("definitely lost", "indirectly lost", "possibly lost", "still reachable"))
+    return ("counts match the program's" if ok else "COUNTS DIFFER from the program's "
+            + ", ".join(f"{k} {v}" for k, v in want.items())) + f": {got}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", default="100000,300000,1000000")
+    ap.add_argument("--cycles", type=int, default=100_000, help="blocks of the lost-cycles run (0: none)")
+    ap.add_argument("--mem-mb", type=int, default=3072)
+    args = ap.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    guest = guestlab.boot(guestlab.BootOptions(mem_mb=args.mem_mb))
+    try:
+        truths = [start(guest, n, False) for n in sizes] + ([start(guest, args.cycles, True)] if args.cycles else [])
+        script = SCRIPT.replace("PIDS", repr([t["pid"] for t in truths]))
+        res = run_gdb(guest, script=script, timeout=3600)
+        runs = res.results
+        if len(runs) != len(truths):
+            print(res.output[-3000:])
+            raise SystemExit("the gdb script did not report every scan")
+    finally:
+        guest.stop()
+    print(f"memcheck leaks PID --json (scan mode) on wl-blocks, guest of {args.mem_mb} MB; "
+          "phases from a second scan with timers on")
+    print(f"{'blocks':<22} {'scan s':>7} {'us/block':>9}  " + "  ".join(f"{p:>17}" for p in ORDER + ("rest",)))
+    for truth, run in zip(truths, runs):
+        total = run["timed_seconds"]
+        phases = [run["phases"].get(p, 0.0) for p in ORDER]
+        cells = [f"{s:6.2f} s {100 * s / total:3.0f}%" for s in phases + [total - sum(phases)]]
+        print(f"{truth['label']:<22} {run['seconds']:7.2f} {run['seconds'] / truth['blocks'] * 1e6:9.2f}  "
+              + "  ".join(f"{c:>17}" for c in cells))
+    for truth, run in zip(truths, runs):
+        print(f"  {truth['label']}: {checked(run, truth)}")
+    by_size = {t["blocks"]: r["seconds"] for t, r in zip(truths, runs) if not t["cycles"]}
+    if min(by_size) != max(by_size):
+        lo, hi = min(by_size), max(by_size)
+        print(f"{hi // 1000}k/{lo // 1000}k: {by_size[hi] / by_size[lo]:.1f}x the time for {hi / lo:.0f}x the blocks "
+              f"(linear: {hi / lo:.0f}x); {hi // 1000}k blocks in {by_size[hi]:.2f} s (target < 5 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
