@@ -6,6 +6,7 @@ import argparse
 
 import gdb
 
+from ..gcpause import gc_paused
 from ..leakcheck import leaks
 from ..leakcheck.leaks import Kind
 from ..report.views import leak_report_json, leak_report_memcheck, leak_report_text, json_text
@@ -22,6 +23,7 @@ class LeaksCommand(Subcommand):
 
     name = "leaks"
 
+    @gc_paused()             # a report of 10^6 blocks: see gcpause
     def run(self, args: argparse.Namespace) -> None:
         getattr(self, "_" + args.action)(args)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..gcpause import gc_paused
 from ..glibc import heap as glibc_heap
 from ..linux.memory import UserMemory
 from ..linux.system import System
@@ -59,6 +60,7 @@ def malloc_state(read: glibc_heap.Reader, vmas: list[Vma], start_brk: int, brk: 
     return MallocState(arena, others, heaps)
 
 
+@gc_paused()
 def scan(system: System, process: Task) -> HeapScan:
     """Find the live blocks of `process` and classify them by reachability."""
     mm = system.mm(process)
@@ -163,6 +165,7 @@ def user_registers(system: System, thread: Task) -> dict[str, int]:
     return {name: u64(raw, offset) for name, offset in system.arch.user_registers(regs_layout).items()}
 
 
+@gc_paused()
 def classify_tracked(system: System, process: Task, blocks: list[leaks.Block],
                      not_roots: list[tuple[int, int]] = ()) -> leaks.BlockIndex:
     """Classify the blocks tracking mode knows (exact sizes) by the same root scan: the
