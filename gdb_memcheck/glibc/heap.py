@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from ..target import TargetError
 
 Reader = Callable[[int, int], bytes]
+_U64 = struct.Struct("<Q").unpack_from
 
 SIZE_SZ = 8
 MALLOC_ALIGNMENT = 16
@@ -39,9 +40,9 @@ class HeapError(TargetError):
     """The heap does not look like glibc's: a broken chunk size or free list."""
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """A malloc chunk: its header address, size (flags removed) and state."""
+class Chunk(NamedTuple):
+    """A malloc chunk: its header address, size (flags removed) and state.  A named tuple:
+    a heap may hold millions, and a frozen dataclass costs several times more to make."""
 
     address: int
     size: int
@@ -77,20 +78,19 @@ def main_heap_chunks(read: Reader, start: int, end: int) -> list[Chunk]:
     """
     data = read(start, end - start)
     chunks: list[Chunk] = []
-    pos = start
+    append, u64 = chunks.append, _U64          # one pass in local names: a heap may hold millions of chunks
+    off, length = 0, end - start
     while True:
-        off = pos - start
         if off + 2 * SIZE_SZ > len(data) or len(chunks) >= MAX_CHUNKS:
-            raise HeapError(f"heap walk ran past {end:#x} at {pos:#x} without meeting the top chunk")
-        size = struct.unpack_from("<Q", data, off + SIZE_SZ)[0] & ~FLAG_BITS
-        if size < MINSIZE or size % MALLOC_ALIGNMENT or pos + size > end:
-            raise HeapError(f"heap chunk at {pos:#x} has an impossible size {size:#x}")
-        if pos + size == end:
-            chunks.append(Chunk(pos, size, False))          # the top chunk
+            raise HeapError(f"heap walk ran past {end:#x} at {start + off:#x} without meeting the top chunk")
+        size = u64(data, off + SIZE_SZ)[0] & ~FLAG_BITS
+        if size < MINSIZE or size % MALLOC_ALIGNMENT or off + size > length:
+            raise HeapError(f"heap chunk at {start + off:#x} has an impossible size {size:#x}")
+        if off + size == length:
+            append(Chunk(start + off, size, False))          # the top chunk
             return chunks
-        next_size = struct.unpack_from("<Q", data, off + size + SIZE_SZ)[0]
-        chunks.append(Chunk(pos, size, bool(next_size & PREV_INUSE)))
-        pos += size
+        append(Chunk(start + off, size, bool(u64(data, off + size + SIZE_SZ)[0] & PREV_INUSE)))
+        off += size
 
 
 @dataclass(frozen=True)
@@ -217,15 +217,15 @@ def fenced_chunks(read: Reader, start: int, end: int) -> list[Chunk]:
     where its top chunk was when the arena moved on to a new heap."""
     data = read(start, end - start)
     chunks: list[Chunk] = []
+    append, u64 = chunks.append, _U64
     pos = start
     while pos + 2 * SIZE_SZ <= end and len(chunks) < MAX_CHUNKS:
-        size = struct.unpack_from("<Q", data, pos - start + SIZE_SZ)[0] & ~FLAG_BITS
+        size = u64(data, pos - start + SIZE_SZ)[0] & ~FLAG_BITS
         if size < MINSIZE:
             return chunks
         if size % MALLOC_ALIGNMENT or pos + size + 2 * SIZE_SZ > end:
             raise HeapError(f"heap chunk at {pos:#x} has an impossible size {size:#x}")
-        next_size = struct.unpack_from("<Q", data, pos - start + size + SIZE_SZ)[0]
-        chunks.append(Chunk(pos, size, bool(next_size & PREV_INUSE)))
+        append(Chunk(pos, size, bool(u64(data, pos - start + size + SIZE_SZ)[0] & PREV_INUSE)))
         pos += size
     raise HeapError(f"heap {start:#x}-{end:#x} has no fencepost")
 

@@ -9,6 +9,8 @@ import bisect
 from array import array
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
+from operator import attrgetter
 from typing import Callable, Iterable
 
 Reader = Callable[[int, int], bytes]
@@ -22,6 +24,8 @@ class Kind(Enum):
     POSSIBLE = "possibly lost"
     REACHABLE = "still reachable"
 
+    __hash__ = object.__hash__      # members are singletons; Enum's own hash is Python code run per block
+
 
 @dataclass
 class Block:
@@ -32,7 +36,7 @@ class Block:
     kind: Kind | None = None
     start_pointed: bool = False
     interior_pointed: bool = False
-    stack: tuple = field(default_factory=tuple)
+    stack: tuple = ()
     origin: str = "own"
     via: str = ""
     indirect: int = 0               # definitely lost: bytes of the blocks lost through it
@@ -189,20 +193,22 @@ class LossRecord:
     stack: tuple
     origin: str = "own"
 
-    @property
+    @cached_property
     def bytes(self) -> int:
-        """The record's own bytes: valgrind's "direct" bytes."""
-        return sum(b.size for b in self.blocks)
+        """The record's own bytes: valgrind's "direct" bytes (summed once: a record may hold 10^6 blocks)."""
+        return sum(map(_SIZE, self.blocks))
 
-    @property
+    @cached_property
     def indirect_bytes(self) -> int:
         """Bytes lost through the record's definitely lost blocks (0 for other kinds)."""
-        return sum(b.indirect for b in self.blocks)
+        return sum(map(_INDIRECT, self.blocks))
 
-    @property
+    @cached_property
     def total_bytes(self) -> int:
         return self.bytes + self.indirect_bytes
 
+
+_SIZE, _INDIRECT = attrgetter("size"), attrgetter("indirect")
 
 # valgrind's order for loss records of equal size (its Reachedness enum)
 _RECORD_RANK = {Kind.REACHABLE: 0, Kind.POSSIBLE: 1, Kind.INDIRECT: 2, Kind.DEFINITE: 3}
@@ -217,16 +223,20 @@ def loss_records(blocks: Iterable[Block], kinds: Iterable[Kind]) -> list[LossRec
     for b in blocks:
         if b.kind in wanted:
             key = (b.kind, b.stack, None if b.stack else b.size, b.origin)
-            groups.setdefault(key, []).append(b)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [b]
+            else:
+                group.append(b)
     records = [LossRecord(k[0], tuple(v), k[1], k[3]) for k, v in groups.items()]
     return sorted(records, key=lambda r: (r.total_bytes, _RECORD_RANK[r.kind], len(r.blocks)))
 
 
 def summary(blocks: Iterable[Block]) -> dict[Kind, tuple[int, int]]:
     """Kind -> (bytes, blocks), as in valgrind's LEAK SUMMARY."""
-    out = {k: (0, 0) for k in Kind}
+    total, count = dict.fromkeys(Kind, 0), dict.fromkeys(Kind, 0)
     for b in blocks:
         if b.kind is not None:
-            total, count = out[b.kind]
-            out[b.kind] = (total + b.size, count + 1)
-    return out
+            total[b.kind] += b.size
+            count[b.kind] += 1
+    return {k: (total[k], count[k]) for k in Kind}

@@ -301,10 +301,12 @@ def leak_report_json(report: LeakReport, all_origins: bool = False) -> dict:
     """Every reported block (a definitely lost one with the bytes lost through it), the loss
     records of every kind in valgrind's order, bad frees and the LEAK SUMMARY."""
     blocks = report.reported(all_origins)
+    kinds = {k: k.value for k in Kind} | {None: None}     # one lookup a block: a scan may give 10^6 of them
     return {"pid": report.pid, "comm": report.comm, "mode": report.mode, "header": report.header,
-            "blocks": [{"address": hex(b.address), "size": b.size, "kind": b.kind.value if b.kind else None,
+            "blocks": [{"address": hex(b.address), "size": b.size, "kind": kinds[b.kind],
                         "indirect_bytes": b.indirect, "origin": b.origin, "via": b.via or None,
-                        "stack": [frame_json(_frame(pc, report)) for pc in b.stack]} for b in blocks],
+                        "stack": [frame_json(_frame(pc, report)) for pc in b.stack] if b.stack else []}
+                       for b in blocks],
             "loss_records": [_loss_record_json(rec) for rec in loss_records(blocks, list(Kind))],
             "bad_frees": [bad_free_json(bad, report.frames) for bad in report.bad_frees],
             "summary": {k.value: {"bytes": v[0], "blocks": v[1]} for k, v in summary(blocks).items()}}
