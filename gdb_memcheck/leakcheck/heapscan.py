@@ -81,7 +81,7 @@ def scan(system: System, process: Task) -> HeapScan:
     mapped = glibc_heap.mmapped_chunks(user.read, [piece for r in anon for piece in _cut(r, holes)])
     blocks += [leaks.Block(c.user, c.usable) for c in mapped]
     regions, words = roots(system, process, vmas, holes + [(c.address, c.address + c.size) for c in mapped])
-    index = leaks.classify(blocks, user.read, regions, words)
+    index = leaks.classify(blocks, user.read, regions, words, spans=True)
     return HeapScan(process.tgid, process.comm, index, state.arena, len(state.others), len(free), len(mapped),
                     regions)
 
@@ -184,4 +184,4 @@ def classify_tracked(system: System, process: Task, blocks: list[leaks.Block],
               if not any(lo <= b.address < hi for lo, hi in heaps)]     # blocks malloc mmapped on their own
     holes += list(not_roots)
     regions, words = roots(system, process, vmas, holes)
-    return leaks.classify(blocks, user.read, regions, words)
+    return leaks.classify(blocks, user.read, regions, words, spans=True)

@@ -5,15 +5,18 @@ reached blocks, then group the rest into cliques, each led by one definitely los
 that carries the bytes indirectly lost through it."""
 from __future__ import annotations
 
-import bisect
+import re
+import sys
 from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
-from operator import attrgetter
+from functools import cached_property, partial
+from operator import add, attrgetter
 from typing import Callable, Iterable
 
 Reader = Callable[[int, int], bytes]
+_ADDRESS, _SIZE, _INDIRECT = attrgetter("address"), attrgetter("size"), attrgetter("indirect")
 
 
 class Kind(Enum):
@@ -61,38 +64,135 @@ class BlockIndex:
 
     def __init__(self, blocks: list[Block], link: Link | None = None) -> None:
         self.link = link
-        self.blocks = sorted(blocks, key=lambda b: b.address)
-        self.starts = [b.address for b in self.blocks]
+        self.blocks = sorted(blocks, key=_ADDRESS)
+        self.starts = list(map(_ADDRESS, self.blocks))
+        self.sizes = list(map(_SIZE, self.blocks))
         self.lo = self.starts[0] if self.blocks else 0
-        self.hi = max((b.address + b.size for b in self.blocks), default=0)
+        self.hi = max(map(add, self.starts, self.sizes), default=0)
+        self._high_halves = _high_halves_pattern(self.starts, self.sizes)
 
     def find(self, value: int) -> tuple[int, bool] | None:
         """(block index, is start pointer) for a word that points into a block."""
-        i = bisect.bisect_right(self.starts, value) - 1
+        i = bisect_right(self.starts, value) - 1
         if i >= 0:
-            b = self.blocks[i]
-            if value < b.address + max(b.size, 1):
-                return i, value == b.address or (self.link is not None and self.link(b, value))
+            start = self.starts[i]
+            if value < start + max(self.sizes[i], 1):
+                return i, value == start or (self.link is not None and self.link(self.blocks[i], value))
         return None
 
     def pointers_in(self, data: bytes) -> list[tuple[int, bool]]:
         """Blocks pointed to by the aligned words of `data`."""
-        words = array("Q")
-        words.frombytes(data[:len(data) - len(data) % 8])
+        return [found for _, w in self.words_in_range(data) if (found := self.find(w)) is not None]
+
+    def words_in_range(self, data: bytes) -> list[tuple[int, int]]:
+        """(word number, value) of the aligned words of `data` between the lowest block start
+        and the highest block end.  In a large buffer, the blocks' high halves are searched for
+        at C speed (a pointer is rare among the words): a match at a word's high half is a
+        candidate, and one elsewhere can only hide, by overlapping it, the next high half."""
+        n = len(data) // 8
+        words = memoryview(data)[:8 * n].cast("B").cast("Q")
         lo, hi = self.lo, self.hi
+        if self._high_halves is None or n < _SEARCH_FROM_WORDS:
+            return [(k, w) for k, w in enumerate(words) if lo <= w < hi]
         hits = []
-        for w in words:
-            if lo <= w < hi:
-                found = self.find(w)
-                if found is not None:
-                    hits.append(found)
+        for m in self._high_halves.finditer(data, 0, 8 * n):
+            p = m.start()
+            k = (p + 3) >> 3                    # the word whose high half starts here or next after p
+            if (p & 7 == 4 or 8 * k < p) and lo <= words[k] < hi:
+                hits.append((k, words[k]))
         return hits
+
+    def edges(self, read: Reader, spans: bool) -> Edges:
+        """Every pointer from a block's words into a block, each block read once; with `spans`,
+        neighbouring blocks are read together (a read of a span must equal its blocks' reads)."""
+        out = Edges()
+        if spans:
+            i = 0
+            while i < len(self.blocks):
+                i = self._span_edges(read, i, out)
+        else:
+            for i, b in enumerate(self.blocks):
+                for j, is_start in self.pointers_in(read(b.address, b.size)):
+                    out.add(i, j, is_start)
+        return out
+
+    def _span_edges(self, read: Reader, first: int, out: Edges) -> int:
+        """Edges of the blocks of the span starting at block `first`; returns the block after it."""
+        starts, sizes = self.starts, self.sizes
+        base, end, last = starts[first], starts[first] + sizes[first], first + 1
+        while last < len(starts) and end <= starts[last] <= end + _SPAN_GAP and (starts[last] - base) % 8 == 0 \
+                and starts[last] + sizes[last] - base <= _SPAN_MAX:
+            end = starts[last] + sizes[last]
+            last += 1
+        blocks, link = self.blocks, self.link
+        add_source, add_target = out.sources.append, out.targets.append     # Edges.add, inline
+        for k, w in self.words_in_range(read(base, end - base)):
+            at = base + 8 * k
+            i = bisect_right(starts, at, first, last) - 1
+            if at + 8 > starts[i] + sizes[i]:           # not a whole word of block i, as its own read gives
+                continue
+            j = bisect_right(starts, w) - 1             # self.find, inline: this runs once a pointer
+            if j >= 0 and w < starts[j] + max(sizes[j], 1):
+                add_source(i)
+                add_target(2 * j + (w == starts[j] or (link is not None and link(blocks[j], w))))
+        return last
+
+
+_SEARCH_FROM_WORDS = 64          # below this, a plain loop over the words is quicker
+_SPAN_GAP = 64 << 10             # blocks this close are read as one span...
+_SPAN_MAX = 8 << 20              # ...of at most this many bytes
+_MAX_HIGH_HALVES = 16
+
+
+def _high_halves_pattern(starts: list[int], sizes: list[int]) -> re.Pattern | None:
+    """A search for the high 32 bits of every address inside a block, when they are few and not
+    0 (a 0 half is every small integer); None sends the scan through every word."""
+    halves: set[int] = set()
+    i = 0
+    while i < len(starts):
+        half = starts[i] >> 32
+        j = bisect_left(starts, (half + 1) << 32, i)
+        top = (max(map(add, starts[i:j], sizes[i:j])) - 1) >> 32
+        if top - half >= _MAX_HIGH_HALVES:
+            return None
+        halves.update(range(half, top + 1))
+        if len(halves) > _MAX_HIGH_HALVES:
+            return None
+        i = j
+    if not halves or 0 in halves or sys.byteorder != "little":
+        return None
+    return re.compile(b"|".join(re.escape(h.to_bytes(4, "little")) for h in sorted(halves)))
+
+
+class Edges:
+    """Pointers from blocks into blocks, added in order of the block they are in."""
+
+    def __init__(self) -> None:
+        self.sources = array("q")
+        self.targets = array("q")           # block index * 2 + 1 for a start pointer
+        self._first: array | None = None
+
+    def add(self, source: int, target: int, is_start: bool) -> None:
+        self.sources.append(source)
+        self.targets.append(2 * target + is_start)
+
+    def of(self, source: int) -> array:
+        """The pointers in block `source` in address order, each as block index * 2 + 1 for a
+        start pointer (+ 0 for an interior one)."""
+        if self._first is None:           # where each block's pointers begin, found once
+            self._first = array("q", map(partial(bisect_left, self.sources), range(self.sources[-1] + 2)) if
+                                self.sources else ())
+        first = self._first
+        if source + 1 >= len(first):
+            return array("q")
+        return self.targets[first[source]:first[source + 1]]
 
 
 def classify(blocks: list[Block], read: Reader, roots: Iterable[Region], root_words: Iterable[int],
-             link: Link | None = None) -> BlockIndex:
+             link: Link | None = None, spans: bool = False) -> BlockIndex:
     """Give every block its Kind, and every definitely lost block the bytes indirectly lost
-    through it.  Reached blocks are scanned first, then each unreached block once."""
+    through it.  Every block is read once for its pointers (with `spans`, neighbours together:
+    see BlockIndex.edges); reached blocks are followed first, then the unreached ones."""
     index = BlockIndex(blocks, link)
     reached: list[int] = []
     for region in roots:
@@ -102,11 +202,12 @@ def classify(blocks: list[Block], read: Reader, roots: Iterable[Region], root_wo
         found = index.find(w)
         if found is not None:
             _mark(index.blocks[found[0]], found[1], reached, found[0])
-    _propagate(index, read, reached)
+    edges = index.edges(read, spans)
+    _propagate(index, edges, reached)
     for b in index.blocks:
         if b.start_pointed or b.interior_pointed:
             b.kind = Kind.REACHABLE if b.start_pointed else Kind.POSSIBLE
-    _lost(index, read)
+    _lost(index, edges)
     return index
 
 
@@ -119,22 +220,30 @@ def _mark(block: Block, is_start: bool, work: list[int], i: int) -> None:
         work.append(i)
 
 
-def _propagate(index: BlockIndex, read: Reader, work: list[int]) -> None:
+def _propagate(index: BlockIndex, edges: Edges, work: list[int]) -> None:
     """Blocks reached from start-pointed blocks keep their pointer kind; from possibly
     reached blocks they are at best possibly reached."""
-    scanned_as: dict[int, bool] = {}
+    blocks = index.blocks
+    scanned_as: list[bool | None] = [None] * len(blocks)
     while work:
         i = work.pop()
-        parent = index.blocks[i]
-        strong = parent.start_pointed
-        if scanned_as.get(i) is True or scanned_as.get(i) == strong:
+        strong = blocks[i].start_pointed
+        if scanned_as[i] is True or scanned_as[i] == strong:
             continue
         scanned_as[i] = strong
-        for j, is_start in index.pointers_in(read(parent.address, parent.size)):
-            _mark(index.blocks[j], is_start and strong, work, j)
+        for t in edges.of(i):
+            j = t >> 1
+            block = blocks[j]               # _mark, inline: this runs once a pointer
+            if t & 1 and strong:
+                if not block.start_pointed:
+                    block.start_pointed = True
+                    work.append(j)
+            elif not (block.interior_pointed or block.start_pointed):
+                block.interior_pointed = True
+                work.append(j)
 
 
-def _lost(index: BlockIndex, read: Reader) -> None:
+def _lost(index: BlockIndex, edges: Edges) -> None:
     """Group the unreached blocks into cliques as valgrind does.  In address order, each
     block no clique has taken yet leads a new one: definitely lost, it takes every untaken
     block it reaches, and they become indirectly lost.  A leader of an earlier clique taken
@@ -144,12 +253,11 @@ def _lost(index: BlockIndex, read: Reader) -> None:
     other, which leaders survive can depend on their order in memory, as in valgrind."""
     blocks = index.blocks
     lost = [i for i, b in enumerate(blocks) if b.kind is None]
-    edges = {i: [j for j, _ in index.pointers_in(read(blocks[i].address, blocks[i].size))
-                 if blocks[j].kind is None] for i in lost}
+    unreached = {i: [t >> 1 for t in edges.of(i) if blocks[t >> 1].kind is None] for i in lost}
     for i in lost:
         if blocks[i].kind is None:
             blocks[i].kind = Kind.DEFINITE
-            _gather_clique(blocks, edges, i)
+            _gather_clique(blocks, unreached, i)
 
 
 def _gather_clique(blocks: list[Block], edges: dict[int, list[int]], leader: int) -> None:
@@ -207,8 +315,6 @@ class LossRecord:
     def total_bytes(self) -> int:
         return self.bytes + self.indirect_bytes
 
-
-_SIZE, _INDIRECT = attrgetter("size"), attrgetter("indirect")
 
 # valgrind's order for loss records of equal size (its Reachedness enum)
 _RECORD_RANK = {Kind.REACHABLE: 0, Kind.POSSIBLE: 1, Kind.INDIRECT: 2, Kind.DEFINITE: 3}

@@ -321,14 +321,15 @@ def test_classification_gives_every_block_a_kind_and_respects_root_pointers(bloc
         mem.words[base + 8 * word] = base + value
     root = leaks.Region(base, base + 0x100, "root")
 
-    def check():
-        index = leaks.classify(objs, mem.read, [root], [])
+    def check(spans: bool):
+        index = leaks.classify([leaks.Block(b.address, b.size) for b in objs], mem.read, [root], [], spans=spans)
         rooted = {mem.words.get(a) for a in range(base, base + 0x100, 8)}
         for b in index.blocks:
             assert b.kind is not None
             if b.address in rooted:
                 assert b.kind is leaks.Kind.REACHABLE
-    ends_cleanly("leak classification", check)
+    ends_cleanly("leak classification", lambda: check(False))
+    ends_cleanly("leak classification reading spans", lambda: check(True))
 
 
 # -- dentry paths ------------------------------------------------------------------------
