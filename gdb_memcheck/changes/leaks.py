@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..leakcheck.leaks import Kind, LeakReport, LossRecord, loss_records, summary
+from ..leakcheck.leaks import Kind, LeakReport, LossRecord, summary
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class LeakLook:
 
 
 def leak_look(report: LeakReport) -> LeakLook:
-    records = loss_records(report.reported(True), list(Kind))
+    records = report.records(True)
     return LeakLook(report.comm, {record_key(r): amounts(r) for r in records},
                     {all_origins: summary(report.reported(all_origins)) for all_origins in (False, True)})
 

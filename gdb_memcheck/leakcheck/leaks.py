@@ -287,9 +287,19 @@ class LeakReport:
     frames: dict = field(default_factory=dict)        # pc -> stackframes.Frame
     bad_frees: list = field(default_factory=list)     # alloctrack.BadFree
 
+    _records: list[LossRecord] | None = field(default=None, repr=False, compare=False)
+
     def reported(self, all_origins: bool) -> list[Block]:
         """The blocks a report covers: forgiven ones (inherited, transition, preexisting) only with --all."""
         return [b for b in self.blocks if all_origins or b.origin == "own"]
+
+    def records(self, all_origins: bool) -> list[LossRecord]:
+        """loss_records of every kind over `reported(all_origins)`, grouped once a report (the
+        delta view and the JSON both ask): records keep origins apart, so the records without
+        forgiven blocks are the records of own blocks."""
+        if self._records is None:
+            self._records = loss_records(self.reported(True), list(Kind))
+        return [r for r in self._records if all_origins or r.origin == "own"]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ The JSON follows schema.py: addresses are hex strings, sizes and counts numbers.
 from __future__ import annotations
 
 import json
+from operator import attrgetter
 from dataclasses import dataclass
 
 from ..addrinfo import AddressInfo
@@ -307,15 +308,18 @@ def leak_report_json(report: LeakReport, all_origins: bool = False) -> dict:
                         "indirect_bytes": b.indirect, "origin": b.origin, "via": b.via or None,
                         "stack": [frame_json(_frame(pc, report)) for pc in b.stack] if b.stack else []}
                        for b in blocks],
-            "loss_records": [_loss_record_json(rec) for rec in loss_records(blocks, list(Kind))],
+            "loss_records": [_loss_record_json(rec) for rec in report.records(all_origins)],
             "bad_frees": [bad_free_json(bad, report.frames) for bad in report.bad_frees],
             "summary": {k.value: {"bytes": v[0], "blocks": v[1]} for k, v in summary(blocks).items()}}
+
+
+_ADDRESS = attrgetter("address")
 
 
 def _loss_record_json(rec: LossRecord) -> dict:
     return {"kind": rec.kind.value, "origin": rec.origin, "blocks": len(rec.blocks), "total_bytes": rec.total_bytes,
             "direct_bytes": rec.bytes, "indirect_bytes": rec.indirect_bytes,
-            "addresses": [hex(b.address) for b in rec.blocks]}
+            "addresses": list(map(hex, map(_ADDRESS, rec.blocks)))}
 
 
 def bad_free_json(bad: BadFree, frames: dict) -> dict:
