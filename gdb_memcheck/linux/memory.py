@@ -93,7 +93,8 @@ class KernelMemory:
 class UserMemory:
     """Reads a process's memory through its own page tables, a page at a time, each page
     translated and read once per scan; pages not present read as zeros (swap is not
-    followed), so a scan never stops at a hole."""
+    followed), so a scan never stops at a hole.  A large read walks the tables once for its
+    whole range and reads each physically contiguous run at once."""
 
     def __init__(self, phys: PageCache, pgd: int, paging: Regime) -> None:
         self.phys, self.pgd, self.paging = phys, pgd, paging
@@ -117,6 +118,11 @@ class UserMemory:
         lo = va & (PAGE - 1)
         if lo + size <= PAGE:
             return self._page(va - lo)[lo:lo + size]
+        if size >= BULK_READ:
+            try:
+                return self._read_mapped(va, size)
+            except PageWalkError:
+                pass            # corrupt tables: page by page, each page that fails reading as zeros
         out, pos, end = [], va, va + size
         while pos < end:
             page = pos & ~(PAGE - 1)
@@ -127,6 +133,15 @@ class UserMemory:
 
     def u64(self, va: int) -> int:
         return u64(self.read(va, 8))
+
+    def _read_mapped(self, va: int, size: int) -> bytes:
+        """[va, va + size) from the present leaves of the tables (runs of physically contiguous
+        pages merged): one physical read a run, where page by page it is a walk and a read a page."""
+        out, end = bytearray(size), va + size
+        for leaf in self.paging.leaves(self.phys.read, self.pgd, va, end, merge_runs=True):
+            lo, hi = max(leaf.virtual, va), min(leaf.virtual + leaf.size, end)
+            out[lo - va:hi - va] = self.phys.target.read_physical(leaf.physical + lo - leaf.virtual, hi - lo)
+        return bytes(out)
 
     def _page(self, page: int) -> bytes:
         data = self._pages.get(page)
@@ -144,3 +159,4 @@ class UserMemory:
 
 
 _ZERO_PAGE = bytes(PAGE)
+BULK_READ = 16 * PAGE           # from this size a read walks its range's tables once
