@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..leakcheck.leaks import Kind, LeakReport, LossRecord, summary
+from ..leakcheck.leaks import Kind, LeakReport, LossRecord
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class LeakLook:
 def leak_look(report: LeakReport) -> LeakLook:
     records = report.records(True)
     return LeakLook(report.comm, {record_key(r): amounts(r) for r in records},
-                    {all_origins: summary(report.reported(all_origins)) for all_origins in (False, True)})
+                    {all_origins: report.summary(all_origins) for all_origins in (False, True)})
 
 
 @dataclass(frozen=True)

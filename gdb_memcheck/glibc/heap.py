@@ -79,10 +79,10 @@ def main_heap_chunks(read: Reader, start: int, end: int) -> list[Chunk]:
     data = read(start, end - start)
     chunks: list[Chunk] = []
     append, u64 = chunks.append, _U64          # one pass in local names: a heap may hold millions of chunks
-    off, length = 0, end - start
-    while True:
-        if off + 2 * SIZE_SZ > len(data) or len(chunks) >= MAX_CHUNKS:
-            raise HeapError(f"heap walk ran past {end:#x} at {start + off:#x} without meeting the top chunk")
+    off, length, readable = 0, end - start, len(data) - 2 * SIZE_SZ
+    for _ in range(MAX_CHUNKS):
+        if off > readable:
+            break
         size = u64(data, off + SIZE_SZ)[0] & ~FLAG_BITS
         if size < MINSIZE or size % MALLOC_ALIGNMENT or off + size > length:
             raise HeapError(f"heap chunk at {start + off:#x} has an impossible size {size:#x}")
@@ -91,6 +91,7 @@ def main_heap_chunks(read: Reader, start: int, end: int) -> list[Chunk]:
             return chunks
         append(Chunk(start + off, size, bool(u64(data, off + size + SIZE_SZ)[0] & PREV_INUSE)))
         off += size
+    raise HeapError(f"heap walk ran past {end:#x} at {start + off:#x} without meeting the top chunk")
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,8 @@ def scan(system: System, process: Task) -> HeapScan:
     tcaches = _tcaches(system, process, user.read, chunks, main_first)
     free = set().union(*(glibc_heap.fastbin_chunks(user.read, a) for a in [state.arena.address] + state.others),
                        *(glibc_heap.tcache_chunks(user.read, t + 2 * glibc_heap.SIZE_SZ) for t in tcaches))
-    blocks = [leaks.Block(c.user, c.usable) for c in chunks
-              if c.in_use and c.address not in free and c.address not in tcaches]
+    skip = free | tcaches
+    blocks = [leaks.Block(c.user, c.usable) for c in chunks if c.in_use and c.address not in skip]
     holes = state.holes
     anon = [(v.start, v.end) for v in vmas if not v.name and v.flags & VM_READ and not v.inode]
     mapped = glibc_heap.mmapped_chunks(user.read, [piece for r in anon for piece in _cut(r, holes)])

@@ -9,9 +9,11 @@ import re
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property, partial
+from functools import cached_property
+from itertools import accumulate, repeat
 from operator import add, attrgetter
 from typing import Callable, Iterable
 
@@ -67,6 +69,7 @@ class BlockIndex:
         self.blocks = sorted(blocks, key=_ADDRESS)
         self.starts = list(map(_ADDRESS, self.blocks))
         self.sizes = list(map(_SIZE, self.blocks))
+        self.ends = [start + (size or 1) for start, size in zip(self.starts, self.sizes)]   # a 0-byte block has its start
         self.lo = self.starts[0] if self.blocks else 0
         self.hi = max(map(add, self.starts, self.sizes), default=0)
         self._high_halves = _high_halves_pattern(self.starts, self.sizes)
@@ -74,10 +77,9 @@ class BlockIndex:
     def find(self, value: int) -> tuple[int, bool] | None:
         """(block index, is start pointer) for a word that points into a block."""
         i = bisect_right(self.starts, value) - 1
-        if i >= 0:
+        if i >= 0 and value < self.ends[i]:
             start = self.starts[i]
-            if value < start + max(self.sizes[i], 1):
-                return i, value == start or (self.link is not None and self.link(self.blocks[i], value))
+            return i, value == start or (self.link is not None and self.link(self.blocks[i], value))
         return None
 
     def pointers_in(self, data: bytes) -> list[tuple[int, bool]]:
@@ -118,7 +120,7 @@ class BlockIndex:
 
     def _span_edges(self, read: Reader, first: int, out: Edges) -> int:
         """Edges of the blocks of the span starting at block `first`; returns the block after it."""
-        starts, sizes = self.starts, self.sizes
+        starts, sizes, ends = self.starts, self.sizes, self.ends
         base, end, last = starts[first], starts[first] + sizes[first], first + 1
         while last < len(starts) and end <= starts[last] <= end + _SPAN_GAP and (starts[last] - base) % 8 == 0 \
                 and starts[last] + sizes[last] - base <= _SPAN_MAX:
@@ -132,7 +134,7 @@ class BlockIndex:
             if at + 8 > starts[i] + sizes[i]:           # not a whole word of block i, as its own read gives
                 continue
             j = bisect_right(starts, w) - 1             # self.find, inline: this runs once a pointer
-            if j >= 0 and w < starts[j] + max(sizes[j], 1):
+            if j >= 0 and w < ends[j]:
                 add_source(i)
                 add_target(2 * j + (w == starts[j] or (link is not None and link(blocks[j], w))))
         return last
@@ -170,22 +172,20 @@ class Edges:
     def __init__(self) -> None:
         self.sources = array("q")
         self.targets = array("q")           # block index * 2 + 1 for a start pointer
-        self._first: array | None = None
+        self._firsts: list[int] = []
 
     def add(self, source: int, target: int, is_start: bool) -> None:
         self.sources.append(source)
         self.targets.append(2 * target + is_start)
 
-    def of(self, source: int) -> array:
-        """The pointers in block `source` in address order, each as block index * 2 + 1 for a
+    def firsts(self, blocks: int) -> list[int]:
+        """Where each of `blocks` blocks' pointers begin in `targets` (and where the last's end):
+        block i's pointers are targets[firsts[i]:firsts[i + 1]], block index * 2 + 1 for a
         start pointer (+ 0 for an interior one)."""
-        if self._first is None:           # where each block's pointers begin, found once
-            self._first = array("q", map(partial(bisect_left, self.sources), range(self.sources[-1] + 2)) if
-                                self.sources else ())
-        first = self._first
-        if source + 1 >= len(first):
-            return array("q")
-        return self.targets[first[source]:first[source + 1]]
+        if len(self._firsts) != blocks + 1:
+            counts = Counter(self.sources)
+            self._firsts = [0, *accumulate(map(counts.get, range(blocks), repeat(0)))]
+        return self._firsts
 
 
 def classify(blocks: list[Block], read: Reader, roots: Iterable[Region], root_words: Iterable[int],
@@ -223,7 +223,7 @@ def _mark(block: Block, is_start: bool, work: list[int], i: int) -> None:
 def _propagate(index: BlockIndex, edges: Edges, work: list[int]) -> None:
     """Blocks reached from start-pointed blocks keep their pointer kind; from possibly
     reached blocks they are at best possibly reached."""
-    blocks = index.blocks
+    blocks, targets, firsts = index.blocks, edges.targets, edges.firsts(len(index.blocks))
     scanned_as: list[bool | None] = [None] * len(blocks)
     while work:
         i = work.pop()
@@ -231,7 +231,7 @@ def _propagate(index: BlockIndex, edges: Edges, work: list[int]) -> None:
         if scanned_as[i] is True or scanned_as[i] == strong:
             continue
         scanned_as[i] = strong
-        for t in edges.of(i):
+        for t in targets[firsts[i]:firsts[i + 1]]:
             j = t >> 1
             block = blocks[j]               # _mark, inline: this runs once a pointer
             if t & 1 and strong:
@@ -253,7 +253,8 @@ def _lost(index: BlockIndex, edges: Edges) -> None:
     other, which leaders survive can depend on their order in memory, as in valgrind."""
     blocks = index.blocks
     lost = [i for i, b in enumerate(blocks) if b.kind is None]
-    unreached = {i: [t >> 1 for t in edges.of(i) if blocks[t >> 1].kind is None] for i in lost}
+    targets, firsts = edges.targets, edges.firsts(len(blocks))
+    unreached = {i: [t >> 1 for t in targets[firsts[i]:firsts[i + 1]] if blocks[t >> 1].kind is None] for i in lost}
     for i in lost:
         if blocks[i].kind is None:
             blocks[i].kind = Kind.DEFINITE
@@ -300,6 +301,14 @@ class LeakReport:
         if self._records is None:
             self._records = loss_records(self.reported(True), list(Kind))
         return [r for r in self._records if all_origins or r.origin == "own"]
+
+    def summary(self, all_origins: bool) -> dict[Kind, tuple[int, int]]:
+        """summary(reported(all_origins)), added up from the records: they hold every classified block once."""
+        out = {k: (0, 0) for k in Kind}
+        for r in self.records(all_origins):
+            total, count = out[r.kind]
+            out[r.kind] = (total + r.bytes, count + len(r.blocks))
+        return out
 
 
 @dataclass(frozen=True)
