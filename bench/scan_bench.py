@@ -3,11 +3,12 @@
   - `memcheck leaks PID --json` on wl-blocks with 100k, 300k and 1M live blocks (nine in ten
     reachable, one in ten definitely lost), and on 100k blocks all lost as cycles of three;
     target: linear (1M takes 10x the 100k time) and 1M under 5 s
+  - each scan again with the text report instead of --json (every block is in the JSON)
   - each scan again with timers on its phases: reading guest memory, the heap walk
     (glibc/heap.py and heapscan's block lists), the pointer scan (classify's roots and reached
     blocks), the clique walk (leaks._lost), the JSON, and the rest (kernel walks, gdb)
   - the counts checked against what each program printed
-Usage: /usr/bin/python3 bench/scan_bench.py [--sizes 100000,300000,1000000] [--cycles 100000]
+Usage: /usr/bin/python3 bench/scan_bench.py [--sizes 100000,300000,1000000] [--cycles 100000] [--profile N]
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def timer(phase, fn):
 
 PHASES = [(memory.PageCache, "read", "read guest memory"),
           (type(SESSION.kmem().paging), "translate", "read guest memory"),
+          (memory.UserMemory, "_read_mapped", "read guest memory"),
           (heapscan, "scan", "heap walk"),
           (leaks, "classify", "pointer scan"),
           (leaks, "_lost", "clique walk"),
@@ -55,7 +57,7 @@ PHASES = [(memory.PageCache, "read", "read guest memory"),
 PHASES += [(glibc_heap, name, "heap walk") for name, fn in vars(glibc_heap).items()
            if callable(fn) and getattr(fn, "__module__", "") == glibc_heap.__name__ and not isinstance(fn, type)]
 
-def scan(pid, with_timers):
+def scan(pid, with_timers, options="--json"):
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in PHASES]
     if with_timers:
         for owner, name, phase in PHASES:
@@ -65,20 +67,35 @@ def scan(pid, with_timers):
     gc.collect()
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        out = gdb.execute(f"memcheck leaks {pid} --json", to_string=True)
+        out = gdb.execute(f"memcheck leaks {pid} {options}", to_string=True)
         took, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         for owner, name, fn in originals:
             setattr(owner, name, fn)
     return took, cpu, out
 
+def profiled(pid, top):
+    import cProfile, io, pstats
+    SESSION.on_cont(None)
+    profile = cProfile.Profile()
+    profile.enable()
+    gdb.execute(f"memcheck leaks {pid} --json", to_string=True)
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(top)
+    return text.getvalue()
+
 for pid in PIDS:
     took, cpu, out = scan(pid, False)
     doc = json.loads(out)
     del out
     timed, _, _ = scan(pid, True)
-    emit({"pid": pid, "seconds": took, "cpu_seconds": cpu, "blocks": len(doc["blocks"]), "summary": doc["summary"],
-          "timed_seconds": timed, "phases": dict(spent)})
+    phases = dict(spent)
+    text, _, _ = scan(pid, False, "")
+    emit({"pid": pid, "seconds": took, "cpu_seconds": cpu, "text_seconds": text, "blocks": len(doc["blocks"]),
+          "summary": doc["summary"], "timed_seconds": timed, "phases": phases})
+if PROFILE:
+    emit({"profile": profiled(PIDS[PROFILE_AT], PROFILE)})
 """
 
 ORDER = ("read guest memory", "heap walk", "pointer scan", "clique walk", "JSON")
@@ -121,31 +138,39 @@ def main() -> int:
     ap.add_argument("--sizes", default="100000,300000,1000000")
     ap.add_argument("--cycles", type=int, default=100_000, help="blocks of the lost-cycles run (0: none)")
     ap.add_argument("--mem-mb", type=int, default=3072)
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also profile the largest scan (cProfile) and print its N costliest functions")
     args = ap.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     guest = guestlab.boot(guestlab.BootOptions(mem_mb=args.mem_mb))
     try:
         truths = [start(guest, n, False) for n in sizes] + ([start(guest, args.cycles, True)] if args.cycles else [])
-        script = SCRIPT.replace("PIDS", repr([t["pid"] for t in truths]))
+        biggest = max(range(len(truths)), key=lambda i: truths[i]["blocks"])
+        script = (SCRIPT.replace("PIDS", repr([t["pid"] for t in truths])).replace("PROFILE_AT", str(biggest))
+                  .replace("PROFILE", str(args.profile)))
         res = run_gdb(guest, script=script, timeout=3600)
-        runs = res.results
+        runs = [r for r in res.results if "profile" not in r]
+        profile = [r["profile"] for r in res.results if "profile" in r]
         if len(runs) != len(truths):
             print(res.output[-3000:])
             raise SystemExit("the gdb script did not report every scan")
     finally:
         guest.stop()
     print(f"memcheck leaks PID --json (scan mode) on wl-blocks, guest of {args.mem_mb} MB; gdb's CPU time "
-          "beside the wall time (the host is shared); phases from a second scan with timers on")
-    print(f"{'blocks':<20} {'scan s':>7} {'us/block':>9} {'gdb cpu s':>9}  " + "  ".join(f"{p:>17}" for p in ORDER + ("rest",)))
+          "beside the wall time (the host is shared); text s: the same scan with the text report; "
+          "phases from a second scan with timers on")
+    print(f"{'blocks':<20} {'scan s':>7} {'us/block':>9} {'gdb cpu s':>9} {'text s':>6}  " + "  ".join(f"{p:>17}" for p in ORDER + ("rest",)))
     for truth, run in zip(truths, runs):
         total = run["timed_seconds"]
         phases = [run["phases"].get(p, 0.0) for p in ORDER]
         cells = [f"{s:6.2f} s {100 * s / total:3.0f}%" for s in phases + [total - sum(phases)]]
         print(f"{truth['label']:<20} {run['seconds']:7.2f} {run['seconds'] / truth['blocks'] * 1e6:9.2f} "
-              f"{run['cpu_seconds']:9.2f}  "
+              f"{run['cpu_seconds']:9.2f} {run['text_seconds']:6.2f}  "
               + "  ".join(f"{c:>17}" for c in cells))
     for truth, run in zip(truths, runs):
         print(f"  {truth['label']}: {checked(run, truth)}")
+    if profile:
+        print(profile[0])
     by_size = {t["blocks"]: r for t, r in zip(truths, runs) if not t["cycles"]}
     if min(by_size) != max(by_size):
         lo, hi = by_size[min(by_size)], by_size[max(by_size)]
