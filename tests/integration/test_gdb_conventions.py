@@ -76,7 +76,9 @@ def test_actions_and_set_memcheck_values_complete(guest):
 
 def user_processes(guest) -> dict[int, str]:
     """pid -> comm of every process with a memory map, from the guest's /proc."""
-    out = guest.sh('for p in /proc/[0-9]*; do [ -s $p/maps ] && echo "${p#/proc/} $(cat $p/comm)"; done; true')
+    # /proc files report size 0, so a map is told by reading its first line (kernel threads have none)
+    out = guest.sh('for p in /proc/[0-9]*; do read -r l < $p/maps 2>/dev/null && echo "${p#/proc/} $(cat $p/comm)"; '
+                   'done; true')
     return {int(pid): comm for pid, comm in (line.split(" ", 1) for line in out.splitlines())}
 
 
@@ -91,7 +93,7 @@ def test_processes_complete_from_the_task_list_of_the_stop(guest):
     assert {c for c in comms if comms.count(c) == 1 and c.startswith("wl-")} <= offered
     at_stop = {line.split()[-1] for line in got["complete memcheck leaks track wl-"]}
     assert at_stop == {c for c in offered if c.startswith("wl-")}
-    assert "wl-maps-static" in at_stop and "wl-leak" in at_stop
+    assert len(stable) >= 4 and {"wl-maps", "wl-leak"} <= at_stop
 
 
 def test_an_address_completes_with_kernel_symbols(guest):
