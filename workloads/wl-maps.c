@@ -51,10 +51,15 @@ static void make_data_file(const char *path, size_t len)
 int main(int argc, char **argv)
 {
     const char *self = argc > 1 ? argv[1] : "/proc/self/exe";
-    make_data_file("/tmp/wl-maps.dat", 16 * PAGE);
+    /* a file of its own: wl-maps and wl-maps-static start together, and one's O_TRUNC under
+     * the other's mapping made the other's first touch of it a SIGBUS */
+    char data_file[64];
+    const char *name = strrchr(self, '/');
+    snprintf(data_file, sizeof data_file, "/tmp/%s.dat", argc > 1 && name ? name + 1 : "wl-maps");
+    make_data_file(data_file, 16 * PAGE);
 
     char *exe_view = map_file(self, 2 * PAGE, 2 * PAGE, PROT_READ);
-    char *dat = map_file("/tmp/wl-maps.dat", 8 * PAGE, 3 * PAGE, PROT_READ | PROT_WRITE);
+    char *dat = map_file(data_file, 8 * PAGE, 3 * PAGE, PROT_READ | PROT_WRITE);
     dat[0] = 1; /* a private copy-on-write page: counts as anonymous in smaps */
 
     char *anon = mmap(NULL, 64 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

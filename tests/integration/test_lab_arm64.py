@@ -150,7 +150,7 @@ def test_wl_maps_runs_and_its_mappings_are_where_it_says(guest, program):
     said = dict(re.findall(r"(\w+)=(0x[0-9a-f]+)", guest.sh(f"cat /tmp/log/{program}.log")))
     rows = mappings(guest, pid)
     assert mapping_of(rows, int(said["exe_view"], 16))[3] == f"/bin/{program}"
-    assert mapping_of(rows, int(said["dat"], 16))[3] == "/tmp/wl-maps.dat"
+    assert mapping_of(rows, int(said["dat"], 16))[3] == f"/tmp/{program}.dat"
     assert mapping_of(rows, int(said["anon"], 16))[3] == ""
     assert mapping_of(rows, int(said["heap"], 16))[3] == "[heap]"
     assert len(guest.sh(f"ls /proc/{pid}/task").split()) == 2
