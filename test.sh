@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, build the lab (cached), run every test.
 # Unit tests first; then the integration suite boots real guests (one per test module)
-# in four passes, two at a time: every module on the 6.1 and 6.12 cloud kernels, and the
-# default-configuration modules again with KASLR and 5-level paging (tests/passes.py).
+# in six passes, two at a time: every module on the 6.1 and 6.12 cloud kernels, the
+# default-configuration modules again with KASLR and 5-level paging, and the modules that
+# name arm64 on arm64 guests, 6.1 and 6.12 with KASLR (tests/passes.py).
 # Integration tests fail, never skip, when the lab cannot be built or booted.
 # With arguments, runs pytest once with them on the default kernel (GDB_MEMCHECK_KERNEL).
 set -euo pipefail
