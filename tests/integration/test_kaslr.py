@@ -30,15 +30,20 @@ def kallsyms(guest, name: str) -> int:
     return int(line[0], 16)
 
 
+LINKED: dict = {}                # kernel directory -> its link-time addresses (one gdb run each)
+
+
 def link_time(guest) -> dict:
     """Link-time addresses, without the plugin: _stext, and the per-CPU variable that holds
     the running task (current_task up to 6.1, pcpu_hot since 6.2, __entry_task on arm64),
-    whichever exists."""
-    run = run_gdb(guest, "p/x (unsigned long)&_stext", "p/x (unsigned long)&current_task",
-                  "p/x (unsigned long)&pcpu_hot", "p/x (unsigned long)&__entry_task", plugin=False)
-    values = re.findall(r"^\$\d+ = (0x[0-9a-f]+)", run.stdout, re.M)
-    assert len(values) == 2, run.output
-    return {"_stext": int(values[0], 16), "per_cpu": int(values[1], 16)}
+    whichever exists.  They are the vmlinux's, so a guest booted again reuses them."""
+    if guest.kernel not in LINKED:
+        run = run_gdb(guest, "p/x (unsigned long)&_stext", "p/x (unsigned long)&current_task",
+                      "p/x (unsigned long)&pcpu_hot", "p/x (unsigned long)&__entry_task", plugin=False)
+        values = re.findall(r"^\$\d+ = (0x[0-9a-f]+)", run.stdout, re.M)
+        assert len(values) == 2, run.output
+        LINKED[guest.kernel] = {"_stext": int(values[0], 16), "per_cpu": int(values[1], 16)}
+    return LINKED[guest.kernel]
 
 
 @pytest.fixture(scope="module")
