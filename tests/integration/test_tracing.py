@@ -45,7 +45,12 @@ for proc in table:
 status_after_views = q("memcheck trace status --json")
 placed = list(CONTROLLER.breakpoints)
 gdb.execute("memcheck trace off")
+stops_after_off = []
+gdb.events.stop.connect(lambda event: stops_after_off.append(type(event).__name__))
+flushes_before = tb_flushes()
 after_off = while_running("wl-churn-static all N2")
+after_off["tb_flushes"] = tb_flushes() - flushes_before
+after_off["stops"] = stops_after_off
 emit({"untraced": untraced, "runs": runs, "after_off": after_off, "status": status, "events": events,
       "table": table, "ps": ps, "traced_maps": traced_maps, "fresh_maps": fresh_maps,
       "status_after_views": status_after_views, "tb_flushes": flushes,
@@ -164,12 +169,15 @@ def shell_descendants(table: list[dict], shell: int) -> set[int]:
     return out
 
 
-def test_trace_off_removes_every_hook_and_speed_returns(traced):
+def test_trace_off_removes_every_hook_and_the_guest_runs_without_debug_stops(traced):
+    """Counted, not timed: the run after `trace off` stops only for the test's own interrupts
+    and QEMU flushes its translations only for those (wall time on a shared 2-core host
+    with a 4-vCPU guest varied 0.6 s to 2 s for the same untraced run)."""
     assert traced["still_valid"] and not any(traced["still_valid"])
-    untraced, traced_run, after = traced["untraced"]["seconds"], traced["runs"][1]["seconds"], \
-        traced["after_off"]["seconds"]
-    assert traced_run > 3 * untraced, "tracing should cost stops"
-    assert after < 2 * untraced + 0.5
+    assert traced["runs"][1]["seconds"] > 3 * traced["untraced"]["seconds"], "tracing should cost stops"
+    after = traced["after_off"]
+    assert "BreakpointEvent" not in after["stops"] and 1 <= len(after["stops"]) <= after["interrupts"]
+    assert after["tb_flushes"] <= 2 * after["interrupts"] + 2
 
 
 def test_guest_runs_normally_after_gdb_quits(traced, guest):
