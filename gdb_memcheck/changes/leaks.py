@@ -73,7 +73,7 @@ class RecordDelta:
 
 
 def increased_records(records: list[LossRecord], before: LeakLook | None) -> list[RecordDelta]:
-    """The records (numbered in `records`' order, valgrind's) that are new or grew."""
+    """The records (numbered among all of `records`, in their order, valgrind's) that are new or grew."""
     previous = before.records if before is not None else {}
     deltas = [RecordDelta(r, n, len(records), previous.get(record_key(r), Amounts()))
               for n, r in enumerate(records, 1)]

@@ -12,7 +12,7 @@ from ..changes.history import Checkpoint
 from ..changes.leaks import LeakLook, increased_records, leak_look
 from ..changes.mappings import everything_added, map_changes
 from ..changes.processes import ProcessRecord, everything_new, process_changes
-from ..leakcheck.leaks import Kind, LeakReport, loss_records
+from ..leakcheck.leaks import Kind, LeakReport
 from ..linux.system import Mapping
 from ..linux.tasks import Task
 from ..report.deltas import (leak_delta_json, leak_delta_text, maps_delta_json, maps_delta_text, previous_json,
@@ -89,8 +89,8 @@ def leak_changes_shown(report: LeakReport, look: LeakLook, previous: Checkpoint 
         _note(f"memcheck leaks: pid {report.pid} was {previous.value.comm} at the previous check, now {look.comm}")
         previous = None
     kinds = [Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE] + ([Kind.REACHABLE] if args.show_reachable else [])
-    records = loss_records(report.reported(args.all), list(Kind) if args.json else kinds)
-    deltas = increased_records(records, previous.value if previous else None)
+    deltas = [d for d in increased_records(report.records(args.all), previous.value if previous else None)
+              if args.json or d.record.kind in kinds]
     summaries = (look.summaries[args.all], previous.value.summaries[args.all] if previous else {})
     if args.json:
         body = leak_delta_json(report, deltas, summaries)

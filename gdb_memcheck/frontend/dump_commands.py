@@ -13,7 +13,7 @@ from ..changes.leaks import LeakLook, increased_records, leak_look
 from ..changes.mappings import map_changes
 from ..changes.processes import ProcessRecord, process_changes, process_records
 from ..leakcheck import heapscan
-from ..leakcheck.leaks import Kind, LeakReport, loss_records
+from ..leakcheck.leaks import Kind, LeakReport
 from ..linux.system import Mapping
 from ..report.deltas import (leak_delta_json, leak_delta_text, maps_delta_json, maps_delta_text, ps_delta_json,
                              ps_delta_text)
@@ -130,8 +130,7 @@ class DiffCommand(Subcommand):
 
     @staticmethod
     def _leak_delta(before: LeakLook, report: LeakReport, look: LeakLook):
-        kinds = [Kind.DEFINITE, Kind.INDIRECT, Kind.POSSIBLE]
-        deltas = increased_records(loss_records(report.reported(False), kinds), before)
+        deltas = [d for d in increased_records(report.records(False), before) if d.record.kind is not Kind.REACHABLE]
         return report, deltas, (look.summaries[False], before.summaries[False])
 
 

@@ -299,7 +299,7 @@ class LeakReport:
         delta view and the JSON both ask): records keep origins apart, so the records without
         forgiven blocks are the records of own blocks."""
         if self._records is None:
-            self._records = loss_records(self.reported(True), list(Kind))
+            self._records = loss_records(self.reported(True))
         return [r for r in self._records if all_origins or r.origin == "own"]
 
     def summary(self, all_origins: bool) -> dict[Kind, tuple[int, int]]:
@@ -339,14 +339,15 @@ class LossRecord:
 _RECORD_RANK = {Kind.REACHABLE: 0, Kind.POSSIBLE: 1, Kind.INDIRECT: 2, Kind.DEFINITE: 3}
 
 
-def loss_records(blocks: Iterable[Block], kinds: Iterable[Kind]) -> list[LossRecord]:
-    """Group blocks of the wanted kinds by (kind, stack, and size when no stack is known),
-    ordered as valgrind orders them: by total bytes (direct and indirect), smallest first,
-    then by kind (still reachable first, definitely lost last), then by block count."""
-    wanted = set(kinds)
+def loss_records(blocks: Iterable[Block]) -> list[LossRecord]:
+    """Group the classified blocks by (kind, stack, and size when no stack is known), ordered
+    as valgrind orders them: by total bytes (direct and indirect), smallest first, then by
+    kind (still reachable first, definitely lost last), then by block count.  Every kind is
+    grouped, shown or not: valgrind numbers the records it shows among all of them (a hidden
+    still-reachable record still counts, as in "loss record 2 of 4")."""
     groups: dict[tuple, list[Block]] = {}
     for b in blocks:
-        if b.kind in wanted:
+        if b.kind is not None:
             key = (b.kind, b.stack, None if b.stack else b.size, b.origin)
             group = groups.get(key)
             if group is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..addrinfo import AddressInfo
 from ..arch.x86_64 import paging
 from ..leakcheck.alloctrack import BadFree
-from ..leakcheck.leaks import Kind, LeakReport, LossRecord, loss_records, summary
+from ..leakcheck.leaks import Kind, LeakReport, LossRecord
 from ..linux.rss import Usage
 from ..linux.tasks import Task
 from ..linux.vmas import Vma, mangle_path
@@ -181,11 +181,12 @@ def leak_report_text(report: LeakReport, kinds: list[Kind], all_origins: bool = 
                      source: SourceFinder | None = None) -> str:
     """valgrind-style loss records (with allocation stacks when tracked) and a LEAK SUMMARY;
     with `source`, each record's allocating line with two lines of context."""
-    blocks = report.reported(all_origins)
-    records = loss_records(blocks, kinds)
+    records = report.records(all_origins)
     lines = [f"==memcheck== pid {report.pid} ({report.comm}), {report.mode} mode: {report.header}"]
     lines += [bad_free_text(bad, report.frames, style) for bad in report.bad_frees]
     for n, rec in enumerate(records, 1):
+        if rec.kind not in kinds:
+            continue
         origin = "" if rec.origin == "own" else f" ({rec.origin})"
         lines.append(f"{_record_bytes(rec)} bytes in {len(rec.blocks)} blocks are {style.highlight(rec.kind.value)}"
                      f"{origin} in loss record {n} of {len(records)}")
@@ -195,9 +196,9 @@ def leak_report_text(report: LeakReport, kinds: list[Kind], all_origins: bool = 
         lines += _stack_lines(rec.stack, report.frames, style)
         lines += allocating_source(rec.stack, report.frames, source) if source else []
     lines.append("LEAK SUMMARY:")
-    for kind, (total, count) in summary(blocks).items():
+    for kind, (total, count) in report.summary(all_origins).items():
         lines.append(f"   {kind.value + ':':<17} {total} bytes in {count} blocks")
-    forgiven = len(report.blocks) - len(blocks)
+    forgiven = len(report.blocks) - len(report.reported(all_origins))
     if forgiven:
         lines.append(f"   forgiven:         {forgiven} blocks inherited across fork, allocated before main or "
                      "before tracking began (shown with --all)")

@@ -130,7 +130,8 @@ def test_a_cycle_of_lost_blocks_has_one_definitely_lost_leader():
 def test_loss_records_group_by_kind_and_size_smallest_first():
     blocks = [leaks.Block(0x10, 32, leaks.Kind.DEFINITE), leaks.Block(0x40, 32, leaks.Kind.DEFINITE),
               leaks.Block(0x80, 16, leaks.Kind.INDIRECT), leaks.Block(0x90, 99, leaks.Kind.REACHABLE)]
-    records = leaks.loss_records(blocks, [leaks.Kind.DEFINITE, leaks.Kind.INDIRECT])
+    records = leaks.loss_records(blocks)
     assert [(r.kind, r.bytes, len(r.blocks)) for r in records] == [(leaks.Kind.INDIRECT, 16, 1),
-                                                                  (leaks.Kind.DEFINITE, 64, 2)]
+                                                                  (leaks.Kind.DEFINITE, 64, 2),
+                                                                  (leaks.Kind.REACHABLE, 99, 1)]
     assert leaks.summary(blocks)[leaks.Kind.DEFINITE] == (64, 2)

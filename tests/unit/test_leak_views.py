@@ -38,6 +38,17 @@ def test_records_are_ordered_by_bytes_smallest_first():
         text.index("400 bytes in 1 blocks are definitely lost in loss record 2 of 2")
 
 
+def test_hidden_still_reachable_records_keep_their_numbers_as_in_valgrind():
+    """valgrind --leak-check=full on malloc(10) kept, malloc(100) and malloc(200) dropped and
+    malloc(5000) kept printed "100 bytes ... in loss record 2 of 4" and "200 ... 3 of 4"."""
+    text = leak_report_text(report(block(0x1000, 10, Kind.REACHABLE, stack=(1,)), block(0x2000, 100, Kind.DEFINITE,
+                                                                                      stack=(2,)),
+                                   block(0x3000, 200, Kind.DEFINITE, stack=(3,)),
+                                   block(0x4000, 5000, Kind.REACHABLE, stack=(4,))), LOST)
+    assert [line.split(" are ")[1] for line in text.splitlines() if " in loss record " in line] == [
+        "definitely lost in loss record 2 of 4", "definitely lost in loss record 3 of 4"]
+
+
 def test_forgiven_blocks_are_counted_but_shown_only_with_all():
     r = report(block(0x1000, 40, Kind.DEFINITE), block(0x2000, 24, Kind.DEFINITE, origin="inherited"))
     assert "24 bytes" not in leak_report_text(r, LOST)

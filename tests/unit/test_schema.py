@@ -48,7 +48,7 @@ def leak_report() -> LeakReport:
 def leak_delta() -> dict:
     before, now = leak_report(), leak_report()
     now.blocks.append(Block(0x5555_5555_B000, 48, Kind.DEFINITE, stack=(FRAME.pc, FRAME.pc + 1)))
-    deltas = increased_records(loss_records(now.reported(True), list(Kind)), leak_look(before))
+    deltas = increased_records(loss_records(now.reported(True)), leak_look(before))
     body = leak_delta_json(now, deltas, (leak_look(now).summaries[True], leak_look(before).summaries[True]))
     return {**body, "previous": {"source": "live", "seconds_ago": 2.5}}
 
