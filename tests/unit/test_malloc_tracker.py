@@ -18,7 +18,8 @@ from gdb_memcheck.symbols.disasm import instructions
 from gdb_memcheck.symbols.elfsyms import ElfFile, SymbolCache
 from gdb_memcheck.symbols.unwind import CallFrameTable
 from gdb_memcheck.linux.kevents import KernelEvent
-from gdb_memcheck.leakcheck.malloc_tracker import AT_ENTRY, MallocTracker
+from gdb_memcheck.leakcheck.malloc_tracker import MallocTracker
+from gdb_memcheck.leakcheck.program_symbols import AT_ENTRY
 from gdb_memcheck.report.views import bad_free_text, exit_report_text
 from gdb_memcheck.linux.vmas import VM_EXEC, VM_READ, VM_WRITE, Vma
 
