@@ -16,18 +16,16 @@ from ..linux.memory import UserMemory
 from ..linux.system import System
 from ..linux.tasks import Task
 from ..symbols.elfsyms import SymbolCache
-from ..symbols.disasm import after_first_read, function_exits
 from ..symbols.stackframes import Frame, frame
 from ..symbols.unwind import PC, ModuleMap, Unwinder, frame_registers
 from ..target import TargetError
 from . import alloctrack, heapscan, leaks, preload_ring
-from .program_symbols import auxv_entry, main_address, malloc_family, preload_symbols, runtime_address
+from .program_symbols import (allocator_exits, auxv_entry, flag_read_pc, main_address, malloc_family, malloc_flag,
+                              preload_symbols, runtime_address)
 
 KERNEL_GROUPS = ("new-task", "exec-ready", "exit")
 ARGS = 4                         # the malloc family takes at most four arguments
 MALLOC_STOPS = ("call", "return", "watch")    # set memcheck malloc-stops
-# glibc's flag that every allocating malloc-family function reads first (malloc/malloc.c, 2.26+)
-MALLOC_FLAG = "__malloc_initialized"
 
 
 class Heap(Protocol):
@@ -153,18 +151,10 @@ class MallocTracker:
         pid = process.tgid
         if pid in self.hooks:
             raise TargetError(f"pid {pid} ({process.comm}) is already tracked")
-        self.check_arch(system.arch)
-        modules = ModuleMap(system.vmas(process), self.symbols())
-        preload = preload_symbols(modules)
-        if preload is not None:
-            self.check_arch(system.arch, preload[0])
-        allocator, family = malloc_family(modules, process, preload[0] if preload else "")
-        hooks = self.hooks[pid] = ProcessHooks(pid, family, allocator=allocator, modules=modules)
+        hooks = ProcessHooks(pid)
+        self._place_family(system, process, hooks)      # refuses before anything is tracked
+        self.hooks[pid] = hooks
         self.tracker.track(pid, in_main=True, complete=len(system.threads(process)) == 1, since="attach")
-        if preload is None:
-            self._place_hooks(system, hooks)
-        else:
-            self._use_ring(system, process, hooks, preload[1], preload[2])
         seeded = self._seed(system, process, alloctrack.Origin.PREEXISTING)
         return f"tracking pid {pid} ({process.comm}): {len(hooks.family)} malloc-family entry points; {seeded}"
 
@@ -405,6 +395,7 @@ class MallocTracker:
             self.breakpoints.insert(address)
 
     def _place_family(self, system: System, process: Task, hooks: ProcessHooks) -> None:
+        """Find the malloc family (or the preload ring) in the process's modules and hook it."""
         self.check_arch(system.arch)
         hooks.modules = ModuleMap(system.vmas(process), self.symbols())
         preload = preload_symbols(hooks.modules)
@@ -478,16 +469,18 @@ class MallocTracker:
         hooks.frees_by_scan = not self.free_stops
         order = {name: i for i, name in enumerate(alloctrack.FAMILY)}
         internal = []
-        flag = self._flag(system, hooks) if self.malloc_stops == "watch" else None
+        calls, unwinder = system.arch.calls, self._unwinder(system)
+        flag = malloc_flag(hooks.modules, hooks.family, calls) if self.malloc_stops == "watch" else None
         for address, name in sorted(hooks.family.items(), key=lambda item: order[item[1]]):
             if name == "free" and not self.free_stops:
                 continue
             if flag is not None and name != "free":
-                watched = self._watch_pc(system, hooks, address, name, flag)
+                watched = flag_read_pc(unwinder, calls, hooks.modules.module(address), address, name, flag)
                 if watched is not None:
                     hooks.watched[watched] = name
                     continue
-            exits = self._exits(system, hooks, address, name) if self.malloc_stops == "return" else None
+            exits = allocator_exits(unwinder, calls, hooks.modules, address, name) if self.malloc_stops == "return" \
+                else None
             if exits is None:
                 self._insert(address)
                 continue
@@ -500,63 +493,10 @@ class MallocTracker:
         if hooks.watched:
             self._watch(flag, 1)
 
-    def _flag(self, system: System, hooks: ProcessHooks) -> int | None:
-        """Run-time address of the flag every allocating call reads first; None where the
-        allocator has no symbol for it (libc without its debug file) or the calls return
-        through a link register, which no watchpoint sees."""
-        module = hooks.modules.module(next(iter(hooks.family))) if hooks.modules and hooks.family else None
-        if module is None or system.arch.calls.link is not None:
-            return None
-        for elf in (module.elf, module.elf.debug_companion):
-            try:
-                found = elf.addresses_of([MALLOC_FLAG]) if elf is not None else {}
-            except TargetError:
-                continue
-            if MALLOC_FLAG in found:
-                return runtime_address(module, found[MALLOC_FLAG])
-        return None
-
-    def _watch_pc(self, system: System, hooks: ProcessHooks, address: int, name: str, flag: int) -> int | None:
-        """Where a watchpoint on the flag stops a call of `name` with its arguments still in
-        their registers (run-time pc), or None."""
-        module = hooks.modules.module(address)
-        if module is None:
-            return None
-        table = self._unwinder(system).table(module.elf)
-        # the flag is usually in .bss, past the file: its ELF address is its distance from the
-        # module's base, not what the file offset of the code's mapping would say
-        vaddr, flag_vaddr = module.vaddr(address), flag - runtime_address(module, 0)
-        try:
-            after = after_first_read(str(module.elf.path), table.extent, system.arch.calls, vaddr, flag_vaddr,
-                                     alloctrack.FAMILY[name].args)
-        except TargetError:
-            return None
-        return None if after is None else runtime_address(module, after)
-
     def _watch(self, address: int, length: int) -> None:
         if address not in self.watches:
             self.watches.add(address)
             self.breakpoints.watch(address, length)
-
-    def _exits(self, system: System, hooks: ProcessHooks, address: int,
-               name: str) -> tuple[list[int], list[tuple[int, int]]] | None:
-        """Run-time return instructions and function extents of a malloc-family function that
-        hands out a new block; None where a stop at its entry is needed (a pointer argument
-        or an out argument, or exits that disassembly cannot all find)."""
-        sig = alloctrack.FAMILY[name]
-        module = hooks.modules.module(address) if hooks.modules else None
-        if sig.pointer_arg is not None or sig.out_arg is not None or module is None:
-            return None
-        vaddr = module.vaddr(address)
-        table = self._unwinder(system).table(module.elf)
-        try:
-            exits = function_exits(str(module.elf.path), table.extent, system.arch.calls, vaddr)
-        except TargetError:
-            return None
-        if exits is None or not exits.returns:
-            return None
-        return ([runtime_address(module, r) for r in exits.returns],
-                [(runtime_address(module, a), runtime_address(module, b)) for a, b in exits.functions])
 
     def _seed(self, system: System, process: Task, origin: alloctrack.Origin) -> str:
         """Seed the map with the blocks a heap scan finds now; say what it found.  A heap

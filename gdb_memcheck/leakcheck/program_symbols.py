@@ -1,15 +1,20 @@
-"""Where a tracked process's hooks go, from its modules' ELF symbols and its auxiliary
-vector: the program's entry and main(), the module that defines the malloc family, and the
-preload library's ring."""
+"""Where a tracked process's hooks go, from its modules' ELF symbols, code and auxiliary
+vector: the program's entry and main(), the module that defines the malloc family, the
+preload library's ring, and for the cheaper malloc-stops the allocator's return
+instructions and the pc after its first read of malloc's flag."""
 from __future__ import annotations
 
+from ..arch.base import Calls
 from ..linux.system import System
 from ..linux.tasks import Task
-from ..symbols.unwind import ModuleMap
+from ..symbols.disasm import after_first_read, function_exits
+from ..symbols.unwind import ModuleMap, Unwinder
 from ..target import TargetError, u64
 from . import alloctrack, preload_ring
 
 AT_ENTRY = 9        # the auxiliary vector's key for the program's entry (include/uapi/linux/auxvec.h)
+# glibc's flag that every allocating malloc-family function reads first (malloc/malloc.c, 2.26+)
+MALLOC_FLAG = "__malloc_initialized"
 
 
 def auxv_entry(system: System, task: Task) -> int:
@@ -84,3 +89,58 @@ def runtime_address(module, vaddr: int) -> int:
     """The run-time address of an ELF virtual address of `module`."""
     base = module.vma.start - module.elf.vaddr_for_file_offset(module.vma.offset)
     return base + vaddr
+
+
+def malloc_flag(modules: ModuleMap | None, family: dict[int, str], calls: Calls) -> int | None:
+    """Run-time address of the flag every allocating call reads first; None where the
+    allocator has no symbol for it (libc without its debug file) or the calls return
+    through a link register, which no watchpoint sees."""
+    module = modules.module(next(iter(family))) if modules and family else None
+    if module is None or calls.link is not None:
+        return None
+    for elf in (module.elf, module.elf.debug_companion):
+        try:
+            found = elf.addresses_of([MALLOC_FLAG]) if elf is not None else {}
+        except TargetError:
+            continue
+        if MALLOC_FLAG in found:
+            return runtime_address(module, found[MALLOC_FLAG])
+    return None
+
+
+def flag_read_pc(unwinder: Unwinder, calls: Calls, module, address: int, name: str,
+                 flag: int) -> int | None:
+    """Where a watchpoint on the flag stops a call of `name` (entered at `address` of
+    `module`) with its arguments still in their registers (run-time pc), or None."""
+    if module is None:
+        return None
+    table = unwinder.table(module.elf)
+    # the flag is usually in .bss, past the file: its ELF address is its distance from the
+    # module's base, not what the file offset of the code's mapping would say
+    vaddr, flag_vaddr = module.vaddr(address), flag - runtime_address(module, 0)
+    try:
+        after = after_first_read(str(module.elf.path), table.extent, calls, vaddr, flag_vaddr,
+                                 alloctrack.FAMILY[name].args)
+    except TargetError:
+        return None
+    return None if after is None else runtime_address(module, after)
+
+
+def allocator_exits(unwinder: Unwinder, calls: Calls, modules: ModuleMap | None, address: int,
+                    name: str) -> tuple[list[int], list[tuple[int, int]]] | None:
+    """Run-time return instructions and function extents of a malloc-family function that
+    hands out a new block; None where a stop at its entry is needed (a pointer argument
+    or an out argument, or exits that disassembly cannot all find)."""
+    sig = alloctrack.FAMILY[name]
+    module = modules.module(address) if modules else None
+    if sig.pointer_arg is not None or sig.out_arg is not None or module is None:
+        return None
+    table = unwinder.table(module.elf)
+    try:
+        exits = function_exits(str(module.elf.path), table.extent, calls, module.vaddr(address))
+    except TargetError:
+        return None
+    if exits is None or not exits.returns:
+        return None
+    return ([runtime_address(module, r) for r in exits.returns],
+            [(runtime_address(module, a), runtime_address(module, b)) for a, b in exits.functions])
