@@ -111,7 +111,7 @@ class TrackingController:
         from a scan of its heap."""
         if self.tracker.tracks(process.tgid) and not scan:
             return self.tracker.live_report(system, process)
-        return heapscan.scan(system, process).report()
+        return heapscan.scan_report(system, process, self.tracker.symbols())
 
     def status(self) -> dict:
         kernel = self.subscription.stats if self.subscription else kevents.HitStats()

@@ -10,8 +10,11 @@ from ..linux.memory import UserMemory
 from ..linux.system import System
 from ..linux.tasks import Task
 from ..linux.vmas import VM_EXEC, VM_READ, Vma
+from ..symbols.elfsyms import SymbolCache
+from ..symbols.unwind import ModuleMap
 from ..target import TargetError, u64
 from . import leaks
+from .program_symbols import malloc_replacement
 
 TCACHE_CHUNK_SIZE = 0x290        # sizeof(tcache_perthread_struct) + header, glibc 2.36
 
@@ -84,6 +87,20 @@ def scan(system: System, process: Task) -> HeapScan:
     index = leaks.classify(blocks, user.read, regions, words, spans=True)
     return HeapScan(process.tgid, process.comm, index, state.arena, len(state.others), len(free), len(mapped),
                     regions)
+
+
+def scan_report(system: System, process: Task, symbols: SymbolCache) -> leaks.LeakReport:
+    """scan(...).report(); a scan that fails on a process whose malloc is not glibc's (a
+    replacement such as jemalloc, preloaded or linked) says that is why."""
+    try:
+        return scan(system, process).report()
+    except TargetError as e:
+        replacement = malloc_replacement(ModuleMap(system.vmas(process), symbols), process,
+                                         system.user_memory(process).read)
+        if replacement is None:
+            raise
+        raise TargetError(f"pid {process.tgid} ({process.comm}) allocates with {replacement}, not glibc's malloc, "
+                          f"whose heap scan mode reads ({e}): track it instead (memcheck leaks track)") from e
 
 
 def _tcaches(system: System, process: Task, read, chunks: list[glibc_heap.Chunk],

@@ -401,7 +401,8 @@ class MallocTracker:
         preload = preload_symbols(hooks.modules)
         if preload is not None:
             self.check_arch(system.arch, preload[0])
-        hooks.allocator, hooks.family = malloc_family(hooks.modules, process, preload[0] if preload else "")
+        hooks.allocator, hooks.family = malloc_family(hooks.modules, process, system.user_memory(process).read,
+                                                      preload[0] if preload else "")
         if preload is None:
             self._place_hooks(system, hooks)
         else:

@@ -4,17 +4,24 @@ preload library's ring, and for the cheaper malloc-stops the allocator's return
 instructions and the pc after its first read of malloc's flag."""
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
 from ..arch.base import Calls
 from ..linux.system import System
 from ..linux.tasks import Task
 from ..symbols.disasm import after_first_read, function_exits
-from ..symbols.unwind import ModuleMap, Unwinder
+from ..symbols.unwind import Module, ModuleMap, Unwinder
 from ..target import TargetError, u64
 from . import alloctrack, preload_ring
 
 AT_ENTRY = 9        # the auxiliary vector's key for the program's entry (include/uapi/linux/auxvec.h)
 # glibc's flag that every allocating malloc-family function reads first (malloc/malloc.c, 2.26+)
 MALLOC_FLAG = "__malloc_initialized"
+# <link.h>, the same on every LP64 ABI: struct r_debug's r_map follows an int; struct
+# link_map begins l_addr, l_name, l_ld, l_next
+R_MAP, L_ADDR, L_NEXT = 8, 0, 24
+MAX_LINK_MAPS = 4096
+GLIBC_MALLOC = "__libc_malloc"      # glibc's own name for its malloc, exported beside malloc
 
 
 def auxv_entry(system: System, task: Task) -> int:
@@ -52,7 +59,8 @@ def preload_symbols(modules: ModuleMap) -> tuple[str, int, int] | None:
     return None
 
 
-def _modules_once(modules: ModuleMap):
+def _modules_once(modules: ModuleMap) -> Iterator[Module]:
+    """Each usable file of the process once, in address order."""
     seen = set()
     for interval in modules.by_address:
         if interval.value.name not in seen:
@@ -62,27 +70,70 @@ def _modules_once(modules: ModuleMap):
                 yield module
 
 
-def malloc_family(modules: ModuleMap, process: Task, exclude: str = "") -> tuple[str, dict[int, str]]:
-    """The module that defines malloc and free (libc, or the executable itself when it is
-    static; never `exclude`, the preload library) and the run-time addresses of the malloc
-    family in it."""
+def load_order(modules: ModuleMap, read: Callable[[int, int], bytes]) -> list[Module]:
+    """The process's modules in the dynamic linker's lookup order, which decides whose malloc
+    a call reaches (an LD_PRELOAD library's before libc's): the order of ld.so's link_map list
+    (from `_r_debug`), then what the list does not name, in address order (a static program
+    has no list)."""
+    found = list(_modules_once(modules))
+    by_base = {runtime_address(m, 0): m for m in found}
+    try:
+        listed = [by_base.pop(base) for base in link_map_bases(found, read) if base in by_base]
+    except TargetError:
+        listed = []
+    return listed + [m for m in found if all(m is not other for other in listed)]
+
+
+def link_map_bases(found: list[Module], read: Callable[[int, int], bytes]) -> list[int]:
+    """The load bias (l_addr) of each entry of the dynamic linker's link_map list, in list
+    order; [] without a `_r_debug` (a static program).  A list that loops, runs past
+    MAX_LINK_MAPS entries or points at unreadable memory ends there."""
+    r_debug = next(((m, found_at["_r_debug"]) for m in found
+                    if "_r_debug" in (found_at := m.elf.addresses_of(["_r_debug"]))), None)
+    if r_debug is None:
+        return []
+    entry = u64(read(runtime_address(*r_debug) + R_MAP, 8), 0)
+    bases, seen = [], set()
+    while entry and entry not in seen and len(bases) < MAX_LINK_MAPS:
+        seen.add(entry)
+        try:
+            raw = read(entry, L_NEXT + 8)
+        except TargetError:
+            break
+        bases.append(u64(raw, L_ADDR))
+        entry = u64(raw, L_NEXT)
+    return bases
+
+
+def malloc_family(modules: ModuleMap, process: Task, read: Callable[[int, int], bytes],
+                  exclude: str = "") -> tuple[str, dict[int, str]]:
+    """The module whose malloc and free the program's calls reach (the first in load_order
+    to define both: libc, a malloc replacement loaded before it, or the executable itself;
+    never `exclude`, the cooperative mode's preload library) and the run-time addresses of
+    the malloc family in it."""
     tried = []
-    seen = {exclude}
-    for interval in modules.by_address:
-        vma = interval.value
-        if vma.name in seen:
-            continue
-        seen.add(vma.name)
-        module = modules.module(vma.start)
-        if module is None:
+    for module in load_order(modules, read):
+        if module.path == exclude:
             continue
         found = module.elf.addresses_of(alloctrack.FAMILY)
         if "malloc" in found and "free" in found:
             return module.path, {runtime_address(module, vaddr): name
                                  for name, vaddr in sorted(found.items(), reverse=True)}
-        tried.append(vma.name)
+        tried.append(module.path)
     raise TargetError(f"pid {process.tgid} ({process.comm}): no module defines malloc and free "
                       f"(looked in {', '.join(tried) or 'no readable module'}; a static binary without symbols?)")
+
+
+def malloc_replacement(modules: ModuleMap, process: Task, read: Callable[[int, int], bytes]) -> str | None:
+    """The module whose malloc the program's calls reach when it is not glibc's (a preloaded
+    or linked replacement such as jemalloc, or the program's own): glibc's, shared or static,
+    also defines __libc_malloc.  None for glibc, or when no module defines malloc and free."""
+    try:
+        path, _family = malloc_family(modules, process, read)
+    except TargetError:
+        return None
+    module = next(m for m in _modules_once(modules) if m.path == path)
+    return None if module.elf.addresses_of([GLIBC_MALLOC]) else path
 
 
 def runtime_address(module, vaddr: int) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdb_memcheck.leakcheck import alloctrack, leaks
+from gdb_memcheck.leakcheck import alloctrack, leaks, program_symbols
 from gdb_memcheck.glibc import counters
 from gdb_memcheck.glibc import heap as glibc_heap
 from gdb_memcheck.linux import maple, tasks
@@ -170,6 +170,38 @@ def test_task_list_walks_with_loops_and_wild_pointers_end(links, wild):
     for node, target in zip(nodes, links):
         mem.words[node] = nodes[target % len(nodes)] if target < len(nodes) else (wild or 0)
     ends_cleanly("task list", lambda: list(tasks._list_nodes(mem.read, nodes[0], include_head=True)))
+
+
+# -- the dynamic linker's link_map list ----------------------------------------------------
+
+@FUZZ
+@given(links=st.lists(st.integers(0, 12), min_size=1, max_size=12), wild=st.one_of(st.none(), WORD),
+       r_map=st.one_of(st.none(), WORD))
+def test_link_map_walks_with_loops_and_wild_pointers_end(links, wild, r_map):
+    mem = Flat([(0x1000, 0x2000), (0x8000, 0x8100)])
+    nodes = [0x1000 + 0x100 * i for i in range(len(links))]
+    mem.words[0x8000 + program_symbols.R_MAP] = nodes[0] if r_map is None else r_map
+    for node, target in zip(nodes, links):
+        mem.words[node + program_symbols.L_ADDR] = node
+        mem.words[node + program_symbols.L_NEXT] = nodes[target % len(nodes)] if target < len(nodes) else (wild or 0)
+    ld_so = LinkerModule(0x8000)
+    ends_cleanly("link_map list", lambda: program_symbols.link_map_bases([ld_so], mem.read))
+
+
+class LinkerModule:
+    """ld.so mapped at `base`, its _r_debug at ELF address 0."""
+
+    def __init__(self, base: int) -> None:
+        self.vma = Vma(0, base, base + 0x1000, VM_READ, 0, 0x801, 9, "/lib64/ld-linux-x86-64.so.2")
+        self.elf = self
+
+    @staticmethod
+    def addresses_of(names):
+        return {"_r_debug": 0} if "_r_debug" in names else {}
+
+    @staticmethod
+    def vaddr_for_file_offset(offset: int) -> int:
+        return offset
 
 
 # -- glibc heap --------------------------------------------------------------------------
