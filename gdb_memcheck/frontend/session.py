@@ -84,7 +84,8 @@ class Session:
             paging = self.regime()
             if paging.levels == 0:
                 raise TargetError(f"{paging.description}: there is no kernel memory to read yet")
-            self._kmem = KernelMemory(self.target, paging, self.arch.kernel_map(self.target, paging), self.pages())
+            pages = self.pages()        # opens the physical path first: arm64 finds its kernel map through it
+            self._kmem = KernelMemory(self.target, paging, self.arch.kernel_map(self.target, paging), pages)
         return self._kmem
 
     def pages(self) -> PageCache:

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from labtools import guestlab, run_gdb
+from smp import spin_on_every_vcpu
 
 BOOT = guestlab.BootOptions(kaslr=True)
 ARCHES = ("amd64", "arm64")
@@ -95,3 +96,28 @@ def test_kernel_data_reads_through_relocated_symbols(loaded, guest):
     assert res["init_task_comm"] == "swapper/0"
     comms = set(guest.sh("cat /proc/[0-9]*/comm").split()) | {"swapper/0"}
     assert res["current_comm"] in comms
+
+
+USER_STOP = r"""
+from gdb_memcheck.frontend.session import SESSION
+emit({"pc": int(gdb.parse_and_eval("(unsigned long)$pc")), "mismatch": SESSION.mismatch,
+      "tasks": len(q("memcheck ps --json")["tasks"])})
+"""
+
+
+def test_the_plugin_loads_and_reads_the_kernel_when_gdb_stops_the_guest_in_user_mode(guest, uname_r):
+    """With a shell spinning in user space gdb's stop lands there (EL0, ring 3).  On arm64 with
+    KASLR, hence KPTI, the gdbstub then cannot read kernel addresses and TTBR1 holds the
+    trampoline's table: the banner check and the views read through the kernel's own tables
+    (a 6.12 arm64 run once called its own vmlinux another kernel's here)."""
+    spinners = spin_on_every_vcpu(guest)
+    try:
+        runs = [run_gdb(guest, script=USER_STOP) for _ in range(3)]
+    finally:
+        guest.sh(f"kill {' '.join(map(str, spinners))}")
+    results = [run.result() for run in runs]
+    assert any(r["pc"] < 1 << 63 for r in results), "no stop landed in user mode"
+    for run, res in zip(runs, results):
+        assert res["mismatch"] is None, res["mismatch"]
+        assert res["tasks"] > 10
+        assert f"Linux {uname_r} {MACHINE[guest.options.arch]}, 4-level paging, KASLR slide" in run.stdout
