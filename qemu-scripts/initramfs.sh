@@ -24,6 +24,7 @@ while [ $# -gt 0 ]; do
 done
 src="$LAB_ROOT/workloads"
 preload="$LAB_ROOT/preload/memcheck-preload.c"     # leak tracking's cooperative mode (x86-64 only)
+libs="$src/lib"                                     # libraries the workloads preload (a malloc replacement)
 
 # Debian's arm64 user land, downloaded together (libc6 and libc6-dbg must be one version)
 # the first time and kept, so a cached lab builds offline and a new upload changes nothing.
@@ -48,13 +49,13 @@ case "$arch" in
     cc=gcc strip=strip
     ld_so=/lib64/ld-linux-x86-64.so.2
     libc=/lib/x86_64-linux-gnu/libc.so.6
-    key=$( (cat "$src"/*.c "$preload" "$here/init.sh" "$here/initramfs.sh"; sha256sum /bin/busybox "$(readlink -f $libc)" "$(readlink -f $ld_so)"; gcc --version) \
+    key=$( (cat "$src"/*.c "$libs"/*.c "$preload" "$here/init.sh" "$here/initramfs.sh"; sha256sum /bin/busybox "$(readlink -f $libc)" "$(readlink -f $ld_so)"; gcc --version) \
            | sha256sum | cut -c1-16)
     out="$CACHE/initramfs/$key" ;;
   arm64)
     cc=aarch64-linux-gnu-gcc strip=aarch64-linux-gnu-strip
     debs=$(arm64_debs)
-    key=$( (cat "$src"/*.c "$here/init.sh" "$here/initramfs.sh"; sha256sum "$debs"/*.deb; $cc --version) \
+    key=$( (cat "$src"/*.c "$libs"/*.c "$here/init.sh" "$here/initramfs.sh"; sha256sum "$debs"/*.deb; $cc --version) \
            | sha256sum | cut -c1-16)
     out="$CACHE/initramfs/arm64-$key" ;;
   *) say "unknown architecture '$arch': give amd64 or arm64"; exit 2 ;;
@@ -88,6 +89,11 @@ for b in "$root"/bin/wl-*; do
   case "$b" in *-static) continue ;; esac
   extra=$(readelf -d "$b" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p' | grep -vx -e 'libc.so.6' || true)
   [ -z "$extra" ] || { say "unexpected library dependency of $b: $extra"; exit 1; }
+done
+for c in "$libs"/*.c; do
+  name=$(basename "$c" .c)
+  say "compiling $name.so"
+  $cc -shared -fPIC -g -O0 -fno-omit-frame-pointer -o "$root/lib/$name.so" "$c"
 done
 # Leak tracking's cooperative mode: the preload library that records malloc-family calls.
 if [ "$arch" = amd64 ]; then

@@ -271,10 +271,10 @@ class MallocTracker:
         args = [reg(r) for r in calls.args[:ARGS]]
         sp = reg(calls.sp)
         memory = system.user_memory(current)
-        if self._repeated(system, current.pid, address, args, sp, memory, hooks.family[address] == "free"):
+        site = reg(calls.link) if calls.link else memory.u64(sp)      # where the call returns to
+        if self._repeated(system, current.pid, (address, sp, site, *args), memory, hooks.family[address] == "free"):
             return
         modules = self._modules(system, current, hooks, [address])
-        site = reg(calls.link) if calls.link else memory.u64(sp)      # where the call returns to
         registers = frame_registers(system.arch, address, sp, reg(calls.frame_pointer), site if calls.link else None)
         stack = tuple(self._unwinder(system).unwind(registers, memory.read, modules, self.depth))
         caller = modules.module(site)
@@ -288,14 +288,16 @@ class MallocTracker:
             self.return_sites.add(site)
             self._insert(site)
 
-    def _repeated(self, system: System, tid: int, address: int, args: list[int], sp: int,
-                  memory: UserMemory, free: bool) -> bool:
-        """Whether this entry hit is the thread's last one reported again (scratch registers).
-        A free writes into its block (tcache key or list link), so a free entered again with
-        its block unchanged is the same call, even from a loop with equal registers."""
-        block = memory.read(args[0], 16) if free and args[0] else b""
+    def _repeated(self, system: System, tid: int, call: tuple, memory: UserMemory, free: bool) -> bool:
+        """Whether this entry hit is the thread's last one reported again: the same `call`
+        (entry, stack pointer, return address, arguments) and scratch registers.  glibc's
+        free writes into its block (tcache key or list link), so a free entered again with
+        its block unchanged is the same call, even from a loop with equal registers; a
+        replacement's free may not write, so two frees of a block from two call sites differ
+        by their return addresses."""
+        block = memory.read(call[3], 16) if free and call[3] else b""
         scratch = tuple(system.target.register(r) for r in system.arch.calls.scratch)
-        if self.repeats.seen(tid, (address, sp, *args, *scratch, block)):
+        if self.repeats.seen(tid, (*call, *scratch, block)):
             self.stats.repeated += 1
             return True
         return False
