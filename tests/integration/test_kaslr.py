@@ -100,24 +100,28 @@ def test_kernel_data_reads_through_relocated_symbols(loaded, guest):
 
 USER_STOP = r"""
 from gdb_memcheck.frontend.session import SESSION
+leaks = q("memcheck leaks wl-leak --json")["summary"]
 emit({"pc": int(gdb.parse_and_eval("(unsigned long)$pc")), "mismatch": SESSION.mismatch,
-      "tasks": len(q("memcheck ps --json")["tasks"])})
+      "tasks": len(q("memcheck ps --json")["tasks"]), "maps": [m["line"] for m in q("memcheck maps 1 --json")["maps"]],
+      "lost": leaks["definitely lost"]["blocks"]})
 """
 
 
 def test_the_plugin_loads_and_reads_the_kernel_when_gdb_stops_the_guest_in_user_mode(guest, uname_r):
     """With a shell spinning in user space gdb's stop lands there (EL0, ring 3).  On arm64 with
     KASLR, hence KPTI, the gdbstub then cannot read kernel addresses and TTBR1 holds the
-    trampoline's table: the banner check and the views read through the kernel's own tables
-    (a 6.12 arm64 run once called its own vmlinux another kernel's here)."""
+    trampoline's table: the banner check and the views (ps, maps, a leak scan) read through
+    the kernel's own tables (a 6.12 arm64 run once called its own vmlinux another kernel's here)."""
     spinners = spin_on_every_vcpu(guest)
     try:
         runs = [run_gdb(guest, script=USER_STOP) for _ in range(3)]
     finally:
         guest.sh(f"kill {' '.join(map(str, spinners))}")
     results = [run.result() for run in runs]
+    init_maps = guest.sh("cat /proc/1/maps").splitlines()
     assert any(r["pc"] < 1 << 63 for r in results), "no stop landed in user mode"
     for run, res in zip(runs, results):
         assert res["mismatch"] is None, res["mismatch"]
-        assert res["tasks"] > 10
+        assert res["tasks"] > 10 and res["maps"] == init_maps
+        assert res["lost"] == 6, "wl-leak's six definitely lost blocks, found by a scan"
         assert f"Linux {uname_r} {MACHINE[guest.options.arch]}, 4-level paging, KASLR slide" in run.stdout
