@@ -94,6 +94,12 @@ def _json(parser: argparse.ArgumentParser) -> None:
     _arg(parser, "--json", action="store_true", help="one JSON object (see docs/json-schema.md)")
 
 
+def _json_then_address(parser: argparse.ArgumentParser) -> None:
+    """--json, then ADDRESS: a gdb expression that takes the rest of the line, so it comes last."""
+    _json(parser)
+    _arg(parser, "address", metavar="ADDRESS", complete=EXPRESSION, help="a gdb expression")
+
+
 def _delta(parser: argparse.ArgumentParser, what: str) -> None:
     _arg(parser, "--delta", action="store_true", help=f"only what changed since {what}")
 
@@ -173,8 +179,7 @@ def _vtop(sub) -> None:
                  "the physical address.",
                  "ADDRESS is a gdb expression, the rest of the line ($rsp + 8, &init_task); options come first. "
                  "Without -p: through the selected vCPU's CR3.  Says where and why a walk stops.")
-    _json(p)
-    _arg(p, "address", metavar="ADDRESS", complete=EXPRESSION, help="a gdb expression")
+    _json_then_address(p)
 
 
 def _addr(sub) -> None:
@@ -185,8 +190,7 @@ def _addr(sub) -> None:
                  "named from the kernel's symbols.  Guest files are read under `set memcheck sysroot DIR` "
                  "and must carry the same build-id as the guest's copy.")
     _arg(p, "--source", action="store_true", help="show the source line with two lines of context")
-    _json(p)
-    _arg(p, "address", metavar="ADDRESS", complete=EXPRESSION, help="a gdb expression")
+    _json_then_address(p)
 
 
 def _leaks(sub) -> None:
@@ -273,8 +277,7 @@ def _kmem(sub) -> None:
     p = _command(sub, "kmem", "What a kernel address is: slab object, page, vmalloc area, task stack, per-CPU "
                  "area, module, kernel image, memmap or fixmap.",
                  "ADDRESS is a gdb expression, the rest of the line; options come first.", expression="address")
-    _json(p)
-    _arg(p, "address", metavar="ADDRESS", complete=EXPRESSION, help="a gdb expression")
+    _json_then_address(p)
 
 
 def _kleaks(sub) -> None:
