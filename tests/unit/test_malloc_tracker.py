@@ -385,6 +385,18 @@ def test_an_attached_process_has_its_calls_tracked(guest):
     assert live(guest) == {0x4C_0010: (40, "own")}
 
 
+def enter_watched_malloc(guest: Guest, program: Path, task, size: int) -> int:
+    """With malloc-stops watch: the thread called malloc(size) from main+9 and is just past
+    malloc's read of its flag; returns the stack pointer at malloc's entry (the slot that
+    holds the return address)."""
+    pc = next(p for p, name in guest.tracker.hooks[100].watched.items() if name == "malloc")
+    entry_sp = STACK_TOP - 0x100
+    cfa_offset = CallFrameTable(ElfFile(program)).row(pc).cfa_offset
+    guest.system.procs[100].memory.write_u64(entry_sp, guest.sym["main"] + 9)
+    guest.system.run_on(0, task, rip=pc, rsp=entry_sp + 8 - cfa_offset, rbp=0, rdi=size, rsi=0, rdx=0, rcx=0)
+    return entry_sp
+
+
 def test_watch_stops_put_a_read_watchpoint_on_mallocs_flag_instead_of_a_breakpoint_at_its_entry(guest):
     guest.tracker.malloc_stops = "watch"
     guest.started()
@@ -399,11 +411,7 @@ def test_watch_stops_put_a_read_watchpoint_on_mallocs_flag_instead_of_a_breakpoi
 def test_a_watched_call_keeps_its_exact_size_and_returns_through_its_watched_slot(guest, program):
     guest.tracker.malloc_stops = "watch"
     task = guest.started()
-    pc = next(p for p, name in guest.tracker.hooks[100].watched.items() if name == "malloc")
-    entry_sp = STACK_TOP - 0x100
-    cfa_offset = CallFrameTable(ElfFile(program)).row(pc).cfa_offset
-    guest.system.procs[100].memory.write_u64(entry_sp, guest.sym["main"] + 9)
-    guest.system.run_on(0, task, rip=pc, rsp=entry_sp + 8 - cfa_offset, rbp=0, rdi=40, rsi=0, rdx=0, rcx=0)
+    entry_sp = enter_watched_malloc(guest, program, task, 40)
     assert guest.tracker.watch_hit(guest.sym["__malloc_initialized"], 0, lambda: guest.system) is False
     assert guest.bps.watched.get(entry_sp) == 8, "the return-address slot is watched"
     guest.system.run_on(0, task, rip=guest.sym["main"] + 9, rsp=entry_sp + 8, rbp=0, rax=0x4C_0010)
@@ -417,11 +425,7 @@ def test_a_watched_call_keeps_its_exact_size_and_returns_through_its_watched_slo
 def test_another_read_of_a_watched_slot_is_not_a_return(guest, program):
     guest.tracker.malloc_stops = "watch"
     task = guest.started()
-    pc = next(p for p, name in guest.tracker.hooks[100].watched.items() if name == "malloc")
-    entry_sp = STACK_TOP - 0x100
-    cfa_offset = CallFrameTable(ElfFile(program)).row(pc).cfa_offset
-    guest.system.procs[100].memory.write_u64(entry_sp, guest.sym["main"] + 9)
-    guest.system.run_on(0, task, rip=pc, rsp=entry_sp + 8 - cfa_offset, rbp=0, rdi=40, rsi=0, rdx=0, rcx=0)
+    entry_sp = enter_watched_malloc(guest, program, task, 40)
     guest.tracker.watch_hit(guest.sym["__malloc_initialized"], 0, lambda: guest.system)
     guest.system.run_on(0, task, rip=guest.sym["main"] + 20, rsp=entry_sp - 0x40, rbp=0, rax=0x4C_0010)
     guest.tracker.watch_hit(entry_sp, 0, lambda: guest.system)
@@ -451,12 +455,8 @@ def test_a_block_freed_twice_from_one_loop_with_watched_mallocs_between_is_freed
     the same registers and block as the first, but the thread stopped at watchpoints between."""
     guest.tracker.malloc_stops = "watch"
     task = guest.started()
-    pc = next(p for p, name in guest.tracker.hooks[100].watched.items() if name == "malloc")
-    entry_sp = STACK_TOP - 0x100
-    cfa_offset = CallFrameTable(ElfFile(program)).row(pc).cfa_offset
-    guest.system.procs[100].memory.write_u64(entry_sp, guest.sym["main"] + 9)
     for _ in range(2):
-        guest.system.run_on(0, task, rip=pc, rsp=entry_sp + 8 - cfa_offset, rbp=0, rdi=24, rsi=0, rdx=0, rcx=0)
+        entry_sp = enter_watched_malloc(guest, program, task, 24)
         guest.tracker.watch_hit(guest.sym["__malloc_initialized"], 0, lambda: guest.system)
         guest.system.run_on(0, task, rip=guest.sym["main"] + 9, rsp=entry_sp + 8, rbp=0, rax=0x4C_0010)
         guest.tracker.watch_hit(entry_sp, 0, lambda: guest.system)
