@@ -95,8 +95,7 @@ def scan_report(system: System, process: Task, symbols: SymbolCache) -> leaks.Le
     try:
         return scan(system, process).report()
     except TargetError as e:
-        replacement = malloc_replacement(ModuleMap(system.vmas(process), symbols), process,
-                                         system.user_memory(process).read)
+        replacement = malloc_replacement(ModuleMap(system.vmas(process), symbols), system.user_memory(process).read)
         if replacement is None:
             raise
         raise TargetError(f"pid {process.tgid} ({process.comm}) allocates with {replacement}, not glibc's malloc, "

@@ -111,29 +111,27 @@ def malloc_family(modules: ModuleMap, process: Task, read: Callable[[int, int], 
     to define both: libc, a malloc replacement loaded before it, or the executable itself;
     never `exclude`, the cooperative mode's preload library) and the run-time addresses of
     the malloc family in it."""
-    tried = []
-    for module in load_order(modules, read):
-        if module.path == exclude:
-            continue
-        found = module.elf.addresses_of(alloctrack.FAMILY)
-        if "malloc" in found and "free" in found:
-            return module.path, {runtime_address(module, vaddr): name
-                                 for name, vaddr in sorted(found.items(), reverse=True)}
-        tried.append(module.path)
-    raise TargetError(f"pid {process.tgid} ({process.comm}): no module defines malloc and free "
-                      f"(looked in {', '.join(tried) or 'no readable module'}; a static binary without symbols?)")
+    order = [m for m in load_order(modules, read) if m.path != exclude]
+    module = _allocator(order)
+    if module is None:
+        raise TargetError(f"pid {process.tgid} ({process.comm}): no module defines malloc and free (looked in "
+                          f"{', '.join(m.path for m in order) or 'no readable module'}; a static binary without "
+                          "symbols?)")
+    return module.path, {runtime_address(module, vaddr): name
+                         for name, vaddr in sorted(module.elf.addresses_of(alloctrack.FAMILY).items(), reverse=True)}
 
 
-def malloc_replacement(modules: ModuleMap, process: Task, read: Callable[[int, int], bytes]) -> str | None:
+def malloc_replacement(modules: ModuleMap, read: Callable[[int, int], bytes]) -> str | None:
     """The module whose malloc the program's calls reach when it is not glibc's (a preloaded
     or linked replacement such as jemalloc, or the program's own): glibc's, shared or static,
     also defines __libc_malloc.  None for glibc, or when no module defines malloc and free."""
-    try:
-        path, _family = malloc_family(modules, process, read)
-    except TargetError:
-        return None
-    module = next(m for m in _modules_once(modules) if m.path == path)
-    return None if module.elf.addresses_of([GLIBC_MALLOC]) else path
+    module = _allocator(load_order(modules, read))
+    return None if module is None or module.elf.addresses_of([GLIBC_MALLOC]) else module.path
+
+
+def _allocator(order: list[Module]) -> Module | None:
+    """The first module of `order` that defines both malloc and free."""
+    return next((m for m in order if len(m.elf.addresses_of(["malloc", "free"])) == 2), None)
 
 
 def runtime_address(module, vaddr: int) -> int:

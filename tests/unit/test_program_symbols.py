@@ -95,10 +95,10 @@ def test_the_link_map_order_wins_over_the_address_order():
 def test_a_replacement_is_named_and_glibc_is_not():
     memory = Memory()
     memory.link_maps([BASES[EXE], BASES[JEMALLOC], BASES[LIBC], BASES[LD_SO]])
-    assert malloc_replacement(module_map(), Process(), memory.read) == JEMALLOC
+    assert malloc_replacement(module_map(), memory.read) == JEMALLOC
     memory.link_maps([BASES[EXE], BASES[LIBC], BASES[LD_SO]])
-    assert malloc_replacement(module_map(with_jemalloc=False), Process(), memory.read) is None
-    assert malloc_replacement(module_map(static=True), Process(), Memory().read) is None
+    assert malloc_replacement(module_map(with_jemalloc=False), memory.read) is None
+    assert malloc_replacement(module_map(static=True), Memory().read) is None
 
 
 def test_a_static_program_has_no_list_and_defines_the_family_itself():
