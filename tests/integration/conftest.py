@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import pytest
 
-from labtools import guestlab
+from labtools import guestlab, kaslr_slide
 
 BOOT_ENV = "GDB_MEMCHECK_BOOT"
 ARCH_ENV = "GDB_MEMCHECK_ARCH"
@@ -87,7 +87,9 @@ def uname_r(guest) -> str:
 
 @pytest.fixture(scope="module")
 def expected_load_line(guest, uname_r) -> str:
-    """What the plugin's load line must say of this guest's kernel, paging and KASLR."""
+    """What the plugin's load line must say of this guest's kernel, paging and KASLR: the slide
+    the guest's /proc/kallsyms shows, "off" when the kernel sits where it was linked."""
+    slide = kaslr_slide(guest)
     levels = 5 if "+la57" in guest.options.cpu else 4       # arm64's cortex-a72 runs 48-bit VAs: 4 levels
     machine = "aarch64" if guest.options.arch == "arm64" else "x86_64"
-    return f"Linux {uname_r} {machine}, {levels}-level paging, KASLR {'slide' if guest.options.kaslr else 'off'}"
+    return f"Linux {uname_r} {machine}, {levels}-level paging, KASLR {f'slide {slide:#x}' if slide else 'off'}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -99,3 +100,30 @@ def untranslatable(options: "guestlab.BootOptions") -> tuple[str, str]:
         return "0x1000000000000", "0x1000000000000 is outside the 48-bit TTBR0 range"
     levels = 5 if "+la57" in options.cpu else 4
     return "0x8000000000000000", f"0x8000000000000000 is not a canonical {levels}-level address"
+
+
+def kallsyms(guest: "guestlab.Guest", name: str) -> int:
+    """Where the guest's own /proc/kallsyms says the kernel symbol `name` is."""
+    return int(guest.sh(f"grep ' {name}$' /proc/kallsyms").split()[0], 16)
+
+
+LINKED: dict = {}                # kernel directory -> its link-time addresses (one gdb run each)
+
+
+def link_time(guest: "guestlab.Guest") -> dict:
+    """Link-time addresses, without the plugin: _stext, and the per-CPU variable that holds
+    the running task (current_task up to 6.1, pcpu_hot since 6.2, __entry_task on arm64),
+    whichever exists.  They are the vmlinux's, so a guest booted again reuses them."""
+    if guest.kernel not in LINKED:
+        run = run_gdb(guest, "p/x (unsigned long)&_stext", "p/x (unsigned long)&current_task",
+                      "p/x (unsigned long)&pcpu_hot", "p/x (unsigned long)&__entry_task", plugin=False)
+        values = re.findall(r"^\$\d+ = (0x[0-9a-f]+)", run.stdout, re.M)
+        assert len(values) == 2, run.output
+        LINKED[guest.kernel] = {"_stext": int(values[0], 16), "per_cpu": int(values[1], 16)}
+    return LINKED[guest.kernel]
+
+
+def kaslr_slide(guest: "guestlab.Guest") -> int:
+    """How far the guest's kernel really moved: its /proc/kallsyms against the vmlinux.
+    A KASLR boot now and then draws the slot the kernel was linked at, and this is 0 then."""
+    return kallsyms(guest, "_stext") - link_time(guest)["_stext"]

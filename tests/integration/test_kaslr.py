@@ -1,11 +1,9 @@
 """A guest booted with KASLR: the plugin measures the slide and relocates the symbols."""
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from labtools import guestlab, run_gdb
+from labtools import guestlab, kallsyms, link_time, run_gdb
 from smp import spin_on_every_vcpu
 
 BOOT = guestlab.BootOptions(kaslr=True)
@@ -24,27 +22,6 @@ emit({"stext": t.symbol_address("_stext"), "per_cpu_name": per_cpu_name,
       "per_cpu_sym": t.symbol_address(per_cpu_name),
       "init_task_comm": gdb.parse_and_eval("init_task.comm").string(), "current_comm": comm})
 """
-
-
-def kallsyms(guest, name: str) -> int:
-    line = guest.sh(f"grep ' {name}$' /proc/kallsyms").split()
-    return int(line[0], 16)
-
-
-LINKED: dict = {}                # kernel directory -> its link-time addresses (one gdb run each)
-
-
-def link_time(guest) -> dict:
-    """Link-time addresses, without the plugin: _stext, and the per-CPU variable that holds
-    the running task (current_task up to 6.1, pcpu_hot since 6.2, __entry_task on arm64),
-    whichever exists.  They are the vmlinux's, so a guest booted again reuses them."""
-    if guest.kernel not in LINKED:
-        run = run_gdb(guest, "p/x (unsigned long)&_stext", "p/x (unsigned long)&current_task",
-                      "p/x (unsigned long)&pcpu_hot", "p/x (unsigned long)&__entry_task", plugin=False)
-        values = re.findall(r"^\$\d+ = (0x[0-9a-f]+)", run.stdout, re.M)
-        assert len(values) == 2, run.output
-        LINKED[guest.kernel] = {"_stext": int(values[0], 16), "per_cpu": int(values[1], 16)}
-    return LINKED[guest.kernel]
 
 
 @pytest.fixture(scope="module")
