@@ -25,7 +25,6 @@ import re
 from gdb_memcheck.frontend.trace import CONTROLLER
 
 gdb.execute("set memcheck event-log " + EVENT_LOG_PATH)
-untraced = while_running("wl-churn-static all N2")
 def tb_flushes():
     return int(re.search(r"TB flush count\s+(\d+)", guest.hmp("info jit")).group(1))
 
@@ -51,7 +50,7 @@ flushes_before = tb_flushes()
 after_off = while_running("wl-churn-static all N2")
 after_off["tb_flushes"] = tb_flushes() - flushes_before
 after_off["stops"] = stops_after_off
-emit({"untraced": untraced, "runs": runs, "after_off": after_off, "status": status, "events": events,
+emit({"runs": runs, "after_off": after_off, "status": status, "events": events,
       "table": table, "ps": ps, "traced_maps": traced_maps, "fresh_maps": fresh_maps,
       "status_after_views": status_after_views, "tb_flushes": flushes,
       "still_valid": [bp.is_valid() for bp in placed]})
@@ -172,9 +171,9 @@ def shell_descendants(table: list[dict], shell: int) -> set[int]:
 def test_trace_off_removes_every_hook_and_the_guest_runs_without_debug_stops(traced):
     """Counted, not timed: the run after `trace off` stops only for the test's own interrupts
     and QEMU flushes its translations only for those (wall time on a shared 2-core host
-    with a 4-vCPU guest varied 0.6 s to 2 s for the same untraced run)."""
+    with a 4-vCPU guest varied 0.6 s to 2 s for the same untraced run, too much to compare
+    with a traced run's 7 s; test_exactly_one_debug_stop_per_event counts the traced stops)."""
     assert traced["still_valid"] and not any(traced["still_valid"])
-    assert traced["runs"][1]["seconds"] > 3 * traced["untraced"]["seconds"], "tracing should cost stops"
     after = traced["after_off"]
     assert "BreakpointEvent" not in after["stops"] and 1 <= len(after["stops"]) <= after["interrupts"]
     assert after["tb_flushes"] <= 2 * after["interrupts"] + 2
