@@ -79,6 +79,7 @@ class KernelMap:
 
     windows: tuple[tuple[int, int, int], ...]   # (start, end, offset): physical = (va + offset) mod 2**64
     kernel_root: int
+    direct_map: int | None = None               # where physical 0 would be in the direct map; None: not found
 
     def physical(self, va: int) -> int | None:
         for start, end, offset in self.windows:

@@ -83,16 +83,38 @@ def _image_if_swapper(target: Target, paging: Arm64Regime, table: int) -> Kernel
 
 
 def kernel_map(target: Target, paging: Regime) -> KernelMap:
-    """The linear map and the image, and the kernel's own table (swapper_pg_dir)."""
+    """The linear map (when it can be told, see `linear_offset`) and the image, and the
+    kernel's own table (swapper_pg_dir); other kernel addresses are walked."""
     if not isinstance(paging, Arm64Regime):
         raise TargetError("the arm64 kernel map needs an AArch64 translation regime")
     image = find_image(target, paging)
-    page_offset = FULL - (1 << paging.va_bits(True))
-    phys_offset = image.u64(target, "memstart_addr")
-    ram_end = image.u64(target, "max_pfn") * PAGE
-    windows = ((page_offset, page_offset + ram_end - phys_offset, (phys_offset - page_offset) % FULL),
-               (target.symbol_address("_text"), target.symbol_address("_end"), (FULL - image.voffset) % FULL))
-    return KernelMap(windows, image.swapper)
+    windows = [(target.symbol_address("_text"), target.symbol_address("_end"), (FULL - image.voffset) % FULL)]
+    offset = linear_offset(target, paging, image)
+    if offset is None:
+        return KernelMap(tuple(windows), image.swapper)
+    start, ram_end = FULL - (1 << paging.va_bits(True)), image.u64(target, "max_pfn") * PAGE
+    windows.insert(0, (start, (ram_end - offset) % FULL, offset))
+    return KernelMap(tuple(windows), image.swapper, -offset % FULL)
+
+
+def linear_offset(target: Target, paging: Arm64Regime, image: KernelImage) -> int | None:
+    """physical = (va + offset) mod 2**64 in the linear map: va - PAGE_OFFSET + memstart_addr,
+    PAGE_OFFSET being -(1 << VA_BITS) of the build (5.4, "arm64: mm: Flip kernel VA space").
+    A 52-bit build on 48-bit hardware ("arm64: mm: Introduce 52-bit Kernel VAs", 5.4; Debian's
+    6.12) keeps that PAGE_OFFSET and moves memstart_addr down, which TCR_EL1 does not show:
+    the build's width is the one that translates mem_section's root array (allocated from
+    memblock, so in the linear map) where swapper_pg_dir does.  None when neither does."""
+    try:
+        memstart = image.u64(target, "memstart_addr")
+        probe = image.u64(target, "mem_section")
+        walked = paging.translate(target.read_physical, image.swapper, probe).physical
+    except TargetError:
+        return None
+    for va_bits in sorted({paging.va_bits(True), 52}):
+        offset = (memstart - (FULL - (1 << va_bits))) % FULL
+        if (probe + offset) % FULL == walked:
+            return offset
+    return None
 
 
 def slide(target: Target) -> int | None:

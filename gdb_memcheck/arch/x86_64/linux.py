@@ -52,7 +52,7 @@ def kernel_map(target: Target, paging: Regime) -> KernelMap:
                (START_KERNEL_MAP, target.symbol_address("_end"), (phys_base - START_KERNEL_MAP) % FULL))
     pgd = read_u64(target, target.symbol_address("init_mm") + target.layout("struct mm_struct").offset("pgd"))
     root = KernelMap(windows, 0).physical(pgd)
-    return KernelMap(windows, pgd if root is None else root)
+    return KernelMap(windows, pgd if root is None else root, direct)
 
 
 def slide(target: Target) -> int | None:
