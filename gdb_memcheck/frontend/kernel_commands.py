@@ -19,10 +19,12 @@ from .commands import Subcommand, current_style, kernel_symbol, parse_address
 from .session import SESSION
 
 
-def allocator(system: System) -> SlabAllocator:
-    """SLUB at this stop; the structure offsets are kept from stop to stop."""
-    if SESSION.arch is not X86_64:
-        raise TargetError(f"the kernel's memory is read on x86-64 guests only, not {SESSION.arch.name}")
+def allocator(system: System, x86_only: str = "") -> SlabAllocator:
+    """SLUB at this stop; the structure offsets are kept from stop to stop.  `x86_only`
+    names a command that reads the x86-64 kernel layout beyond the slabs."""
+    if x86_only and SESSION.arch is not X86_64:
+        raise TargetError(f"memcheck {x86_only} reads x86-64 guests only, not {SESSION.arch.name}; "
+                          "memcheck slab reads both")
     if "slab" not in system.readers:
         system.readers["slab"] = SlabLayout.from_target(system.target)
     return SlabAllocator(system.target, system.kmem, system.readers["slab"])
@@ -119,7 +121,7 @@ class KmemCommand(Subcommand):
     def run(self, args: argparse.Namespace) -> None:
         address = parse_address(args.address)
         system = SESSION.system()
-        info = AddressResolver(system, allocator(system)).describe(address)
+        info = AddressResolver(system, allocator(system, "kmem")).describe(address)
         name = symbolizer(system)
 
         def symbolize(pc: int) -> str:
@@ -137,7 +139,7 @@ class KleaksCommand(Subcommand):
 
     def run(self, args: argparse.Namespace) -> None:
         system = SESSION.system()
-        slab = allocator(system)
+        slab = allocator(system, "kleaks")
         if args.cache and args.cache != kleaks.VMALLOC:
             slab.find_cache(args.cache)
         scan = kleaks.scan(system, slab)

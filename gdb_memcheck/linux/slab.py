@@ -13,25 +13,23 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..target import MemoryReadError, PartialError, SymbolError, Target, TargetError, cstring, u32, u64
-from ..arch.base import FULL
 from .memory import PAGE, KernelMemory
+from .rss import vmemmap
 
 MAX_CACHES = 4096
 MAX_OBJECT = 1 << 24            # larger kmallocs come from the page allocator
 MAX_PARTIAL = 1 << 16           # slabs on one partial list
 CHUNK_PAGES = 1 << 15           # struct pages read at once from the memmap (2 MiB of 64-byte pages)
-FIXED_VMEMMAP = 0xFFFF_EA00_0000_0000      # VMEMMAP_START of 4-level paging without a vmemmap_base variable
 SLAB_STORE_USER_6_1 = 0x0001_0000          # include/linux/slab.h before 6.9 (a #define, not in the debug info)
 SLAB_RED_ZONE_6_1 = 0x0000_0400
 
 
 def direct_map_base(kmem: KernelMemory) -> int:
-    """Where the direct map of all RAM starts: the lowest window of the kernel map that
-    translates its start to physical 0 (x86-64's page_offset_base)."""
-    starts = [start for start, _, offset in kmem.map.windows if (start + offset) % FULL == 0]
-    if not starts:
+    """Where physical 0 would be in the direct (linear) map of RAM: x86-64's page_offset_base;
+    arm64's PAGE_OFFSET less memstart_addr."""
+    if kmem.map.direct_map is None:
         raise TargetError("the kernel map has no direct map of RAM")
-    return min(starts)
+    return kmem.map.direct_map
 
 
 def swab64(value: int) -> int:
@@ -215,13 +213,15 @@ class SlabAllocator:
         self.target, self.kmem = target, kmem
         self.direct_map = direct_map_base(kmem)
         self.layout = layout or SlabLayout.from_target(target)
-        self.vmemmap = (u64(kmem.read(target.symbol_address("vmemmap_base"), 8))
-                        if target.has_symbol("vmemmap_base") else FIXED_VMEMMAP)   # 4.17: CONFIG_DYNAMIC_MEMORY_LAYOUT
         self.max_pfn = u64(kmem.read(target.symbol_address("max_pfn"), 8))
+        # the first pfn of RAM (arm64's starts at 1 GiB on QEMU's virt machine); 0 where the kernel leaves it
+        self.min_pfn = u64(kmem.read(target.symbol_address("min_low_pfn"), 8)) \
+            if target.has_symbol("min_low_pfn") else 0
         self.per_cpu = [u64(kmem.read(target.symbol_address("__per_cpu_offset") + 8 * c, 8))
                         for c in range(target.cpu_count())]
         self.nr_nodes = (u32(kmem.read(target.symbol_address("nr_node_ids"), 4))
                          if target.has_symbol("nr_node_ids") else 1)
+        self.vmemmap = vmemmap(target, kmem.read)
 
     # -- caches ---------------------------------------------------------------------
     @cached_property
@@ -286,7 +286,7 @@ class SlabAllocator:
         by_cache: dict[int, list[Slab]] = {}
         reserved: list[int] = []
         compound: list[tuple[int, int]] = []
-        for pfn_lo in range(0, self.max_pfn, CHUNK_PAGES):
+        for pfn_lo in range(self.min_pfn, self.max_pfn, CHUNK_PAGES):
             count = min(CHUNK_PAGES, self.max_pfn - pfn_lo)
             for slab in self._slabs_in(pfn_lo, count, reserved, compound):
                 by_cache.setdefault(slab.cache, []).append(slab)

@@ -17,6 +17,8 @@ VMEMMAP = 0xFFFF_EA00_0000_0000
 MAX_PFN = 64
 SYMBOLS = 0xFFFF_FFFF_8200_0000         # where the fake kernel's variables live
 PG_LRU, PG_SLAB, PG_RESERVED, PG_HEAD = 4, 9, 12, 16
+SECTION_ROOTS = SYMBOLS + 0x10000        # mem_section's root array (SPARSEMEM_EXTREME)
+SECTION_PRESENT_WITH_MAP = 0b11          # SECTION_MARKED_PRESENT | SECTION_HAS_MEM_MAP
 PGTY_SLAB = 0xF5
 
 
@@ -38,7 +40,8 @@ def layouts(version: str) -> dict[str, StructLayout]:
                inuse=0x50, red_left_pad=0x58, name=0x60, list=0x68, random=0xB8, node=0xD8),
         layout("struct kmem_cache_cpu", 0x28, freelist=0, tid=8, slab=0x10, partial=0x18),
         layout("struct kmem_cache_node", 0x40, nr_partial=8, partial=0x10, total_objects=0x28),
-        layout("struct track", 0x20, addr=0, handle=8, cpu=0xC, pid=0x10, when=0x18))}
+        layout("struct track", 0x20, addr=0, handle=8, cpu=0xC, pid=0x10, when=0x18),
+        layout("struct mem_section", 16, section_mem_map=0, usage=8))}
 
 
 class KernelRam:
@@ -47,7 +50,7 @@ class KernelRam:
     def __init__(self) -> None:
         self.pages: dict[int, bytearray] = {}
         self.levels = 4
-        self.map = KernelMap(((DIRECT_MAP, DIRECT_MAP + MAX_PFN * PAGE, FULL - DIRECT_MAP),), 0)
+        self.map = KernelMap(((DIRECT_MAP, DIRECT_MAP + MAX_PFN * PAGE, FULL - DIRECT_MAP),), 0, DIRECT_MAP)
 
     def write(self, va: int, data: bytes) -> None:
         for i in range(0, len(data)):
@@ -101,16 +104,18 @@ class Slub:
         else:
             enums["enum pagetype"] = {"PGTY_buddy": 0xF0, "PGTY_slab": PGTY_SLAB}
         symbols = {name: SYMBOLS + 0x100 * i for i, name in enumerate(
-            ("vmemmap_base", "max_pfn", "__per_cpu_offset", "nr_node_ids", "slab_caches"))}
+            ("mem_section", "max_pfn", "__per_cpu_offset", "nr_node_ids", "slab_caches"))}
         self.version, self.hardened = version, hardened
         self.target = FakeTarget(symbols=symbols, layouts=lays, enums=enums)
         self.ram = KernelRam()
         self.truth: dict[int, bool] = {}
         self.caches: list[FakeCache] = []
         self.next_meta = DIRECT_MAP + 0x1000            # pfn 1 holds the caches' structures
-        for name, value in (("vmemmap_base", VMEMMAP), ("max_pfn", MAX_PFN), ("__per_cpu_offset", 0),
+        for name, value in (("mem_section", SECTION_ROOTS), ("max_pfn", MAX_PFN), ("__per_cpu_offset", 0),
                             ("nr_node_ids", 1)):
             self.ram.u64_at(symbols[name], value)
+        self.ram.u64_at(SECTION_ROOTS, SECTION_ROOTS + PAGE)           # one root; its section 0 has the memmap
+        self.ram.u64_at(SECTION_ROOTS + PAGE, VMEMMAP | SECTION_PRESENT_WITH_MAP)
         head = symbols["slab_caches"]
         self.ram.u64_at(head, head)
         self.ram.u64_at(head + 8, head)
