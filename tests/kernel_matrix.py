@@ -30,7 +30,7 @@ BUILDS = ("6.1-cloud", "6.1", "6.1-rt", "6.12-cloud", "6.12", "6.12-rt")
 CONFIGS = {"default": "", "kaslr+randmaps": "kaslr,randmaps", "la57": "la57", "kaslr+la57": "kaslr,la57"}
 ARCH_CONFIGS = {"amd64": tuple(CONFIGS), "arm64": ("default", "kaslr+randmaps")}
 MODULES = ("test_lab.py", "test_snapshot_views.py", "test_vma_names.py", "test_leaks.py",
-           "test_leak_tracking.py", "test_tracing.py")
+           "test_leak_tracking.py", "test_tracing.py", "test_slabinfo.py")
 # (column, module pattern, test-name pattern): a test counts for the first column it matches
 COLUMNS = (
     ("info", "test_lab", r"load_line|memcheck_info|physical"),
@@ -44,6 +44,7 @@ COLUMNS = (
     ("leaks (scan)", "test_leaks", r"."),
     ("leaks track", "test_leak_tracking", r"."),
     ("trace", "test_tracing", r"."),
+    ("slab", "test_slabinfo", r"."),
 )
 
 
