@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from labtools import REPO, run_gdb
+from labtools import REPO, kallsyms, run_gdb
 
 PAGE = 4096
 
@@ -225,7 +225,6 @@ emit({"file": sal.symtab.filename, "line": sal.line,
 
 def test_addr_names_a_kernel_function_and_its_line_from_the_kernels_debug_info(guest):
     res = run_gdb(guest, script=KERNEL_LINE_SCRIPT).result()
-    kallsyms = guest.sh("grep ' schedule$' /proc/kallsyms").split()[0]
     info = res["addr"]
-    assert int(info["address"], 16) == int(kallsyms, 16) + 4 and info["pid"] is None
+    assert int(info["address"], 16) == kallsyms(guest, "schedule") + 4 and info["pid"] is None
     assert (info["symbol"], info["source"]) == ("schedule+0x4", f"{res['file']}:{res['line']}")

@@ -88,13 +88,13 @@ def kernel_map(target: Target, paging: Regime) -> KernelMap:
     if not isinstance(paging, Arm64Regime):
         raise TargetError("the arm64 kernel map needs an AArch64 translation regime")
     image = find_image(target, paging)
-    windows = [(target.symbol_address("_text"), target.symbol_address("_end"), (FULL - image.voffset) % FULL)]
+    kernel_image = (target.symbol_address("_text"), target.symbol_address("_end"), (FULL - image.voffset) % FULL)
     offset = linear_offset(target, paging, image)
     if offset is None:
-        return KernelMap(tuple(windows), image.swapper)
-    start, ram_end = FULL - (1 << paging.va_bits(True)), image.u64(target, "max_pfn") * PAGE
-    windows.insert(0, (start, (ram_end - offset) % FULL, offset))
-    return KernelMap(tuple(windows), image.swapper, -offset % FULL)
+        return KernelMap((kernel_image,), image.swapper)
+    ram_end = image.u64(target, "max_pfn") * PAGE
+    linear = (FULL - (1 << paging.va_bits(True)), (ram_end - offset) % FULL, offset)
+    return KernelMap((linear, kernel_image), image.swapper, -offset % FULL)
 
 
 def linear_offset(target: Target, paging: Arm64Regime, image: KernelImage) -> int | None:
